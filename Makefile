@@ -1,0 +1,45 @@
+# vcw: two commands. `make run` scans every bundled sample on embedded defaults;
+# `make test` runs the whole test suite. Both install what is missing first.
+SHELL := /bin/bash
+CARGO ?= cargo
+VCW := target/release/vcw
+SAMPLES := samples/bigbuckbunny.mp4 samples/bikes.mp4 samples/carphone_pristine.mp4
+
+.PHONY: run test setup models samples clips build lint bench goldens clean-assets
+
+run: setup build
+	@# exit status 1 means "something was flagged", which is a result, not a failure
+	$(VCW) scan $(SAMPLES) || [ $$? -eq 1 ]
+
+test: setup clips
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --locked -- -D warnings
+	$(CARGO) test --locked
+
+setup:
+	scripts/setup
+
+models:
+	scripts/setup models runtime
+
+samples:
+	scripts/setup samples
+
+# The long-GOP clip the gap test needs (the 2-minute 1080p clip is for benchmarks).
+clips: setup
+	samples/generate longgop
+
+build:
+	$(CARGO) build --release --locked
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --locked -- -D warnings
+
+bench: setup build
+	samples/generate all
+	scripts/bench
+
+# Regenerate tests/data/golden.json with the reference Python packages.
+goldens: setup
+	scripts/goldens

@@ -1,0 +1,60 @@
+//! `vcw classify IMAGE...`
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{GlobalArgs, Outcome, report_error, settings};
+use crate::frame::Frame;
+use crate::inference::Classifier;
+use crate::report::{IMAGE_HEADER, ImageReport, image_row};
+
+#[derive(Args, Debug)]
+pub struct ClassifyArgs {
+    /// PNG or JPEG images.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<PathBuf>,
+}
+
+pub fn run(global: &GlobalArgs, args: &ClassifyArgs) -> anyhow::Result<Outcome> {
+    let (config, policy) = settings(global)?;
+    let mut classifier = Classifier::load(&config.inference)?;
+    if !global.json {
+        println!("{IMAGE_HEADER}");
+    }
+    let mut worst = Outcome::Allowed;
+    for path in &args.images {
+        let shown = path.display().to_string();
+        let result = Frame::load(path, config.limits.max_pixels())
+            .map_err(anyhow::Error::from)
+            .and_then(|frame| {
+                let mut signals = classifier.classify(&[&frame])?;
+                let signals = signals.pop().ok_or_else(|| anyhow::anyhow!("no result"))?;
+                let judgement = policy.judge(&[(0.0, &signals)]);
+                Ok(ImageReport::new(
+                    shown.clone(),
+                    frame.width,
+                    frame.height,
+                    signals,
+                    judgement,
+                    classifier.models().to_vec(),
+                    policy.version.clone(),
+                ))
+            });
+        match result {
+            Ok(report) => {
+                worst = worst.max(report.verdict.into());
+                if global.json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    println!("{}", image_row(&report));
+                }
+            }
+            Err(e) => {
+                worst = Outcome::Failed;
+                report_error(global.json, &shown, &format!("{e:#}"));
+            }
+        }
+    }
+    Ok(worst)
+}

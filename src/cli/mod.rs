@@ -1,0 +1,151 @@
+//! Command-line interface: argument parsing, configuration layering and exit codes.
+//!
+//! Exit status: 0 when every input was allowed, 1 when something was flagged (review,
+//! restrict or block), 2 when an input or the setup was in error.
+
+mod classify;
+mod scan;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::policy::{Action, Policy};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vcw",
+    version,
+    about = "Video compliance worker: checks videos and images for explicit content and minors, offline.",
+    long_about = "Video compliance worker: checks videos and images for explicit content and minors, offline.\n\n\
+Models (open_nsfw, NudeNet 320n, an age model) run locally through ONNX Runtime; nothing leaves the machine.\n\
+Configuration is layered: built-in defaults, then --config FILE (TOML), then VCW__SECTION__KEY environment\n\
+variables (e.g. VCW__SAMPLER__MAX_GAP=0.5), then flags.\n\n\
+Exit status: 0 all inputs allowed, 1 something flagged (review/restrict/block), 2 an error."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug)]
+pub struct GlobalArgs {
+    /// TOML configuration file (see docs/configuration.md).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Policy file (TOML) turning model signals into verdicts; built-in policy by default.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Directory holding the model files (default: the checkout's models/, filled by `make models`).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// ONNX Runtime shared library (default: the one `make setup` extracts).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ort_library: Option<PathBuf>,
+    /// ONNX Runtime intra-op threads (0 = one per core).
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Frames per inference batch.
+    #[arg(long, global = true, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Print one JSON document per input (JSON Lines) instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Log level for messages on stderr (error, warn, info, debug); RUST_LOG overrides.
+    #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
+    pub log_level: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Sample, classify and judge videos: a verdict per file with reasons and time ranges.
+    Scan(scan::ScanArgs),
+    /// Classify still images (PNG, JPEG) with the same models and policy.
+    Classify(classify::ClassifyArgs),
+}
+
+/// Outcome of one input, folded into the exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    Allowed,
+    Flagged,
+    Failed,
+}
+
+impl From<Action> for Outcome {
+    fn from(a: Action) -> Self {
+        if a == Action::Allow {
+            Outcome::Allowed
+        } else {
+            Outcome::Flagged
+        }
+    }
+}
+
+impl Outcome {
+    fn exit_code(self) -> ExitCode {
+        ExitCode::from(match self {
+            Outcome::Allowed => 0,
+            Outcome::Flagged => 1,
+            Outcome::Failed => 2,
+        })
+    }
+}
+
+/// Builds the validated configuration and policy from all layers.
+fn settings(global: &GlobalArgs) -> anyhow::Result<(Config, Policy)> {
+    let mut config = Config::load(global.config.as_deref(), std::env::vars())?;
+    if let Some(dir) = &global.models_dir {
+        config.inference.models_dir = dir.clone();
+    }
+    if let Some(lib) = &global.ort_library {
+        config.inference.ort_library = lib.clone();
+    }
+    if let Some(n) = global.threads {
+        config.inference.intra_threads = n;
+    }
+    if let Some(n) = global.batch_size {
+        config.inference.batch_size = n;
+    }
+    if let Some(p) = &global.policy {
+        config.policy = Some(p.clone());
+    }
+    config.validate()?;
+    let policy = Policy::load(config.policy.as_deref())?;
+    Ok((config, policy))
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::telemetry::init(&cli.global.log_level);
+    let result = match &cli.command {
+        Command::Scan(args) => scan::run(&cli.global, args),
+        Command::Classify(args) => classify::run(&cli.global, args),
+    };
+    match result {
+        Ok(outcome) => outcome.exit_code(),
+        Err(e) => {
+            eprintln!("vcw: error: {e:#}");
+            Outcome::Failed.exit_code()
+        }
+    }
+}
+
+/// Prints a per-file error in the chosen format.
+fn report_error(json: bool, file: &str, error: &dyn std::fmt::Display) {
+    if json {
+        let doc = crate::report::ErrorReport {
+            file,
+            error: error.to_string(),
+        };
+        match serde_json::to_string(&doc) {
+            Ok(line) => println!("{line}"),
+            Err(e) => eprintln!("vcw: error: {file}: {error} (and JSON output failed: {e})"),
+        }
+    }
+    eprintln!("vcw: error: {error}");
+}

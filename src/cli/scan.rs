@@ -1,0 +1,94 @@
+//! `vcw scan FILE...`
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{GlobalArgs, Outcome, report_error, settings};
+use crate::inference::Classifier;
+use crate::report::{SCAN_HEADER, scan_row};
+use crate::scan::scan_file;
+
+#[derive(Args, Debug)]
+pub struct ScanArgs {
+    /// Video files to scan.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Longest stretch of video (seconds) that may go unexamined [default: 1.0].
+    #[arg(long, value_name = "SECONDS")]
+    pub max_gap: Option<f64>,
+    /// Uniform minimum sampling rate, frames per second of video [default: 1.0].
+    #[arg(long, value_name = "FPS")]
+    pub min_rate: Option<f64>,
+    /// Also sample on scene changes whose mean luma change exceeds this fraction (0-1).
+    #[arg(long, value_name = "FRACTION")]
+    pub scene_threshold: Option<f64>,
+    /// Do not sample keyframes for their own sake (the rate and gap bounds still apply).
+    #[arg(long)]
+    pub no_keyframes: bool,
+}
+
+pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<Outcome> {
+    let (mut config, policy) = settings(global)?;
+    if let Some(g) = args.max_gap {
+        config.sampler.max_gap = g;
+    }
+    if let Some(r) = args.min_rate {
+        config.sampler.min_rate = r;
+    }
+    if let Some(s) = args.scene_threshold {
+        config.sampler.scene_threshold = s;
+    }
+    if args.no_keyframes {
+        config.sampler.keyframes = false;
+    }
+    config.validate()?;
+    let mut classifier = Classifier::load(&config.inference)?;
+    let interactive = std::io::stdout().is_terminal() && !global.json;
+    if !global.json {
+        println!("{SCAN_HEADER}");
+    }
+    let mut worst = Outcome::Allowed;
+    for file in &args.files {
+        let shown = file.display().to_string();
+        let bar = progress_bar(interactive, file);
+        let on_progress = |t: f64| bar.set_position((t * 1000.0).max(0.0) as u64);
+        let result = scan_file(file, &mut classifier, &config, &policy, &on_progress);
+        bar.finish_and_clear();
+        match result {
+            Ok(report) => {
+                worst = worst.max(report.verdict.into());
+                if global.json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    println!("{}", scan_row(&report));
+                }
+            }
+            Err(e) => {
+                worst = Outcome::Failed;
+                report_error(global.json, &shown, &e);
+            }
+        }
+    }
+    Ok(worst)
+}
+
+/// A per-file bar in milliseconds of video; hidden unless stdout is a terminal.
+fn progress_bar(interactive: bool, file: &std::path::Path) -> ProgressBar {
+    if !interactive {
+        return ProgressBar::hidden();
+    }
+    let duration = crate::media::probe(file, &crate::config::Limits::default())
+        .map(|p| (p.duration * 1000.0) as u64)
+        .unwrap_or(0);
+    let bar = ProgressBar::new(duration.max(1));
+    let style = ProgressStyle::with_template(
+        "{spinner} {msg} [{bar:30}] {percent:>3}% ({elapsed}, eta {eta})",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(file.display().to_string());
+    bar
+}

@@ -1,0 +1,284 @@
+//! Runtime configuration: built-in defaults, then a TOML file, then `VCW__SECTION__KEY`
+//! environment variables, then command-line flags; validated once into [`Config`].
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Where `make` puts the ONNX Runtime library and the models; the defaults point there so
+/// a binary built from this checkout runs without any flag.
+const REPO_DIR: &str = env!("CARGO_MANIFEST_DIR");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {detail}")]
+    Parse { path: String, detail: String },
+    #[error("environment variable {name}: {detail}")]
+    Env { name: String, detail: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub sampler: SamplerConfig,
+    pub limits: Limits,
+    pub inference: InferenceConfig,
+    /// Policy file; the built-in policy (docs/policy.md) when absent.
+    pub policy: Option<PathBuf>,
+}
+
+/// How frames are chosen. Keyframes are chosen by whoever encoded the file, so the
+/// sampler never relies on them alone: `max_gap` bounds every unsampled stretch.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SamplerConfig {
+    /// Longest stretch of video, in seconds, that may go without a sampled frame.
+    pub max_gap: f64,
+    /// Uniform minimum sampling rate, frames per second of video.
+    pub min_rate: f64,
+    /// Also sample every keyframe (I-frame).
+    pub keyframes: bool,
+    /// Sample a frame whose mean absolute luma change from the previous decoded frame
+    /// exceeds this fraction (0-1); 0 disables scene-change sampling.
+    pub scene_threshold: f64,
+    /// Decoder threads; 0 lets FFmpeg choose.
+    pub decoder_threads: usize,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        Self {
+            max_gap: 1.0,
+            min_rate: 1.0,
+            keyframes: true,
+            scene_threshold: 0.0,
+            decoder_threads: 0,
+        }
+    }
+}
+
+/// Input limits: refuse early what would exhaust the machine.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub max_width: u32,
+    pub max_height: u32,
+    /// Seconds.
+    pub max_duration: f64,
+    /// Bytes.
+    pub max_file_size: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_width: 7680,
+            max_height: 4320,
+            max_duration: 6.0 * 3600.0,
+            max_file_size: 32 << 30,
+        }
+    }
+}
+
+impl Limits {
+    pub fn max_pixels(&self) -> u64 {
+        u64::from(self.max_width) * u64::from(self.max_height)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InferenceConfig {
+    /// Directory holding the model files named in models/manifest.json.
+    pub models_dir: PathBuf,
+    /// The ONNX Runtime shared library (`make setup` extracts it from the PyPI wheel).
+    pub ort_library: PathBuf,
+    /// Threads inside one ONNX Runtime operator; 0 = one per core.
+    pub intra_threads: usize,
+    /// Frames per inference batch.
+    pub batch_size: usize,
+}
+
+impl Default for InferenceConfig {
+    fn default() -> Self {
+        Self {
+            models_dir: Path::new(REPO_DIR).join("models"),
+            ort_library: Path::new(REPO_DIR).join(".cache/onnxruntime/libonnxruntime.so.1.32.0"),
+            intra_threads: 0,
+            batch_size: 8,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, overlaid by `file` (if any), then by `VCW__...` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut merged = toml::Table::try_from(Config::default())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if let Some(path) = file {
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: shown.clone(),
+                source,
+            })?;
+            let table: toml::Table =
+                text.parse()
+                    .map_err(|e: toml::de::Error| ConfigError::Parse {
+                        path: shown.clone(),
+                        detail: e.to_string(),
+                    })?;
+            merge(&mut merged, table);
+            check_shape(&merged, &shown)?;
+        }
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("VCW__") else {
+                continue;
+            };
+            let keys: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            let parsed = parse_env_value(&value);
+            set_path(&mut merged, &keys, parsed).map_err(|detail| ConfigError::Env {
+                name: name.clone(),
+                detail,
+            })?;
+            check_shape(&merged, &name)?;
+        }
+        let config: Config =
+            merged
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: "merged configuration".into(),
+                    detail: e.to_string(),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: ranges and relations between fields.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.sampler;
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if !(s.max_gap.is_finite() && s.max_gap > 0.0) {
+            return bad("sampler.max_gap must be a positive number of seconds");
+        }
+        if !(s.min_rate.is_finite() && s.min_rate > 0.0) {
+            return bad("sampler.min_rate must be a positive number of frames per second");
+        }
+        if !(0.0..=1.0).contains(&s.scene_threshold) {
+            return bad("sampler.scene_threshold must be between 0 and 1 (0 disables it)");
+        }
+        let l = &self.limits;
+        if l.max_width == 0 || l.max_height == 0 || l.max_file_size == 0 {
+            return bad("limits must be positive");
+        }
+        if !(l.max_duration.is_finite() && l.max_duration > 0.0) {
+            return bad("limits.max_duration must be a positive number of seconds");
+        }
+        if self.inference.batch_size == 0 || self.inference.batch_size > 256 {
+            return bad("inference.batch_size must be between 1 and 256");
+        }
+        Ok(())
+    }
+}
+
+/// Deserializing once per layer names the layer that introduced a bad key or type.
+fn check_shape(table: &toml::Table, origin: &str) -> Result<(), ConfigError> {
+    Config::deserialize(toml::Value::Table(table.clone()))
+        .map(|_| ())
+        .map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            detail: e.to_string(),
+        })
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(key, v);
+            }
+        }
+    }
+}
+
+/// Environment values are TOML literals where they parse as one (`2.5`, `true`), else strings.
+fn parse_env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+fn set_path(table: &mut toml::Table, keys: &[String], value: toml::Value) -> Result<(), String> {
+    match keys {
+        [] => Err("empty key".into()),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => match table
+            .entry(first.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        {
+            toml::Value::Table(inner) => set_path(inner, rest, value),
+            _ => Err(format!("`{first}` is not a section")),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn layers_apply_in_order_defaults_file_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vcw.toml");
+        std::fs::write(&file, "[sampler]\nmax_gap = 0.5\nmin_rate = 2.0\n").unwrap();
+        let c = Config::load(Some(&file), env(&[("VCW__SAMPLER__MIN_RATE", "4")])).unwrap();
+        assert_eq!(c.sampler.max_gap, 0.5);
+        assert_eq!(c.sampler.min_rate, 4.0);
+        assert_eq!(c.limits.max_width, 7680, "untouched defaults survive");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vcw.toml");
+        std::fs::write(&file, "[sampler]\nmax_gapp = 0.5\n").unwrap();
+        let err = Config::load(Some(&file), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("max_gapp"), "{err}");
+        let err = Config::load(None, env(&[("VCW__SAMPLER__MAX_GAP", "-1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_gap"), "{err}");
+        let err = Config::load(None, env(&[("VCW__LIMITS__MAX_WIDTH", "wide")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("VCW__LIMITS__MAX_WIDTH"), "{err}");
+    }
+
+    #[test]
+    fn env_strings_become_paths() {
+        let c = Config::load(None, env(&[("VCW__INFERENCE__MODELS_DIR", "/opt/m")])).unwrap();
+        assert_eq!(c.inference.models_dir, PathBuf::from("/opt/m"));
+    }
+}

@@ -1,0 +1,497 @@
+//! Frame sampling: keyframes, a uniform minimum rate, optional scene changes, and a hard
+//! bound on every unsampled stretch (`max_gap`).
+//!
+//! A first, cheap pass reads only packet headers to learn where the keyframes are. When
+//! keyframes alone already satisfy the rate and the gap bound, the decoder skips every
+//! non-key frame; otherwise every frame is decoded and the choice is made per frame, with
+//! one frame of look-behind so that a gap is closed by the last frame *before* it opens.
+//! Keyframe placement is the encoder's choice, so it is never trusted on its own.
+
+use std::path::Path;
+
+use ff::software::scaling;
+use ff::util::frame::video::Video as AvFrame;
+use ffmpeg_next as ff;
+
+use super::{MediaError, Probe};
+use crate::config::{Limits, SamplerConfig};
+use crate::frame::Frame;
+
+/// Timestamps closer than this are the same instant (float error on pts * time_base).
+const EPS: f64 = 1e-6;
+/// Consecutive unreadable packets after which a file is declared corrupt, not slow.
+const MAX_READ_ERRORS: u32 = 64;
+/// Side of the grey thumbnail used for scene-change detection.
+const THUMB: u32 = 32;
+
+/// Why a frame was sampled (a frame can have several reasons; the first applies).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SampleReason {
+    First,
+    Keyframe,
+    /// Taken to keep the minimum rate and the `max_gap` bound: the last frame before the
+    /// bound would be crossed.
+    Uniform,
+    SceneChange,
+    /// The final frame, so that the end of the video is covered.
+    Last,
+}
+
+/// One sampled picture.
+#[derive(Debug)]
+pub struct SampledFrame {
+    /// Seconds from the start of the video stream.
+    pub t: f64,
+    pub reason: SampleReason,
+    pub image: Frame,
+}
+
+/// What happened during sampling.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SampleStats {
+    pub probe: Probe,
+    /// True when keyframes satisfied the rate and gap bounds, so non-key frames were skipped.
+    pub keyframes_only: bool,
+    pub decoded_frames: u64,
+    pub sampled_frames: u64,
+    /// Packets the decoder rejected but that did not stop the scan.
+    pub decode_errors: u64,
+    /// Timestamp of the last frame in the file, seconds.
+    pub last_frame: f64,
+}
+
+/// A configured sampler; cheap to create, one per file.
+pub struct Sampler<'a> {
+    pub config: &'a SamplerConfig,
+    pub limits: &'a Limits,
+}
+
+/// Packet-level view of the stream, from the first pass.
+struct Index {
+    keyframes: Vec<f64>,
+    last_frame: f64,
+    frame_duration: f64,
+}
+
+impl Sampler<'_> {
+    /// Sampling interval: the stricter of the minimum rate and the gap bound.
+    fn interval(&self) -> f64 {
+        (1.0 / self.config.min_rate).min(self.config.max_gap)
+    }
+
+    /// Samples `path`, handing each chosen frame to `sink` in presentation order.
+    /// `sink` may stop the scan by returning an error message; `progress` receives the
+    /// current position in seconds.
+    pub fn run(
+        &self,
+        path: &Path,
+        mut sink: impl FnMut(SampledFrame) -> Result<(), String>,
+        mut progress: impl FnMut(f64),
+    ) -> Result<SampleStats, MediaError> {
+        let shown = path.display().to_string();
+        let index = self.index(path)?;
+        let (mut ictx, stream_index, probe) = super::probe::open(path, self.limits)?;
+        let stream = ictx
+            .stream(stream_index)
+            .ok_or_else(|| corrupt(&shown, "video stream vanished on reopen"))?;
+        let tb = f64::from(stream.time_base());
+        let start = if stream.start_time() == ff::ffi::AV_NOPTS_VALUE {
+            0
+        } else {
+            stream.start_time()
+        };
+        let mut ctx = ff::codec::context::Context::from_parameters(stream.parameters())
+            .map_err(|e| corrupt(&shown, &format!("codec parameters: {e}")))?;
+        ctx.set_threading(ff::codec::threading::Config {
+            kind: ff::codec::threading::Type::Frame,
+            count: self.config.decoder_threads,
+            ..Default::default()
+        });
+        let mut decoder = ctx
+            .decoder()
+            .video()
+            .map_err(|e| corrupt(&shown, &format!("no decoder for this codec: {e}")))?;
+        let keyframes_only = self.keyframes_suffice(&index);
+        if keyframes_only {
+            decoder.skip_frame(ff::codec::discard::Discard::NonKey);
+        }
+
+        let mut state = Selection::new(self, keyframes_only, probe.rotation);
+        let mut stats = SampleStats {
+            probe: probe.clone(),
+            keyframes_only,
+            decoded_frames: 0,
+            sampled_frames: 0,
+            decode_errors: 0,
+            last_frame: index.last_frame,
+        };
+        let mut packet = ff::Packet::empty();
+        let mut read_errors = 0u32;
+        let mut emit = |f: SampledFrame, stats: &mut SampleStats| -> Result<(), MediaError> {
+            stats.sampled_frames += 1;
+            sink(f).map_err(|reason| MediaError::Stopped {
+                path: shown.clone(),
+                reason,
+            })
+        };
+        let mut frame = AvFrame::empty();
+        let mut eof = false;
+        while !eof {
+            match packet.read(&mut ictx) {
+                Ok(()) => {
+                    read_errors = 0;
+                    if packet.stream() != stream_index {
+                        continue;
+                    }
+                    if decoder.send_packet(&packet).is_err() {
+                        stats.decode_errors += 1;
+                        continue;
+                    }
+                }
+                Err(ff::Error::Eof) => {
+                    eof = true;
+                    // Flushing cannot fail in a way that matters: remaining frames drain below.
+                    let _ = decoder.send_eof();
+                }
+                Err(e) => {
+                    read_errors += 1;
+                    if read_errors >= MAX_READ_ERRORS {
+                        return Err(corrupt(&shown, &format!("unreadable data: {e}")));
+                    }
+                    continue;
+                }
+            }
+            while decoder.receive_frame(&mut frame).is_ok() {
+                stats.decoded_frames += 1;
+                let ts = frame.timestamp().or(frame.pts());
+                let t = match ts {
+                    Some(ts) => (ts - start) as f64 * tb,
+                    None => state.prev_t().map_or(0.0, |p| p + index.frame_duration),
+                };
+                progress(t);
+                for out in state.offer(&mut frame, t, &shown)? {
+                    emit(out, &mut stats)?;
+                }
+            }
+        }
+        if let Some(out) = state.finish(index.frame_duration, &shown)? {
+            emit(out, &mut stats)?;
+        }
+        let decoded_until = state.last_seen.unwrap_or(f64::NEG_INFINITY);
+        if stats.decoded_frames == 0 {
+            return Err(corrupt(&shown, "no frame could be decoded"));
+        }
+        // Headers (an mp4 moov) describe the whole file even when its data is cut short.
+        let slack = self.config.max_gap.max(2.0 * index.frame_duration);
+        if decoded_until + slack < index.last_frame && !keyframes_only
+            || keyframes_only && decoded_until + EPS < *index.keyframes.last().unwrap_or(&0.0)
+        {
+            return Err(MediaError::Truncated {
+                path: shown,
+                decoded_until: decoded_until.max(0.0),
+                declared: index.last_frame,
+            });
+        }
+        Ok(stats)
+    }
+
+    /// First pass: packet timestamps and key flags only, no decoding.
+    fn index(&self, path: &Path) -> Result<Index, MediaError> {
+        let shown = path.display().to_string();
+        let (mut ictx, stream_index, probe) = super::probe::open(path, self.limits)?;
+        let stream = ictx
+            .stream(stream_index)
+            .ok_or_else(|| corrupt(&shown, "no video stream"))?;
+        let tb = f64::from(stream.time_base());
+        let start = if stream.start_time() == ff::ffi::AV_NOPTS_VALUE {
+            None
+        } else {
+            Some(stream.start_time())
+        };
+        let mut times = Vec::new();
+        let mut keyframes = Vec::new();
+        let mut durations = Vec::new();
+        let mut packet = ff::Packet::empty();
+        let mut read_errors = 0u32;
+        loop {
+            match packet.read(&mut ictx) {
+                Ok(()) => read_errors = 0,
+                Err(ff::Error::Eof) => break,
+                Err(e) => {
+                    read_errors += 1;
+                    if read_errors >= MAX_READ_ERRORS {
+                        return Err(corrupt(&shown, &format!("unreadable data: {e}")));
+                    }
+                    continue;
+                }
+            }
+            if packet.stream() != stream_index {
+                continue;
+            }
+            let Some(ts) = packet.pts().or(packet.dts()) else {
+                continue;
+            };
+            let t = (ts - start.unwrap_or(0)) as f64 * tb;
+            if packet.is_key() {
+                keyframes.push(t);
+            }
+            if packet.duration() > 0 {
+                durations.push(packet.duration() as f64 * tb);
+            }
+            times.push(t);
+        }
+        if times.is_empty() {
+            return Err(corrupt(&shown, "the video stream holds no frames"));
+        }
+        keyframes.sort_by(f64::total_cmp);
+        let last_frame = times.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let frame_duration = if !durations.is_empty() {
+            durations.iter().sum::<f64>() / durations.len() as f64
+        } else if probe.frame_rate > 0.0 {
+            1.0 / probe.frame_rate
+        } else {
+            0.04
+        };
+        Ok(Index {
+            keyframes,
+            last_frame,
+            frame_duration,
+        })
+    }
+
+    /// Whether decoding keyframes alone leaves no stretch longer than the interval.
+    fn keyframes_suffice(&self, index: &Index) -> bool {
+        if !self.config.keyframes || self.config.scene_threshold > 0.0 {
+            return false;
+        }
+        let interval = self.interval();
+        let Some(&first) = index.keyframes.first() else {
+            return false;
+        };
+        let end = index.last_frame + index.frame_duration;
+        let mut prev = 0.0f64.min(first);
+        if first - prev > EPS {
+            return false;
+        }
+        for &k in &index.keyframes {
+            if k - prev > interval + EPS {
+                return false;
+            }
+            prev = k;
+        }
+        end - prev <= interval + EPS
+    }
+}
+
+fn corrupt(path: &str, detail: &str) -> MediaError {
+    MediaError::Corrupt {
+        path: path.to_string(),
+        detail: detail.to_string(),
+    }
+}
+
+/// Per-frame sampling decisions plus the conversion of chosen frames to RGB.
+struct Selection {
+    keyframes: bool,
+    keyframes_only: bool,
+    interval: f64,
+    max_gap: f64,
+    scene_threshold: f64,
+    rotation: u32,
+    last_sampled: Option<f64>,
+    /// The previous decoded frame, kept until we know whether the gap bound needs it.
+    prev: Option<(AvFrame, f64)>,
+    last_seen: Option<f64>,
+    rgb: Option<Converter>,
+    thumb: Option<Converter>,
+    prev_thumb: Option<Vec<u8>>,
+}
+
+impl Selection {
+    fn new(sampler: &Sampler, keyframes_only: bool, rotation: u32) -> Self {
+        Self {
+            keyframes: sampler.config.keyframes,
+            keyframes_only,
+            interval: sampler.interval(),
+            max_gap: sampler.config.max_gap,
+            scene_threshold: sampler.config.scene_threshold,
+            rotation,
+            last_sampled: None,
+            prev: None,
+            last_seen: None,
+            rgb: None,
+            thumb: None,
+            prev_thumb: None,
+        }
+    }
+
+    fn prev_t(&self) -> Option<f64> {
+        self.last_seen
+    }
+
+    /// Considers one decoded frame; returns the frames to emit (the held previous frame
+    /// and/or this one), in time order.
+    fn offer(
+        &mut self,
+        frame: &mut AvFrame,
+        t: f64,
+        path: &str,
+    ) -> Result<Vec<SampledFrame>, MediaError> {
+        let mut out = Vec::new();
+        if self.last_seen.is_some_and(|p| t + EPS < p) {
+            // Out-of-order or duplicate timestamps: keep time monotonic for the gap logic.
+            return Ok(out);
+        }
+        self.last_seen = Some(t);
+        let scene = self.scene_change(frame, path)?;
+        // Close a gap with the frame before it, before this frame would open it.
+        let gap_ahead = self.last_sampled.is_some_and(|last| {
+            t - last > self.max_gap + EPS
+                && self
+                    .prev
+                    .as_ref()
+                    .is_some_and(|(_, held_t)| *held_t > last + EPS)
+        });
+        if gap_ahead && let Some((held, held_t)) = self.prev.take() {
+            let image = self.convert(&held, path)?;
+            out.push(SampledFrame {
+                t: held_t,
+                reason: SampleReason::Uniform,
+                image,
+            });
+            self.last_sampled = Some(held_t);
+        }
+        let reason = match self.last_sampled {
+            None => Some(SampleReason::First),
+            Some(_) if self.keyframes_only || (self.keyframes && frame.is_key()) => {
+                Some(SampleReason::Keyframe)
+            }
+            // Due by the rate, or this frame alone already exceeds the gap bound.
+            Some(last) if t + EPS >= last + self.interval || t - last > self.max_gap + EPS => {
+                Some(SampleReason::Uniform)
+            }
+            Some(_) if scene => Some(SampleReason::SceneChange),
+            Some(_) => None,
+        };
+        if let Some(reason) = reason {
+            let image = self.convert(frame, path)?;
+            out.push(SampledFrame { t, reason, image });
+            self.last_sampled = Some(t);
+            self.prev = None;
+        } else {
+            // Hold this frame (swap buffers so the decoder can reuse the old one).
+            let mut held = self.prev.take().map_or_else(AvFrame::empty, |(f, _)| f);
+            std::mem::swap(&mut held, frame);
+            self.prev = Some((held, t));
+        }
+        Ok(out)
+    }
+
+    /// At end of stream: sample the final frame if the tail would otherwise exceed the gap.
+    fn finish(
+        &mut self,
+        frame_duration: f64,
+        path: &str,
+    ) -> Result<Option<SampledFrame>, MediaError> {
+        let (Some(last), Some((held, held_t))) = (self.last_sampled, self.prev.take()) else {
+            return Ok(None);
+        };
+        if held_t + frame_duration - last <= self.max_gap + EPS {
+            return Ok(None);
+        }
+        let image = self.convert(&held, path)?;
+        Ok(Some(SampledFrame {
+            t: held_t,
+            reason: SampleReason::Last,
+            image,
+        }))
+    }
+
+    fn convert(&mut self, frame: &AvFrame, path: &str) -> Result<Frame, MediaError> {
+        let conv =
+            Converter::for_frame(&mut self.rgb, frame, ff::format::Pixel::RGB24, None, path)?;
+        let (w, h, data) = conv.run(frame, path)?;
+        Ok(Frame::new(w, h, data).rotated(self.rotation))
+    }
+
+    fn scene_change(&mut self, frame: &AvFrame, path: &str) -> Result<bool, MediaError> {
+        if self.scene_threshold <= 0.0 || self.keyframes_only {
+            return Ok(false);
+        }
+        let conv = Converter::for_frame(
+            &mut self.thumb,
+            frame,
+            ff::format::Pixel::GRAY8,
+            Some((THUMB, THUMB)),
+            path,
+        )?;
+        let (_, _, thumb) = conv.run(frame, path)?;
+        let changed = self.prev_thumb.as_ref().is_some_and(|prev| {
+            let diff: u64 = prev
+                .iter()
+                .zip(&thumb)
+                .map(|(a, b)| u64::from(a.abs_diff(*b)))
+                .sum();
+            diff as f64 / (thumb.len() as f64 * 255.0) > self.scene_threshold
+        });
+        self.prev_thumb = Some(thumb);
+        Ok(changed)
+    }
+}
+
+/// A swscale context, rebuilt when the decoded picture size or format changes mid-stream.
+struct Converter {
+    ctx: scaling::Context,
+    key: (ff::format::Pixel, u32, u32),
+    out: AvFrame,
+}
+
+impl Converter {
+    fn for_frame<'a>(
+        slot: &'a mut Option<Converter>,
+        frame: &AvFrame,
+        dst: ff::format::Pixel,
+        size: Option<(u32, u32)>,
+        path: &str,
+    ) -> Result<&'a mut Converter, MediaError> {
+        let key = (frame.format(), frame.width(), frame.height());
+        if slot.as_ref().is_none_or(|c| c.key != key) {
+            let (dw, dh) = size.unwrap_or((frame.width(), frame.height()));
+            // Bicubic matches the ffmpeg CLI's default conversion, so frames are
+            // pixel-identical to `ffmpeg -pix_fmt rgb24` output.
+            let ctx =
+                scaling::Context::get(key.0, key.1, key.2, dst, dw, dh, scaling::Flags::BICUBIC)
+                    .map_err(|e| {
+                        corrupt(path, &format!("cannot convert {:?} pictures: {e}", key.0))
+                    })?;
+            *slot = Some(Converter {
+                ctx,
+                key,
+                out: AvFrame::empty(),
+            });
+        }
+        slot.as_mut()
+            .ok_or_else(|| corrupt(path, "converter unavailable"))
+    }
+
+    /// Converts and copies out of FFmpeg's padded planes into a packed buffer.
+    fn run(&mut self, frame: &AvFrame, path: &str) -> Result<(usize, usize, Vec<u8>), MediaError> {
+        self.ctx
+            .run(frame, &mut self.out)
+            .map_err(|e| corrupt(path, &format!("pixel conversion failed: {e}")))?;
+        let (w, h) = (self.out.width() as usize, self.out.height() as usize);
+        let bpp = if self.out.format() == ff::format::Pixel::GRAY8 {
+            1
+        } else {
+            3
+        };
+        let stride = self.out.stride(0);
+        let plane = self.out.data(0);
+        let mut data = Vec::with_capacity(w * h * bpp);
+        for row in 0..h {
+            data.extend_from_slice(&plane[row * stride..row * stride + w * bpp]);
+        }
+        Ok((w, h, data))
+    }
+}

@@ -1,0 +1,466 @@
+//! Policy: per-frame model signals -> a verdict with reasons, time ranges and evidence.
+//!
+//! Thresholds live in a TOML file (the built-in one is `default.toml`, documented in
+//! docs/policy.md). The verdict is the most severe action any reason asks for.
+
+mod timeline;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::inference::{FrameSignals, LABELS};
+
+pub use timeline::{merge, merge_ranges};
+
+const DEFAULT_POLICY: &str = include_str!("default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("policy file {path}: {detail}")]
+    Load { path: String, detail: String },
+    #[error("policy {origin}: {detail}")]
+    Invalid { origin: String, detail: String },
+}
+
+/// What to do with a video, in increasing severity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Allow,
+    Review,
+    Restrict,
+    Block,
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Action::Allow => "allow",
+            Action::Review => "review",
+            Action::Restrict => "restrict",
+            Action::Block => "block",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    pub version: String,
+    pub nsfw: NsfwRule,
+    pub nudity: NudityRule,
+    pub minor: MinorRule,
+    pub timeline: TimelineRule,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NsfwRule {
+    pub review: f32,
+    pub restrict: f32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NudityRule {
+    pub explicit_classes: Vec<String>,
+    pub explicit_score: f32,
+    pub suggestive_classes: Vec<String>,
+    pub suggestive_score: f32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MinorRule {
+    pub p_minor: f32,
+    pub face_score: f32,
+    pub action: Action,
+    pub window: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimelineRule {
+    pub merge_gap: f64,
+    pub evidence_per_reason: usize,
+}
+
+/// Reason codes, stable identifiers for automation (documented in docs/policy.md).
+pub mod codes {
+    pub const NSFW_HIGH: &str = "nsfw_high";
+    pub const NSFW_MODERATE: &str = "nsfw_moderate";
+    pub const EXPLICIT_NUDITY: &str = "explicit_nudity";
+    pub const SUGGESTIVE: &str = "suggestive";
+    pub const PROBABLE_MINOR: &str = "probable_minor";
+    pub const MINOR_EXPLICIT: &str = "minor_with_explicit_content";
+}
+
+/// One reason behind a verdict.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reason {
+    pub code: String,
+    pub action: Action,
+    /// `[start, end]` seconds, merged across sampled frames.
+    pub ranges: Vec<[f64; 2]>,
+    /// Highest score that triggered it (probability).
+    pub max_score: f32,
+    /// Timestamps of the strongest frames behind it.
+    pub evidence: Vec<f64>,
+}
+
+/// The policy's judgement of one video (or image).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Judgement {
+    pub verdict: Action,
+    pub escalate: bool,
+    pub reasons: Vec<Reason>,
+}
+
+impl Policy {
+    /// The built-in policy.
+    pub fn builtin() -> Self {
+        Self::parse(DEFAULT_POLICY, "built-in").expect("the built-in policy is valid (unit-tested)")
+    }
+
+    pub fn load(path: Option<&Path>) -> Result<Self, PolicyError> {
+        let Some(path) = path else {
+            return Ok(Self::builtin());
+        };
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| PolicyError::Load {
+            path: shown.clone(),
+            detail: e.to_string(),
+        })?;
+        Self::parse(&text, &shown)
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<Self, PolicyError> {
+        let policy: Policy = toml::from_str(text).map_err(|e| PolicyError::Load {
+            path: origin.to_string(),
+            detail: e.to_string(),
+        })?;
+        policy.validate(origin)?;
+        Ok(policy)
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), PolicyError> {
+        let invalid = |detail: String| PolicyError::Invalid {
+            origin: origin.to_string(),
+            detail,
+        };
+        let probs = [
+            ("nsfw.review", self.nsfw.review),
+            ("nsfw.restrict", self.nsfw.restrict),
+            ("nudity.explicit_score", self.nudity.explicit_score),
+            ("nudity.suggestive_score", self.nudity.suggestive_score),
+            ("minor.p_minor", self.minor.p_minor),
+            ("minor.face_score", self.minor.face_score),
+        ];
+        for (name, v) in probs {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(invalid(format!(
+                    "{name} = {v} is not a probability in [0, 1]"
+                )));
+            }
+        }
+        if self.nsfw.review > self.nsfw.restrict {
+            return Err(invalid("nsfw.review must not exceed nsfw.restrict".into()));
+        }
+        for class in self
+            .nudity
+            .explicit_classes
+            .iter()
+            .chain(&self.nudity.suggestive_classes)
+        {
+            if !LABELS.contains(&class.as_str()) {
+                return Err(invalid(format!(
+                    "unknown NudeNet class {class:?}; known: {}",
+                    LABELS.join(", ")
+                )));
+            }
+        }
+        if !(self.minor.window >= 0.0 && self.timeline.merge_gap >= 0.0) {
+            return Err(invalid(
+                "minor.window and timeline.merge_gap must be >= 0 seconds".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Judges the examined frames `(t, signals)`.
+    pub fn judge(&self, frames: &[(f64, &FrameSignals)]) -> Judgement {
+        // (t, score) hits per reason.
+        let mut nsfw_high = Vec::new();
+        let mut nsfw_moderate = Vec::new();
+        let mut explicit = Vec::new();
+        let mut suggestive = Vec::new();
+        let mut minors = Vec::new();
+        for &(t, s) in frames {
+            if s.nsfw >= self.nsfw.restrict {
+                nsfw_high.push((t, s.nsfw));
+            } else if s.nsfw >= self.nsfw.review {
+                nsfw_moderate.push((t, s.nsfw));
+            }
+            let best = |classes: &[String], min: f32| {
+                s.detections
+                    .iter()
+                    .filter(|d| d.score >= min && classes.contains(&d.class))
+                    .map(|d| d.score)
+                    .fold(None, |m: Option<f32>, x| Some(m.map_or(x, |m| m.max(x))))
+            };
+            if let Some(score) = best(&self.nudity.explicit_classes, self.nudity.explicit_score) {
+                explicit.push((t, score));
+            }
+            if let Some(score) = best(
+                &self.nudity.suggestive_classes,
+                self.nudity.suggestive_score,
+            ) {
+                suggestive.push((t, score));
+            }
+            let minor = s
+                .faces
+                .iter()
+                .filter(|f| f.p_minor >= self.minor.p_minor)
+                .filter(|f| {
+                    s.detections.iter().any(|d| {
+                        d.is_face() && d.bbox == f.bbox && d.score >= self.minor.face_score
+                    })
+                })
+                .map(|f| f.p_minor)
+                .fold(None, |m: Option<f32>, x| Some(m.map_or(x, |m| m.max(x))));
+            if let Some(p) = minor {
+                minors.push((t, p));
+            }
+        }
+
+        let mut reasons = Vec::new();
+        let mut add =
+            |code: &str, action: Action, hits: &[(f64, f32)], ranges: Option<Vec<[f64; 2]>>| {
+                if hits.is_empty() {
+                    return;
+                }
+                let times: Vec<f64> = hits.iter().map(|h| h.0).collect();
+                let mut strongest = hits.to_vec();
+                strongest.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.total_cmp(&b.0)));
+                let mut evidence: Vec<f64> = strongest
+                    .iter()
+                    .take(self.timeline.evidence_per_reason)
+                    .map(|h| h.0)
+                    .collect();
+                evidence.sort_by(f64::total_cmp);
+                reasons.push(Reason {
+                    code: code.to_string(),
+                    action,
+                    ranges: ranges.unwrap_or_else(|| merge(&times, self.timeline.merge_gap)),
+                    max_score: strongest[0].1,
+                    evidence,
+                });
+            };
+
+        // Explicit content with a probable minor close in time: block and escalate.
+        let mut pairs = Vec::new();
+        let mut pair_ranges = Vec::new();
+        for &(te, se) in &explicit {
+            for &(tm, sm) in &minors {
+                if (te - tm).abs() <= self.minor.window {
+                    pairs.push((te, se.min(sm)));
+                    pair_ranges.push([te.min(tm), te.max(tm)]);
+                }
+            }
+        }
+        let escalate = !pairs.is_empty();
+        add(
+            codes::MINOR_EXPLICIT,
+            Action::Block,
+            &pairs,
+            Some(merge_ranges(pair_ranges, self.timeline.merge_gap)),
+        );
+        add(codes::EXPLICIT_NUDITY, Action::Restrict, &explicit, None);
+        add(codes::NSFW_HIGH, Action::Restrict, &nsfw_high, None);
+        add(codes::PROBABLE_MINOR, self.minor.action, &minors, None);
+        add(codes::SUGGESTIVE, Action::Review, &suggestive, None);
+        add(codes::NSFW_MODERATE, Action::Review, &nsfw_moderate, None);
+        reasons.retain(|r| r.action != Action::Allow);
+        let verdict = reasons
+            .iter()
+            .map(|r| r.action)
+            .max()
+            .unwrap_or(Action::Allow);
+        Judgement {
+            verdict,
+            escalate,
+            reasons,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inference::{Detection, Face};
+
+    fn frame(nsfw: f32, dets: &[(&str, f32)], minor: Option<f32>) -> FrameSignals {
+        let mut detections: Vec<Detection> = dets
+            .iter()
+            .enumerate()
+            .map(|(i, (c, s))| Detection {
+                class: c.to_string(),
+                score: *s,
+                bbox: [i as i32 * 10, 0, 8, 8],
+            })
+            .collect();
+        let mut faces = Vec::new();
+        if let Some(p) = minor {
+            detections.push(Detection {
+                class: "FACE_FEMALE".into(),
+                score: 0.8,
+                bbox: [100, 100, 40, 40],
+            });
+            faces.push(Face {
+                bbox: [100, 100, 40, 40],
+                age: if p > 0.5 { 12.0 } else { 30.0 },
+                p_minor: p,
+            });
+        }
+        FrameSignals {
+            nsfw,
+            detections,
+            faces,
+        }
+    }
+
+    fn judge(frames: &[(f64, FrameSignals)]) -> Judgement {
+        let refs: Vec<(f64, &FrameSignals)> = frames.iter().map(|(t, s)| (*t, s)).collect();
+        Policy::builtin().judge(&refs)
+    }
+
+    fn codes_of(j: &Judgement) -> Vec<&str> {
+        j.reasons.iter().map(|r| r.code.as_str()).collect()
+    }
+
+    #[test]
+    fn clean_frames_are_allowed() {
+        let j = judge(&[
+            (0.0, frame(0.01, &[("FACE_MALE", 0.9)], None)),
+            (1.0, frame(0.2, &[], Some(0.1))),
+        ]);
+        assert_eq!(j.verdict, Action::Allow);
+        assert!(j.reasons.is_empty() && !j.escalate);
+    }
+
+    #[test]
+    fn nsfw_thresholds_review_then_restrict() {
+        let j = judge(&[(0.0, frame(0.7, &[], None))]);
+        assert_eq!(
+            (j.verdict, codes_of(&j)),
+            (Action::Review, vec![codes::NSFW_MODERATE])
+        );
+        let j = judge(&[(0.0, frame(0.9, &[], None)), (1.0, frame(0.7, &[], None))]);
+        assert_eq!(j.verdict, Action::Restrict);
+        assert_eq!(codes_of(&j), vec![codes::NSFW_HIGH, codes::NSFW_MODERATE]);
+    }
+
+    #[test]
+    fn explicit_nudity_restricts_with_ranges_and_evidence() {
+        let hit = || frame(0.3, &[("FEMALE_BREAST_EXPOSED", 0.8)], None);
+        let j = judge(&[
+            (1.0, hit()),
+            (2.0, hit()),
+            (3.0, frame(0.1, &[], None)),
+            (9.0, hit()),
+        ]);
+        assert_eq!(j.verdict, Action::Restrict);
+        let r = &j.reasons[0];
+        assert_eq!(r.code, codes::EXPLICIT_NUDITY);
+        assert_eq!(r.ranges, vec![[1.0, 2.0], [9.0, 9.0]]);
+        assert_eq!(r.evidence.len(), 3);
+        assert!((r.max_score - 0.8).abs() < 1e-6);
+    }
+
+    #[test]
+    fn weak_detections_do_not_count() {
+        let j = judge(&[(
+            0.0,
+            frame(
+                0.1,
+                &[("FEMALE_GENITALIA_EXPOSED", 0.3), ("BELLY_EXPOSED", 0.5)],
+                None,
+            ),
+        )]);
+        assert_eq!(j.verdict, Action::Allow);
+    }
+
+    #[test]
+    fn suggestive_content_asks_for_review() {
+        let j = judge(&[(0.0, frame(0.1, &[("BUTTOCKS_COVERED", 0.7)], None))]);
+        assert_eq!(
+            (j.verdict, codes_of(&j)),
+            (Action::Review, vec![codes::SUGGESTIVE])
+        );
+    }
+
+    #[test]
+    fn probable_minor_alone_asks_for_review() {
+        let j = judge(&[(0.0, frame(0.1, &[], Some(0.9)))]);
+        assert_eq!(
+            (j.verdict, codes_of(&j)),
+            (Action::Review, vec![codes::PROBABLE_MINOR])
+        );
+        assert!(!j.escalate);
+    }
+
+    #[test]
+    fn minor_with_explicit_content_in_one_frame_blocks_and_escalates() {
+        let j = judge(&[(
+            4.0,
+            frame(0.9, &[("FEMALE_GENITALIA_EXPOSED", 0.7)], Some(0.8)),
+        )]);
+        assert_eq!(j.verdict, Action::Block);
+        assert!(j.escalate);
+        assert_eq!(j.reasons[0].code, codes::MINOR_EXPLICIT);
+        assert_eq!(j.reasons[0].ranges, vec![[4.0, 4.0]]);
+    }
+
+    #[test]
+    fn minor_and_explicit_content_within_the_window_block() {
+        let j = judge(&[
+            (10.0, frame(0.1, &[], Some(0.8))),
+            (11.5, frame(0.1, &[("ANUS_EXPOSED", 0.9)], None)),
+        ]);
+        assert_eq!(j.verdict, Action::Block);
+        assert!(j.escalate);
+        assert_eq!(j.reasons[0].ranges, vec![[10.0, 11.5]]);
+        // Outside the window: restrict (explicit) + review (minor), no escalation.
+        let j = judge(&[
+            (10.0, frame(0.1, &[], Some(0.8))),
+            (13.0, frame(0.1, &[("ANUS_EXPOSED", 0.9)], None)),
+        ]);
+        assert_eq!(j.verdict, Action::Restrict);
+        assert!(!j.escalate);
+    }
+
+    #[test]
+    fn a_minor_on_a_low_confidence_face_is_ignored() {
+        let mut f = frame(0.1, &[("FEMALE_GENITALIA_EXPOSED", 0.9)], Some(0.9));
+        f.detections.last_mut().unwrap().score = 0.3;
+        let j = judge(&[(0.0, f)]);
+        assert_eq!(j.verdict, Action::Restrict);
+        assert!(!j.escalate);
+    }
+
+    #[test]
+    fn builtin_policy_parses_and_bad_policies_are_explained() {
+        assert_eq!(Policy::builtin().version, "vcw-default-1");
+        let bad = DEFAULT_POLICY.replace("review = 0.60", "review = 1.5");
+        let e = Policy::parse(&bad, "x.toml").unwrap_err().to_string();
+        assert!(e.contains("nsfw.review"), "{e}");
+        let bad = DEFAULT_POLICY.replace("\"ANUS_EXPOSED\",", "\"ANUS_EXPOSD\",");
+        let e = Policy::parse(&bad, "x.toml").unwrap_err().to_string();
+        assert!(e.contains("ANUS_EXPOSD"), "{e}");
+        let e = Policy::parse("version = 1", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("x.toml"), "{e}");
+    }
+}

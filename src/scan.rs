@@ -1,0 +1,154 @@
+//! One video end to end: sample (on its own thread), classify in batches, judge.
+//!
+//! Decoding and inference overlap: the sampler thread decodes while the caller's thread
+//! runs the models, with a bounded channel between them so memory stays flat.
+
+use std::path::Path;
+use std::sync::mpsc;
+
+use crate::config::Config;
+use crate::inference::{Classifier, InferenceError};
+use crate::media::{MediaError, SampledFrame, Sampler};
+use crate::policy::Policy;
+use crate::report::{FrameRecord, SamplingInfo, ScanReport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    #[error("{path}: {source}")]
+    Inference {
+        path: String,
+        source: InferenceError,
+    },
+}
+
+/// Rounds to microseconds so that `pts * time_base` noise does not leak into reports.
+fn micro(t: f64) -> f64 {
+    (t * 1e6).round() / 1e6
+}
+
+/// Scans one video. `progress` receives the decode position in seconds.
+pub fn scan_file(
+    path: &Path,
+    classifier: &mut Classifier,
+    config: &Config,
+    policy: &Policy,
+    progress: &(dyn Fn(f64) + Sync),
+) -> Result<ScanReport, ScanError> {
+    let shown = path.display().to_string();
+    let batch_size = config.inference.batch_size;
+    let sampler = Sampler {
+        config: &config.sampler,
+        limits: &config.limits,
+    };
+    let (tx, rx) = mpsc::sync_channel::<SampledFrame>(batch_size * 2);
+    let mut records: Vec<FrameRecord> = Vec::new();
+    let mut inference_error = None;
+
+    let sampled = std::thread::scope(|scope| {
+        let worker = scope.spawn(move || {
+            sampler.run(
+                path,
+                |frame| tx.send(frame).map_err(|_| "inference stopped".to_string()),
+                progress,
+            )
+        });
+        let mut batch: Vec<SampledFrame> = Vec::with_capacity(batch_size);
+        let mut flush = |batch: &mut Vec<SampledFrame>| -> Result<(), InferenceError> {
+            let frames: Vec<_> = batch.iter().map(|f| &f.image).collect();
+            let signals = classifier.classify(&frames)?;
+            for (f, s) in batch.drain(..).zip(signals) {
+                records.push(FrameRecord {
+                    t: micro(f.t),
+                    sampled_because: f.reason,
+                    nsfw: s.nsfw,
+                    detections: s.detections,
+                    faces: s.faces,
+                });
+            }
+            Ok(())
+        };
+        for frame in rx.iter() {
+            batch.push(frame);
+            if batch.len() == batch_size
+                && let Err(e) = flush(&mut batch)
+            {
+                inference_error = Some(e);
+                break;
+            }
+        }
+        if inference_error.is_none()
+            && !batch.is_empty()
+            && let Err(e) = flush(&mut batch)
+        {
+            inference_error = Some(e);
+        }
+        // Dropping the receiver (end of scope) unblocks a sampler still sending.
+        drop(rx);
+        worker.join()
+    });
+    if let Some(source) = inference_error {
+        return Err(ScanError::Inference {
+            path: shown,
+            source,
+        });
+    }
+    let stats = match sampled {
+        Ok(result) => result?,
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
+
+    records.sort_by(|a, b| a.t.total_cmp(&b.t));
+    let sampled: Vec<f64> = records.iter().map(|r| r.t).collect();
+    let signals: Vec<_> = records.iter().map(FrameRecord::signals).collect();
+    let judged: Vec<(f64, &_)> = sampled.iter().copied().zip(signals.iter()).collect();
+    let judgement = policy.judge(&judged);
+    let end = stats.last_frame.max(stats.probe.duration);
+    let largest_gap = largest_gap(&sampled, end);
+    Ok(ScanReport {
+        file: shown,
+        verdict: judgement.verdict,
+        escalate: judgement.escalate,
+        reasons: judgement.reasons,
+        sampled,
+        frames: records,
+        models: classifier.models().to_vec(),
+        policy_version: policy.version.clone(),
+        video: stats.probe,
+        sampling: SamplingInfo {
+            max_gap: config.sampler.max_gap,
+            min_rate: config.sampler.min_rate,
+            keyframes_only: stats.keyframes_only,
+            decoded_frames: stats.decoded_frames,
+            decode_errors: stats.decode_errors,
+            largest_gap: micro(largest_gap),
+        },
+        vcw_version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// Longest unexamined stretch: head, between samples, and up to the last frame.
+pub fn largest_gap(sampled: &[f64], last_frame: f64) -> f64 {
+    let Some(&first) = sampled.first() else {
+        return last_frame.max(0.0);
+    };
+    let mut gap = first.max(0.0);
+    for w in sampled.windows(2) {
+        gap = gap.max(w[1] - w[0]);
+    }
+    gap.max(last_frame - sampled[sampled.len() - 1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn largest_gap_counts_head_middle_and_tail() {
+        assert_eq!(largest_gap(&[0.0, 1.0, 1.5], 1.8), 1.0);
+        assert_eq!(largest_gap(&[0.5, 1.0], 1.2), 0.5);
+        assert!((largest_gap(&[0.0, 1.0], 3.0) - 2.0).abs() < 1e-12);
+        assert_eq!(largest_gap(&[], 4.0), 4.0);
+    }
+}
