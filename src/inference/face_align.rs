@@ -84,8 +84,11 @@ impl<'a> RgbView<'a> {
     /// `unsigned char`: the truncated mean of the three channels. Pixels the
     /// buffer does not hold read as 0, like pixels outside the image.
     fn intensity(&self, x: usize, y: usize) -> f32 {
-        let i = (y * self.width + x) * 3;
-        match self.data.get(i..i + 3) {
+        let start = y
+            .checked_mul(self.width)
+            .and_then(|i| i.checked_add(x))
+            .and_then(|i| i.checked_mul(3));
+        match start.and_then(|i| self.data.get(i..i.checked_add(3)?)) {
             Some(p) => ((u32::from(p[0]) + u32::from(p[1]) + u32::from(p[2])) / 3) as f32,
             None => 0.0,
         }
@@ -113,8 +116,11 @@ struct Split {
 #[derive(Clone, Debug)]
 struct Tree {
     splits: Vec<Split>,
-    /// Shape increments, one per leaf, each `2 * num_parts` long.
-    leaves: Vec<Vec<f32>>,
+    /// Shape increments, one per leaf, each `leaf_len` (= `2 * num_parts`)
+    /// long, stored back to back: one allocation per tree keeps the 7500
+    /// leaf lookups per face cache friendly.
+    leaves: Vec<f32>,
+    leaf_len: usize,
 }
 
 impl Tree {
@@ -129,7 +135,8 @@ impl Tree {
             };
         }
         // Validated at load time: every reachable leaf index exists.
-        &self.leaves[i - self.splits.len()]
+        let start = (i - self.splits.len()) * self.leaf_len;
+        &self.leaves[start..start + self.leaf_len]
     }
 }
 
@@ -153,6 +160,9 @@ pub struct ShapePredictor {
 
 impl ShapePredictor {
     /// Parses a dlib-serialized `shape_predictor` (the `.dat` file).
+    ///
+    /// Every count and index is checked against the data, so truncated or
+    /// corrupt files give an error instead of a panic or a huge allocation.
     pub fn from_bytes(data: &[u8]) -> Result<Self, AlignError> {
         let mut r = Reader { data, pos: 0 };
         let version = r.signed(4, "version")?;
@@ -180,11 +190,25 @@ impl ShapePredictor {
                     });
                 }
                 let n = r.len("leaf count")?;
-                let mut leaves = Vec::with_capacity(n);
-                for _ in 0..n {
-                    leaves.push(r.column_vector("leaf value")?);
+                let mut leaves = Vec::new();
+                let mut leaf_len = 0;
+                for k in 0..n {
+                    let leaf = r.column_vector("leaf value")?;
+                    if k == 0 {
+                        leaf_len = leaf.len();
+                        leaves.reserve(n * leaf_len);
+                    } else if leaf.len() != leaf_len {
+                        return Err(AlignError::Inconsistent(
+                            "leaf values differ in length".into(),
+                        ));
+                    }
+                    leaves.extend(leaf);
                 }
-                trees.push(Tree { splits, leaves });
+                trees.push(Tree {
+                    splits,
+                    leaves,
+                    leaf_len,
+                });
             }
             forests.push(trees);
         }
@@ -219,12 +243,7 @@ impl ShapePredictor {
                 deltas.len()
             )));
         }
-        if r.pos != data.len() {
-            return Err(r.malformed(
-                r.pos,
-                format!("{} unexpected trailing bytes", data.len() - r.pos),
-            ));
-        }
+        // Bytes after the model are ignored, as dlib's stream reader does.
         let cascades = forests
             .into_iter()
             .zip(anchors)
@@ -266,7 +285,12 @@ impl ShapePredictor {
                 return bad(format!("cascade {c}: anchor {a} >= {parts} parts"));
             }
             for (t, tree) in cascade.trees.iter().enumerate() {
-                let leaves = tree.leaves.len();
+                if tree.leaf_len != len {
+                    return bad(format!(
+                        "cascade {c} tree {t}: leaf size differs from shape size"
+                    ));
+                }
+                let leaves = tree.leaves.len() / len;
                 if leaves != tree.splits.len() + 1 || !leaves.is_power_of_two() {
                     return bad(format!(
                         "cascade {c} tree {t}: {} splits and {leaves} leaves is not a full tree",
@@ -280,11 +304,6 @@ impl ShapePredictor {
                 {
                     return bad(format!(
                         "cascade {c} tree {t}: split feature index out of range"
-                    ));
-                }
-                if tree.leaves.iter().any(|l| l.len() != len) {
-                    return bad(format!(
-                        "cascade {c} tree {t}: leaf size differs from shape size"
                     ));
                 }
             }
@@ -354,7 +373,8 @@ fn pairs(shape: &[f32]) -> Vec<(f64, f64)> {
 }
 
 /// dlib's `unnormalizing_tform`: maps (0,0) to the rectangle's top-left and
-/// (1,1) to its bottom-right (inclusive) corner.
+/// (1,1) to its bottom-right (inclusive) corner. dlib fits it with a generic
+/// affine solver; the exact solution is this scale-and-offset.
 struct RectTransform {
     left: f64,
     top: f64,
@@ -411,7 +431,9 @@ impl Affine {
 /// collapses to a closed form: with `cov` the cross-covariance, the scaled
 /// rotation is `[[p, -q], [q, p]] / var(from)` where `p = cov00 + cov11` and
 /// `q = cov10 - cov01`. The reflection handling of the general method is
-/// implied, since this form is always a proper rotation.
+/// implied, since this form is always a proper rotation. dlib reaches the
+/// same numbers through a general SVD; on the parity corpus (tens of millions
+/// of chip values) the results agree to the last bit.
 fn similarity_transform(from: &[(f64, f64)], to: &[(f64, f64)]) -> Affine {
     let n = from.len() as f64;
     let mean = |pts: &[(f64, f64)]| {
@@ -440,8 +462,8 @@ fn similarity_transform(from: &[(f64, f64)], to: &[(f64, f64)]) -> Affine {
     }
     let p = cov[0][0] + cov[1][1];
     let q = cov[1][0] - cov[0][1];
-    // dlib leaves the scale at 1 for a degenerate source; the rotation then
-    // degenerates too, and (p, q) already encodes scale * rotation.
+    // `from` is always the model's mean shape or the chip template here, so
+    // var_from > 0; the guard only keeps a degenerate call finite.
     let inv = if var_from != 0.0 { 1.0 / var_from } else { 1.0 };
     let m = [[inv * p, -(inv * q)], [inv * q, inv * p]];
     let b = [

@@ -90,12 +90,16 @@ impl Classifier {
         let (e, b) = load(age::NAME)?;
         let age = runtime::session(config, &e, &b)?;
         let (e, b) = load("shape_predictor_5")?;
-        let shape = face_align::ShapePredictor::from_bytes(&b).map_err(|err| {
-            InferenceError::Signature {
+        let shape = face_align::ShapePredictor::from_bytes(&b)
+            .map_err(|err| err.to_string())
+            .and_then(|p| match p.num_parts() {
+                5 => Ok(p),
+                n => Err(format!("predicts {n} landmarks, the age alignment needs 5")),
+            })
+            .map_err(|detail| InferenceError::Signature {
                 model: e.file.clone(),
-                detail: err.to_string(),
-            }
-        })?;
+                detail,
+            })?;
         Ok(Self {
             nsfw,
             nudenet,

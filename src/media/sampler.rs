@@ -101,6 +101,12 @@ impl Sampler<'_> {
         } else {
             stream.start_time()
         };
+        // The last frame starts one frame before the declared end.
+        let declared_end = if stream.duration() > 0 {
+            stream.duration() as f64 * tb - index.frame_duration
+        } else {
+            0.0
+        };
         let mut ctx = ff::codec::context::Context::from_parameters(stream.parameters())
             .map_err(|e| corrupt(&shown, &format!("codec parameters: {e}")))?;
         ctx.set_threading(ff::codec::threading::Config {
@@ -182,15 +188,15 @@ impl Sampler<'_> {
         if stats.decoded_frames == 0 {
             return Err(corrupt(&shown, "no frame could be decoded"));
         }
-        // Headers (an mp4 moov) describe the whole file even when its data is cut short.
+        // Headers (an mp4 moov, a stream duration) describe the whole file even when its
+        // data is cut short; estimated container durations are not trusted for this.
+        let declared = declared_end.max(index.last_frame);
         let slack = self.config.max_gap.max(2.0 * index.frame_duration);
-        if decoded_until + slack < index.last_frame && !keyframes_only
-            || keyframes_only && decoded_until + EPS < *index.keyframes.last().unwrap_or(&0.0)
-        {
+        if decoded_until + slack < declared {
             return Err(MediaError::Truncated {
                 path: shown,
                 decoded_until: decoded_until.max(0.0),
-                declared: index.last_frame,
+                declared,
             });
         }
         Ok(stats)

@@ -66,6 +66,8 @@ pub struct NsfwRule {
 pub struct NudityRule {
     pub explicit_classes: Vec<String>,
     pub explicit_score: f32,
+    pub explicit_alone_score: f32,
+    pub corroborating_nsfw: f32,
     pub suggestive_classes: Vec<String>,
     pub suggestive_score: f32,
 }
@@ -91,6 +93,7 @@ pub mod codes {
     pub const NSFW_HIGH: &str = "nsfw_high";
     pub const NSFW_MODERATE: &str = "nsfw_moderate";
     pub const EXPLICIT_NUDITY: &str = "explicit_nudity";
+    pub const POSSIBLE_EXPLICIT_NUDITY: &str = "possible_explicit_nudity";
     pub const SUGGESTIVE: &str = "suggestive";
     pub const PROBABLE_MINOR: &str = "probable_minor";
     pub const MINOR_EXPLICIT: &str = "minor_with_explicit_content";
@@ -153,6 +156,11 @@ impl Policy {
             ("nsfw.review", self.nsfw.review),
             ("nsfw.restrict", self.nsfw.restrict),
             ("nudity.explicit_score", self.nudity.explicit_score),
+            (
+                "nudity.explicit_alone_score",
+                self.nudity.explicit_alone_score,
+            ),
+            ("nudity.corroborating_nsfw", self.nudity.corroborating_nsfw),
             ("nudity.suggestive_score", self.nudity.suggestive_score),
             ("minor.p_minor", self.minor.p_minor),
             ("minor.face_score", self.minor.face_score),
@@ -194,6 +202,7 @@ impl Policy {
         let mut nsfw_high = Vec::new();
         let mut nsfw_moderate = Vec::new();
         let mut explicit = Vec::new();
+        let mut possible_explicit = Vec::new();
         let mut suggestive = Vec::new();
         let mut minors = Vec::new();
         for &(t, s) in frames {
@@ -210,7 +219,13 @@ impl Policy {
                     .fold(None, |m: Option<f32>, x| Some(m.map_or(x, |m| m.max(x))))
             };
             if let Some(score) = best(&self.nudity.explicit_classes, self.nudity.explicit_score) {
-                explicit.push((t, score));
+                if score >= self.nudity.explicit_alone_score
+                    || s.nsfw >= self.nudity.corroborating_nsfw
+                {
+                    explicit.push((t, score));
+                } else {
+                    possible_explicit.push((t, score));
+                }
             }
             if let Some(score) = best(
                 &self.nudity.suggestive_classes,
@@ -261,7 +276,7 @@ impl Policy {
         // Explicit content with a probable minor close in time: block and escalate.
         let mut pairs = Vec::new();
         let mut pair_ranges = Vec::new();
-        for &(te, se) in &explicit {
+        for &(te, se) in explicit.iter().chain(&possible_explicit) {
             for &(tm, sm) in &minors {
                 if (te - tm).abs() <= self.minor.window {
                     pairs.push((te, se.min(sm)));
@@ -279,6 +294,12 @@ impl Policy {
         add(codes::EXPLICIT_NUDITY, Action::Restrict, &explicit, None);
         add(codes::NSFW_HIGH, Action::Restrict, &nsfw_high, None);
         add(codes::PROBABLE_MINOR, self.minor.action, &minors, None);
+        add(
+            codes::POSSIBLE_EXPLICIT_NUDITY,
+            Action::Review,
+            &possible_explicit,
+            None,
+        );
         add(codes::SUGGESTIVE, Action::Review, &suggestive, None);
         add(codes::NSFW_MODERATE, Action::Review, &nsfw_moderate, None);
         reasons.retain(|r| r.action != Action::Allow);
@@ -363,7 +384,7 @@ mod tests {
 
     #[test]
     fn explicit_nudity_restricts_with_ranges_and_evidence() {
-        let hit = || frame(0.3, &[("FEMALE_BREAST_EXPOSED", 0.8)], None);
+        let hit = || frame(0.3, &[("FEMALE_BREAST_EXPOSED", 0.7)], None);
         let j = judge(&[
             (1.0, hit()),
             (2.0, hit()),
@@ -375,7 +396,30 @@ mod tests {
         assert_eq!(r.code, codes::EXPLICIT_NUDITY);
         assert_eq!(r.ranges, vec![[1.0, 2.0], [9.0, 9.0]]);
         assert_eq!(r.evidence.len(), 3);
-        assert!((r.max_score - 0.8).abs() < 1e-6);
+        assert!((r.max_score - 0.7).abs() < 1e-6);
+    }
+
+    #[test]
+    fn uncorroborated_explicit_detections_ask_for_review() {
+        // The Big Buck Bunny case: NudeNet fires on a cartoon, open_nsfw does not agree.
+        let j = judge(&[(2.0, frame(0.15, &[("FEMALE_BREAST_EXPOSED", 0.78)], None))]);
+        assert_eq!(
+            (j.verdict, codes_of(&j)),
+            (Action::Review, vec![codes::POSSIBLE_EXPLICIT_NUDITY])
+        );
+        // A confident detection needs no corroboration.
+        let j = judge(&[(2.0, frame(0.15, &[("FEMALE_BREAST_EXPOSED", 0.85)], None))]);
+        assert_eq!(j.verdict, Action::Restrict);
+    }
+
+    #[test]
+    fn uncorroborated_explicit_content_with_a_minor_still_blocks() {
+        let j = judge(&[(
+            1.0,
+            frame(0.05, &[("FEMALE_GENITALIA_EXPOSED", 0.6)], Some(0.9)),
+        )]);
+        assert_eq!(j.verdict, Action::Block);
+        assert!(j.escalate);
     }
 
     #[test]
