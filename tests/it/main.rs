@@ -1,0 +1,8 @@
+//! vcw's integration tests: one binary, driving the real `vcw` executable against real
+//! models, real FFmpeg and the real sample clips (`make test` fetches them first; a
+//! missing asset fails the test, it never skips).
+
+mod inputs;
+mod parity;
+mod scan;
+mod util;

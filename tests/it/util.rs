@@ -1,0 +1,77 @@
+//! Helpers shared by the integration tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A file `make setup` / `make clips` provides; a clear failure when it is missing.
+pub fn asset(relative: &str) -> PathBuf {
+    let path = repo().join(relative);
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make setup` (and `make clips` for samples/generated)",
+        path.display()
+    );
+    path
+}
+
+pub fn vcw() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vcw"));
+    // Tests must not depend on the developer's environment.
+    for (k, _) in std::env::vars() {
+        if k.starts_with("VCW__") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// Result of one `vcw ... --json` run.
+pub struct Run {
+    pub code: i32,
+    pub docs: Vec<Value>,
+    pub stderr: String,
+}
+
+pub fn run_json(cmd: &mut Command) -> Run {
+    let out: Output = cmd.arg("--json").output().expect("vcw runs");
+    let stdout = String::from_utf8(out.stdout).expect("utf-8 stdout");
+    let docs = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect();
+    Run {
+        code: out.status.code().expect("exited normally (no signal)"),
+        docs,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn scan(files: &[&Path], extra: &[&str]) -> Run {
+    let mut cmd = vcw();
+    cmd.arg("scan").args(extra).args(files);
+    run_json(&mut cmd)
+}
+
+/// Runs the ffmpeg CLI (fixtures are made with the real tool).
+pub fn ffmpeg(args: &[&str]) {
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .status()
+        .expect("ffmpeg is installed (make setup)");
+    assert!(status.success(), "ffmpeg {args:?} failed");
+}
+
+pub fn f64s(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect()
+}
