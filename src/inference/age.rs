@@ -13,7 +13,8 @@ use crate::frame::Frame;
 pub const NAME: &str = "age_v1";
 pub const CHIP: usize = 64;
 const PADDING: f64 = 0.2;
-const MEANS: [f32; 3] = [122.781_998, 117.000_999, 104.297_997];
+// The manifest's means (122.781998, 117.000999, 104.297997) as the nearest f32, as the reference uses them.
+const MEANS: [f32; 3] = [122.782, 117.001, 104.298];
 pub const BINS: usize = 81;
 /// Bins whose age is under this are minors.
 const ADULT_AGE: f32 = 18.0;
