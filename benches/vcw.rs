@@ -1,1 +1,118 @@
-fn main() {}
+//! Criterion benchmarks, Throughput in frames: the sampler on the 1080p clip, each model,
+//! and a scan end to end. Run with `make bench` (which generates the clips and also runs
+//! scripts/bench, the side-by-side comparison with ffmpeg and the reference packages).
+
+use std::path::{Path, PathBuf};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use vcw::config::Config;
+use vcw::frame::Frame;
+use vcw::inference::Classifier;
+use vcw::media::Sampler;
+use vcw::policy::Policy;
+
+fn asset(relative: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+    assert!(
+        p.is_file(),
+        "{} missing: run `make bench` (it generates the clips)",
+        p.display()
+    );
+    p
+}
+
+/// The first `n` frames the sampler takes from `clip`.
+fn frames(config: &Config, clip: &Path, n: usize) -> Vec<Frame> {
+    let sampler = Sampler {
+        config: &config.sampler,
+        limits: &config.limits,
+    };
+    let mut out = Vec::new();
+    let _ = sampler.run(
+        clip,
+        |f| {
+            out.push(f.image);
+            if out.len() < n {
+                Ok(())
+            } else {
+                Err("enough".into())
+            }
+        },
+        |_| {},
+    );
+    out
+}
+
+fn sampler(c: &mut Criterion) {
+    let clip = asset("samples/generated/1080p_2min.mp4");
+    let mut config = Config::default();
+    // Keyframes every 2 s satisfy a 2 s bound: the decoder skips every other frame,
+    // the same work as the `ffmpeg -skip_frame nokey` peer in scripts/bench.
+    config.sampler.max_gap = 2.0;
+    config.sampler.min_rate = 0.5;
+    let s = Sampler {
+        config: &config.sampler,
+        limits: &config.limits,
+    };
+    let count = s
+        .run(&clip, |_| Ok(()), |_| {})
+        .expect("sampler runs")
+        .sampled_frames;
+    let mut g = c.benchmark_group("sampler");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(count));
+    g.bench_function("1080p_2min_keyframes_rgb", |b| {
+        b.iter(|| s.run(&clip, |_| Ok(()), |_| {}).expect("sampler runs"))
+    });
+    g.finish();
+}
+
+fn models(c: &mut Criterion) {
+    let config = Config::default();
+    let mut classifier = Classifier::load(&config.inference).expect("models load (make setup)");
+    let hd = frames(&config, &asset("samples/generated/1080p_2min.mp4"), 8);
+    let faces = frames(&config, &asset("samples/carphone_pristine.mp4"), 4);
+    let hd_refs: Vec<&Frame> = hd.iter().collect();
+    let face_refs: Vec<&Frame> = faces.iter().collect();
+    let face_dets = classifier.detect(&face_refs).expect("detect");
+    let n_faces: usize = face_dets
+        .iter()
+        .map(|d| d.iter().filter(|x| x.is_face()).count())
+        .sum();
+
+    let mut g = c.benchmark_group("models");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(hd.len() as u64));
+    g.bench_function("open_nsfw_1080p_batch8", |b| {
+        b.iter(|| classifier.nsfw(&hd_refs).expect("nsfw"))
+    });
+    g.bench_function("nudenet_1080p_batch8", |b| {
+        b.iter(|| classifier.detect(&hd_refs).expect("detect"))
+    });
+    g.throughput(Throughput::Elements(n_faces as u64));
+    g.bench_function("age_per_face", |b| {
+        b.iter(|| classifier.ages(&face_refs, &face_dets).expect("ages"))
+    });
+    g.finish();
+}
+
+fn scan(c: &mut Criterion) {
+    let config = Config::default();
+    let policy = Policy::builtin();
+    let mut classifier = Classifier::load(&config.inference).expect("models load (make setup)");
+    let clip = asset("samples/bikes.mp4");
+    let report =
+        vcw::scan::scan_file(&clip, &mut classifier, &config, &policy, &|_| {}).expect("scan");
+    let mut g = c.benchmark_group("scan");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(report.sampled.len() as u64));
+    g.bench_function("bikes_10s_end_to_end", |b| {
+        b.iter(|| {
+            vcw::scan::scan_file(&clip, &mut classifier, &config, &policy, &|_| {}).expect("scan")
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, sampler, models, scan);
+criterion_main!(benches);

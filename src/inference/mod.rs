@@ -113,13 +113,29 @@ impl Classifier {
         &self.models
     }
 
-    /// Classifies a batch of frames; one result per frame, in order.
+    /// Classifies a batch of frames with every model; one result per frame, in order.
     pub fn classify(&mut self, frames: &[&Frame]) -> Result<Vec<FrameSignals>, InferenceError> {
+        let nsfw_scores = self.nsfw(frames)?;
+        let detections = self.detect(frames)?;
+        let faces = self.ages(frames, &detections)?;
+        Ok(nsfw_scores
+            .into_iter()
+            .zip(detections)
+            .zip(faces)
+            .map(|((nsfw, detections), faces)| FrameSignals {
+                nsfw,
+                detections,
+                faces,
+            })
+            .collect())
+    }
+
+    /// open_nsfw probability per frame.
+    pub fn nsfw(&mut self, frames: &[&Frame]) -> Result<Vec<f32>, InferenceError> {
         if frames.is_empty() {
             return Ok(Vec::new());
         }
         let n = frames.len();
-
         let mut input = Vec::with_capacity(n * nsfw::CROP * nsfw::CROP * 3);
         for f in frames {
             nsfw::preprocess(f, &mut input);
@@ -133,9 +149,15 @@ impl Classifier {
         let (_, probs) = outputs[0]
             .try_extract_tensor::<f32>()
             .map_err(ort_error(nsfw::NAME))?;
-        let nsfw_scores = nsfw::postprocess(probs);
-        drop(outputs);
+        Ok(nsfw::postprocess(probs))
+    }
 
+    /// NudeNet detections per frame, after NMS, in source pixels.
+    pub fn detect(&mut self, frames: &[&Frame]) -> Result<Vec<Vec<Detection>>, InferenceError> {
+        if frames.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = frames.len();
         let side = nudenet::SIZE;
         let mut input = Vec::with_capacity(n * 3 * side * side);
         for f in frames {
@@ -158,7 +180,7 @@ impl Classifier {
                 nudenet::NAME
             )));
         }
-        let detections: Vec<Vec<Detection>> = frames
+        Ok(frames
             .iter()
             .enumerate()
             .map(|(i, f)| {
@@ -169,24 +191,12 @@ impl Classifier {
                     f.height,
                 )
             })
-            .collect();
-        drop(outputs);
-
-        let faces = self.ages(frames, &detections)?;
-        Ok(nsfw_scores
-            .into_iter()
-            .zip(detections)
-            .zip(faces)
-            .map(|((nsfw, detections), faces)| FrameSignals {
-                nsfw,
-                detections,
-                faces,
-            })
             .collect())
     }
 
-    /// Runs the age model once over every face of the batch.
-    fn ages(
+    /// Age estimates for the face detections of each frame; the age model runs once over
+    /// every face of the batch.
+    pub fn ages(
         &mut self,
         frames: &[&Frame],
         detections: &[Vec<Detection>],

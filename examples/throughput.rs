@@ -1,0 +1,80 @@
+//! vcw's side of scripts/bench: times the sampler or each model on given inputs and
+//! prints `name frames seconds` lines for the script to put next to the peers' figures.
+//!
+//!   throughput sample CLIP MAX_GAP MIN_RATE
+//!   throughput models IMAGE...
+
+use std::time::Instant;
+
+use vcw::config::Config;
+use vcw::frame::Frame;
+use vcw::inference::Classifier;
+use vcw::media::Sampler;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("sample") if args.len() == 4 => {
+            let mut config = Config::default();
+            config.sampler.max_gap = args[2].parse()?;
+            config.sampler.min_rate = args[3].parse()?;
+            let sampler = Sampler {
+                config: &config.sampler,
+                limits: &config.limits,
+            };
+            let start = Instant::now();
+            let stats = sampler.run(args[1].as_ref(), |_| Ok(()), |_| {})?;
+            println!(
+                "sample {} {:.4} decoded={} keyframes_only={}",
+                stats.sampled_frames,
+                start.elapsed().as_secs_f64(),
+                stats.decoded_frames,
+                stats.keyframes_only
+            );
+        }
+        Some("models") if args.len() > 1 => {
+            let config = Config::default();
+            let mut classifier = Classifier::load(&config.inference)?;
+            let frames: Vec<Frame> = args[1..]
+                .iter()
+                .map(|p| Frame::load(p.as_ref(), config.limits.max_pixels()))
+                .collect::<Result<_, _>>()?;
+            let refs: Vec<&Frame> = frames.iter().collect();
+            let batch = config.inference.batch_size;
+            // Warm-up: first runs allocate ONNX Runtime's arenas.
+            classifier.classify(&refs[..batch.min(refs.len())])?;
+            let start = Instant::now();
+            for chunk in refs.chunks(batch) {
+                classifier.nsfw(chunk)?;
+            }
+            println!(
+                "open_nsfw {} {:.4}",
+                refs.len(),
+                start.elapsed().as_secs_f64()
+            );
+            let start = Instant::now();
+            let mut dets = Vec::new();
+            for chunk in refs.chunks(batch) {
+                dets.extend(classifier.detect(chunk)?);
+            }
+            println!(
+                "nudenet {} {:.4}",
+                refs.len(),
+                start.elapsed().as_secs_f64()
+            );
+            let faces: usize = dets
+                .iter()
+                .map(|d| d.iter().filter(|x| x.is_face()).count())
+                .sum();
+            let start = Instant::now();
+            for (chunk, d) in refs.chunks(batch).zip(dets.chunks(batch)) {
+                classifier.ages(chunk, d)?;
+            }
+            println!("age {} {:.4}", faces, start.elapsed().as_secs_f64());
+        }
+        _ => anyhow::bail!(
+            "usage: throughput sample CLIP MAX_GAP MIN_RATE | throughput models IMAGE..."
+        ),
+    }
+    Ok(())
+}
