@@ -38,7 +38,7 @@ fn frames(config: &Config, clip: &Path, n: usize) -> Vec<Frame> {
                 Err("enough".into())
             }
         },
-        |_| {},
+        |_, _| {},
     );
     out
 }
@@ -55,14 +55,14 @@ fn sampler(c: &mut Criterion) {
         limits: &config.limits,
     };
     let count = s
-        .run(&clip, |_| Ok(()), |_| {})
+        .run(&clip, |_| Ok(()), |_, _| {})
         .expect("sampler runs")
         .sampled_frames;
     let mut g = c.benchmark_group("sampler");
     g.sample_size(10);
     g.throughput(Throughput::Elements(count));
     g.bench_function("1080p_2min_keyframes_rgb", |b| {
-        b.iter(|| s.run(&clip, |_| Ok(()), |_| {}).expect("sampler runs"))
+        b.iter(|| s.run(&clip, |_| Ok(()), |_, _| {}).expect("sampler runs"))
     });
     g.finish();
 }
@@ -102,13 +102,14 @@ fn scan(c: &mut Criterion) {
     let mut classifier = Classifier::load(&config.inference).expect("models load (make setup)");
     let clip = asset("samples/bikes.mp4");
     let report =
-        vcw::scan::scan_file(&clip, &mut classifier, &config, &policy, &|_| {}).expect("scan");
+        vcw::scan::scan_file(&clip, &mut classifier, &config, &policy, &|_, _| {}).expect("scan");
     let mut g = c.benchmark_group("scan");
     g.sample_size(10);
     g.throughput(Throughput::Elements(report.sampled.len() as u64));
     g.bench_function("bikes_10s_end_to_end", |b| {
         b.iter(|| {
-            vcw::scan::scan_file(&clip, &mut classifier, &config, &policy, &|_| {}).expect("scan")
+            vcw::scan::scan_file(&clip, &mut classifier, &config, &policy, &|_, _| {})
+                .expect("scan")
         })
     });
     g.finish();

@@ -23,7 +23,7 @@ fn main() -> anyhow::Result<()> {
                 limits: &config.limits,
             };
             let start = Instant::now();
-            let stats = sampler.run(args[1].as_ref(), |_| Ok(()), |_| {})?;
+            let stats = sampler.run(args[1].as_ref(), |_| Ok(()), |_, _| {})?;
             println!(
                 "sample {} {:.4} decoded={} keyframes_only={}",
                 stats.sampled_frames,

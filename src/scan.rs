@@ -28,13 +28,13 @@ fn micro(t: f64) -> f64 {
     (t * 1e6).round() / 1e6
 }
 
-/// Scans one video. `progress` receives the decode position in seconds.
+/// Scans one video. `progress` receives the decode position and the expected end, seconds.
 pub fn scan_file(
     path: &Path,
     classifier: &mut Classifier,
     config: &Config,
     policy: &Policy,
-    progress: &(dyn Fn(f64) + Sync),
+    progress: &(dyn Fn(f64, f64) + Sync),
 ) -> Result<ScanReport, ScanError> {
     let shown = path.display().to_string();
     let batch_size = config.inference.batch_size;

@@ -54,7 +54,10 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<Outcome> {
     for file in &args.files {
         let shown = file.display().to_string();
         let bar = progress_bar(interactive, file);
-        let on_progress = |t: f64| bar.set_position((t * 1000.0).max(0.0) as u64);
+        let on_progress = |t: f64, end: f64| {
+            bar.set_length((end * 1000.0).max(1.0) as u64);
+            bar.set_position((t * 1000.0).max(0.0) as u64);
+        };
         let result = scan_file(file, &mut classifier, &config, &policy, &on_progress);
         bar.finish_and_clear();
         match result {
@@ -80,10 +83,7 @@ fn progress_bar(interactive: bool, file: &std::path::Path) -> ProgressBar {
     if !interactive {
         return ProgressBar::hidden();
     }
-    let duration = crate::media::probe(file, &crate::config::Limits::default())
-        .map(|p| (p.duration * 1000.0) as u64)
-        .unwrap_or(0);
-    let bar = ProgressBar::new(duration.max(1));
+    let bar = ProgressBar::new(1);
     let style = ProgressStyle::with_template(
         "{spinner} {msg} [{bar:30}] {percent:>3}% ({elapsed}, eta {eta})",
     )

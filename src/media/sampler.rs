@@ -82,12 +82,12 @@ impl Sampler<'_> {
 
     /// Samples `path`, handing each chosen frame to `sink` in presentation order.
     /// `sink` may stop the scan by returning an error message; `progress` receives the
-    /// current position in seconds.
+    /// current position and the expected end, in seconds.
     pub fn run(
         &self,
         path: &Path,
         mut sink: impl FnMut(SampledFrame) -> Result<(), String>,
-        mut progress: impl FnMut(f64),
+        mut progress: impl FnMut(f64, f64),
     ) -> Result<SampleStats, MediaError> {
         let shown = path.display().to_string();
         let index = self.index(path)?;
@@ -175,7 +175,7 @@ impl Sampler<'_> {
                     Some(ts) => (ts - start) as f64 * tb,
                     None => state.prev_t().map_or(0.0, |p| p + index.frame_duration),
                 };
-                progress(t);
+                progress(t, index.last_frame);
                 for out in state.offer(&mut frame, t, &shown)? {
                     emit(out, &mut stats)?;
                 }
