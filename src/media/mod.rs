@@ -5,9 +5,11 @@
 
 mod probe;
 mod sampler;
+mod segmenter;
 
 pub use probe::{Probe, probe};
 pub use sampler::{SampleReason, SampleStats, SampledFrame, Sampler};
+pub use segmenter::{Segment, SegmentInfo, playlist, segment};
 
 /// Everything that can be wrong with a media input, each naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,8 @@ pub enum MediaError {
         decoded_until: f64,
         declared: f64,
     },
+    #[error("{path}: cannot segment: {detail}")]
+    Segment { path: String, detail: String },
     #[error("{path}: scan stopped: {reason}")]
     Stopped { path: String, reason: String },
 }

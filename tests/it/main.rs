@@ -5,4 +5,5 @@
 mod inputs;
 mod parity;
 mod scan;
+mod segment;
 mod util;
