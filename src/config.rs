@@ -30,6 +30,7 @@ pub struct Config {
     pub sampler: SamplerConfig,
     pub limits: Limits,
     pub inference: InferenceConfig,
+    pub vault: VaultConfig,
     /// Policy file; the built-in policy (docs/policy.md) when absent.
     pub policy: Option<PathBuf>,
 }
@@ -114,6 +115,37 @@ impl Default for InferenceConfig {
             intra_threads: 0,
             batch_size: 8,
         }
+    }
+}
+
+/// Where keys and the catalog live.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VaultConfig {
+    /// Catalog (SQLite) and local objects.
+    pub data_dir: PathBuf,
+    /// The keyring file holding the KEK (a mounted secret in production); default
+    /// `<data_dir>/keyring.toml`.
+    pub keyring: Option<PathBuf>,
+}
+
+impl Default for VaultConfig {
+    fn default() -> Self {
+        let data_dir = std::env::var_os("HOME")
+            .map(|h| Path::new(&h).join(".local/share/vcw"))
+            .unwrap_or_else(|| PathBuf::from("vcw-data"));
+        Self {
+            data_dir,
+            keyring: None,
+        }
+    }
+}
+
+impl VaultConfig {
+    pub fn keyring_path(&self) -> PathBuf {
+        self.keyring
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keyring.toml"))
     }
 }
 

@@ -1,22 +1,33 @@
 //! vcw: the video compliance worker.
 //!
 //! # Layout
-//! - [`cli`]: one file per subcommand (`scan`, `classify`); argument parsing and exit codes.
+//! - [`catalog`]: wrapped keys and sealed objects in SQLite (sqlx).
+//! - [`cli`]: one file per subcommand family (`scan`, `classify`, `keys`, `seal`/`open`);
+//!   argument parsing and exit codes.
 //! - [`config`]: defaults -> TOML file -> `VCW__` environment -> flags, validated once.
+//! - [`crypto`]: SM4/SM3 primitives, the sealed object format (docs/sealed-format.md), and
+//!   the key hierarchy (keyring file, KMS trait, key wrapping).
 //! - [`frame`]: the packed RGB24 image every stage passes along.
-//! - [`media`]: FFmpeg probe and frame sampler (I-frames + minimum rate + max-gap guarantee).
+//! - [`hex`]: hexadecimal for digests, ids and key files.
+//! - [`media`]: FFmpeg probe, frame sampler (I-frames + minimum rate + max-gap guarantee),
+//!   and the segmenter (in-memory MPEG-TS segments + HLS playlist).
 //! - [`inference`]: ONNX Runtime sessions and one module per model (open_nsfw, NudeNet, age).
 //! - [`policy`]: per-frame signals -> verdict with reasons, time ranges and evidence.
 //! - [`report`]: the scan/classify result documents (JSON schema in docs/scan-json.md) and tables.
 //! - [`scan`]: one file end to end: sample, classify in batches, judge.
 //! - [`telemetry`]: tracing setup.
+//! - [`vault`]: sealing and opening objects with their keys and catalog rows; shredding.
 
+pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod frame;
+pub mod hex;
 pub mod inference;
 pub mod media;
 pub mod policy;
 pub mod report;
 pub mod scan;
 pub mod telemetry;
+pub mod vault;

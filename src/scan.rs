@@ -104,8 +104,7 @@ pub fn scan_file(
     let signals: Vec<_> = records.iter().map(FrameRecord::signals).collect();
     let judged: Vec<(f64, &_)> = sampled.iter().copied().zip(signals.iter()).collect();
     let judgement = policy.judge(&judged);
-    let end = stats.last_frame.max(stats.probe.duration);
-    let largest_gap = largest_gap(&sampled, end);
+    let largest_gap = largest_gap(&sampled, stats.last_frame);
     Ok(ScanReport {
         file: shown,
         verdict: judgement.verdict,

@@ -4,7 +4,9 @@
 //! restrict or block), 2 when an input or the setup was in error.
 
 mod classify;
+mod keys;
 mod scan;
+mod seal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,6 +68,46 @@ pub enum Command {
     Scan(scan::ScanArgs),
     /// Classify still images (PNG, JPEG) with the same models and policy.
     Classify(classify::ClassifyArgs),
+    /// Manage keys: create the keyring, rotate the KEK, crypto-shred a subject or object.
+    Keys(keys::KeysArgs),
+    /// Encrypt a file for a data subject into a sealed object (SM4-CTR + CMAC-SM4).
+    Seal(seal::SealArgs),
+    /// Verify and decrypt a sealed object; fails without releasing any tampered chunk.
+    Open(seal::OpenArgs),
+}
+
+/// Where the keyring and the catalog are (flags override the config file and
+/// `VCW__VAULT__KEYRING` / `VCW__VAULT__DATA_DIR`).
+#[derive(Args, Debug, Clone)]
+pub struct VaultArgs {
+    /// Keyring file with the KEK (default: <data-dir>/keyring.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub keyring: Option<PathBuf>,
+    /// Directory for the catalog and local objects (default: ~/.local/share/vcw).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl VaultArgs {
+    /// (keyring, data dir) from all configuration layers.
+    pub fn resolve(&self, global: &GlobalArgs) -> anyhow::Result<(PathBuf, PathBuf)> {
+        let config = Config::load(global.config.as_deref(), std::env::vars())?;
+        let mut vault = config.vault;
+        if let Some(d) = &self.data_dir {
+            vault.data_dir = d.clone();
+        }
+        if let Some(k) = &self.keyring {
+            vault.keyring = Some(k.clone());
+        }
+        Ok((vault.keyring_path(), vault.data_dir))
+    }
+}
+
+/// A single-threaded tokio runtime for the commands that do async I/O.
+pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 /// Outcome of one input, folded into the exit status.
@@ -125,6 +167,9 @@ pub fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Scan(args) => scan::run(&cli.global, args),
         Command::Classify(args) => classify::run(&cli.global, args),
+        Command::Keys(args) => keys::run(&cli.global, args),
+        Command::Seal(args) => seal::seal(&cli.global, args),
+        Command::Open(args) => seal::open(&cli.global, args),
     };
     match result {
         Ok(outcome) => outcome.exit_code(),

@@ -13,7 +13,6 @@ use ort::value::Tensor;
 
 pub use age::Face;
 pub use nudenet::{Detection, LABELS, iou};
-pub use runtime::hex;
 
 use crate::config::InferenceConfig;
 use crate::frame::Frame;

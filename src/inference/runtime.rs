@@ -58,7 +58,7 @@ pub fn verified_file(dir: &Path, entry: &ModelEntry) -> Result<(PathBuf, Vec<u8>
         path: path.display().to_string(),
         detail: e.to_string(),
     })?;
-    let got = hex(&Sha256::digest(&bytes));
+    let got = crate::hex::encode(&Sha256::digest(&bytes));
     if got != entry.sha256 {
         return Err(InferenceError::ModelDigest {
             path: path.display().to_string(),
@@ -67,10 +67,6 @@ pub fn verified_file(dir: &Path, entry: &ModelEntry) -> Result<(PathBuf, Vec<u8>
         });
     }
     Ok((path, bytes))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Loads the ONNX Runtime library once per process.

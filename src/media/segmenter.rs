@@ -10,8 +10,8 @@ use std::ffi::CString;
 use std::path::Path;
 use std::ptr;
 
-use ff::ffi;
 use ff::codec::packet::Mut as _;
+use ff::ffi;
 use ff::media::Type as MediaType;
 use ffmpeg_next as ff;
 

@@ -2,8 +2,11 @@
 //! models, real FFmpeg and the real sample clips (`make test` fetches them first; a
 //! missing asset fails the test, it never skips).
 
+mod crypto;
+mod crypto_support;
 mod inputs;
 mod parity;
 mod scan;
 mod segment;
 mod util;
+mod vault;

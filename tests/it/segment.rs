@@ -76,7 +76,10 @@ fn segments_reassemble_into_the_source_duration() {
                 .unwrap();
             // MPEG-TS reports the stream once per program section: take the first figure.
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            text.split_whitespace().next().unwrap_or_default().to_string()
+            text.split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string()
         };
         assert_eq!(count(&path), count(&src), "{clip}: no video packet lost");
     }

@@ -1,0 +1,295 @@
+//! The catalog: wrapped keys and sealed objects, in SQLite (sqlx).
+//!
+//! Only wrapped keys are stored, never key material in the clear. Subjects appear only as
+//! keyed hashes ([`crate::crypto::Kms::subject_hash`]). Shredding overwrites the wrapped
+//! key with NULL; `secure_delete` makes SQLite zero the freed bytes on disk, so a
+//! shredded key does not survive in free pages.
+
+use std::path::Path;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{Row, SqlitePool};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog {path}: {source}")]
+    Open { path: String, source: sqlx::Error },
+    #[error("catalog: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS subject_keys (
+    subject_hash TEXT PRIMARY KEY,
+    key_id BLOB NOT NULL,
+    version INTEGER NOT NULL,
+    wrapped BLOB,
+    kek_version INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    shredded_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS objects (
+    object_id BLOB PRIMARY KEY,
+    subject_hash TEXT NOT NULL,
+    data_key_id BLOB NOT NULL,
+    wrapped_data_key BLOB,
+    subject_key_version INTEGER NOT NULL,
+    header_tag BLOB NOT NULL,
+    plaintext_len INTEGER NOT NULL,
+    sealed_len INTEGER NOT NULL,
+    location TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    shredded_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS objects_by_subject ON objects (subject_hash);
+";
+
+/// A subject's key row.
+#[derive(Clone, Debug)]
+pub struct SubjectKeyRow {
+    pub subject_hash: String,
+    pub key_id: Vec<u8>,
+    pub version: i64,
+    /// None once shredded.
+    pub wrapped: Option<Vec<u8>>,
+    pub kek_version: i64,
+    pub shredded_at: Option<i64>,
+}
+
+/// A sealed object's row.
+#[derive(Clone, Debug)]
+pub struct ObjectRow {
+    pub object_id: Vec<u8>,
+    pub subject_hash: String,
+    pub data_key_id: Vec<u8>,
+    /// None once shredded.
+    pub wrapped_data_key: Option<Vec<u8>>,
+    pub subject_key_version: i64,
+    /// The header tag recorded at seal time: an older header replayed in its place fails.
+    pub header_tag: Vec<u8>,
+    pub plaintext_len: i64,
+    pub sealed_len: i64,
+    /// Where the sealed bytes are (store key, or a path for `vcw seal`).
+    pub location: String,
+    pub created_at: i64,
+    pub shredded_at: Option<i64>,
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Creates `dir` (and parents) readable only by the owner: it holds wrapped keys.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+pub struct Catalog {
+    pool: SqlitePool,
+}
+
+impl Catalog {
+    /// Opens (creating if needed) `DIR/catalog.sqlite`.
+    pub async fn open(data_dir: &Path) -> Result<Self, CatalogError> {
+        let path = data_dir.join("catalog.sqlite");
+        let shown = path.display().to_string();
+        let open_err = |source| CatalogError::Open {
+            path: shown.clone(),
+            source,
+        };
+        create_private_dir(data_dir).map_err(|e| open_err(sqlx::Error::Io(e)))?;
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .pragma("secure_delete", "ON")
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(open_err)?;
+        sqlx::raw_sql(SCHEMA)
+            .execute(&pool)
+            .await
+            .map_err(open_err)?;
+        Ok(Self { pool })
+    }
+
+    pub async fn subject_key(
+        &self,
+        subject_hash: &str,
+    ) -> Result<Option<SubjectKeyRow>, CatalogError> {
+        let row = sqlx::query("SELECT * FROM subject_keys WHERE subject_hash = ?")
+            .bind(subject_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| subject_row(&r)).transpose()
+    }
+
+    /// Inserts or replaces (after a shred) a subject's key.
+    pub async fn put_subject_key(&self, row: &SubjectKeyRow) -> Result<(), CatalogError> {
+        sqlx::query(
+            "INSERT INTO subject_keys (subject_hash, key_id, version, wrapped, kek_version, created_at, shredded_at)
+             VALUES (?, ?, ?, ?, ?, ?, NULL)
+             ON CONFLICT (subject_hash) DO UPDATE SET key_id = excluded.key_id, version = excluded.version,
+               wrapped = excluded.wrapped, kek_version = excluded.kek_version,
+               created_at = excluded.created_at, shredded_at = NULL",
+        )
+        .bind(&row.subject_hash)
+        .bind(&row.key_id)
+        .bind(row.version)
+        .bind(&row.wrapped)
+        .bind(row.kek_version)
+        .bind(unix_now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every live (unshredded) subject key, for KEK rotation.
+    pub async fn live_subject_keys(&self) -> Result<Vec<SubjectKeyRow>, CatalogError> {
+        let rows = sqlx::query("SELECT * FROM subject_keys WHERE wrapped IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(subject_row).collect()
+    }
+
+    /// Replaces a subject key's wrapping (rotation); the key itself is unchanged.
+    pub async fn rewrap_subject_key(
+        &self,
+        subject_hash: &str,
+        wrapped: &[u8],
+        kek_version: u32,
+    ) -> Result<(), CatalogError> {
+        sqlx::query("UPDATE subject_keys SET wrapped = ?, kek_version = ? WHERE subject_hash = ? AND wrapped IS NOT NULL")
+            .bind(wrapped)
+            .bind(i64::from(kek_version))
+            .bind(subject_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Crypto-shreds a subject: its key and every one of its objects' data keys.
+    /// Returns the objects that were live, so their bytes can be deleted too.
+    pub async fn shred_subject(
+        &self,
+        subject_hash: &str,
+    ) -> Result<(bool, Vec<ObjectRow>), CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        let now = unix_now();
+        let objects =
+            sqlx::query("SELECT * FROM objects WHERE subject_hash = ? AND shredded_at IS NULL")
+                .bind(subject_hash)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(object_row)
+                .collect::<Result<Vec<_>, _>>()?;
+        let key = sqlx::query("UPDATE subject_keys SET wrapped = NULL, shredded_at = ? WHERE subject_hash = ? AND shredded_at IS NULL")
+            .bind(now)
+            .bind(subject_hash)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE objects SET wrapped_data_key = NULL, shredded_at = ? WHERE subject_hash = ? AND shredded_at IS NULL")
+            .bind(now)
+            .bind(subject_hash)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((key.rows_affected() > 0, objects))
+    }
+
+    pub async fn insert_object(&self, row: &ObjectRow) -> Result<(), CatalogError> {
+        sqlx::query(
+            "INSERT INTO objects (object_id, subject_hash, data_key_id, wrapped_data_key, subject_key_version,
+               header_tag, plaintext_len, sealed_len, location, created_at, shredded_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+        )
+        .bind(&row.object_id)
+        .bind(&row.subject_hash)
+        .bind(&row.data_key_id)
+        .bind(&row.wrapped_data_key)
+        .bind(row.subject_key_version)
+        .bind(&row.header_tag)
+        .bind(row.plaintext_len)
+        .bind(row.sealed_len)
+        .bind(&row.location)
+        .bind(row.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn object(&self, object_id: &[u8]) -> Result<Option<ObjectRow>, CatalogError> {
+        let row = sqlx::query("SELECT * FROM objects WHERE object_id = ?")
+            .bind(object_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| object_row(&r)).transpose()
+    }
+
+    /// Crypto-shreds one object; returns its row if it was live.
+    pub async fn shred_object(&self, object_id: &[u8]) -> Result<Option<ObjectRow>, CatalogError> {
+        let Some(row) = self.object(object_id).await? else {
+            return Ok(None);
+        };
+        if row.shredded_at.is_some() {
+            return Ok(None);
+        }
+        sqlx::query(
+            "UPDATE objects SET wrapped_data_key = NULL, shredded_at = ? WHERE object_id = ?",
+        )
+        .bind(unix_now())
+        .bind(object_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(Some(row))
+    }
+
+    /// Removes an object row (used to roll back a seal whose store write failed).
+    pub async fn delete_object(&self, object_id: &[u8]) -> Result<(), CatalogError> {
+        sqlx::query("DELETE FROM objects WHERE object_id = ?")
+            .bind(object_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+fn subject_row(r: &sqlx::sqlite::SqliteRow) -> Result<SubjectKeyRow, CatalogError> {
+    Ok(SubjectKeyRow {
+        subject_hash: r.try_get("subject_hash")?,
+        key_id: r.try_get("key_id")?,
+        version: r.try_get("version")?,
+        wrapped: r.try_get("wrapped")?,
+        kek_version: r.try_get("kek_version")?,
+        shredded_at: r.try_get("shredded_at")?,
+    })
+}
+
+fn object_row(r: &sqlx::sqlite::SqliteRow) -> Result<ObjectRow, CatalogError> {
+    Ok(ObjectRow {
+        object_id: r.try_get("object_id")?,
+        subject_hash: r.try_get("subject_hash")?,
+        data_key_id: r.try_get("data_key_id")?,
+        wrapped_data_key: r.try_get("wrapped_data_key")?,
+        subject_key_version: r.try_get("subject_key_version")?,
+        header_tag: r.try_get("header_tag")?,
+        plaintext_len: r.try_get("plaintext_len")?,
+        sealed_len: r.try_get("sealed_len")?,
+        location: r.try_get("location")?,
+        created_at: r.try_get("created_at")?,
+        shredded_at: r.try_get("shredded_at")?,
+    })
+}

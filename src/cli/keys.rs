@@ -1,0 +1,74 @@
+//! `vcw keys init | rotate | shred`
+
+use clap::{Args, Subcommand};
+
+use super::{GlobalArgs, Outcome, VaultArgs, runtime};
+use crate::crypto::LocalKms;
+use crate::vault::{Vault, parse_id};
+
+#[derive(Args, Debug)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub command: KeysCommand,
+    #[command(flatten)]
+    pub vault: VaultArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Create a new keyring (KEK version 1 and the subject-hash salt), mode 0600.
+    Init,
+    /// Add a KEK version and rewrap every subject key under it (content is not re-encrypted).
+    Rotate,
+    /// Crypto-shred: destroy a subject's key (every object of the subject) or one object's key.
+    Shred {
+        /// Data-subject identifier as the platform knows it (hashed before use, never stored).
+        #[arg(long, conflicts_with = "object", required_unless_present = "object")]
+        subject: Option<String>,
+        /// Object id (32 hex digits, as printed by `vcw seal`).
+        #[arg(long)]
+        object: Option<String>,
+    },
+}
+
+pub fn run(global: &GlobalArgs, args: &KeysArgs) -> anyhow::Result<Outcome> {
+    let (keyring, data_dir) = args.vault.resolve(global)?;
+    match &args.command {
+        KeysCommand::Init => {
+            if let Some(parent) = keyring.parent() {
+                crate::catalog::create_private_dir(parent)?;
+            }
+            LocalKms::init(&keyring)?;
+            eprintln!(
+                "vcw: created keyring {} (KEK version 1, mode 0600)",
+                keyring.display()
+            );
+        }
+        KeysCommand::Rotate => {
+            let (version, count) = runtime()?.block_on(async {
+                let mut vault = Vault::load(&keyring, &data_dir).await?;
+                vault.rotate().await
+            })?;
+            println!("KEK version {version} is current; {count} subject key(s) rewrapped");
+        }
+        KeysCommand::Shred { subject, object } => {
+            let report = runtime()?.block_on(async {
+                let vault = Vault::load(&keyring, &data_dir).await?;
+                match (subject, object) {
+                    (Some(s), _) => vault.shred_subject(s).await,
+                    (None, Some(o)) => {
+                        let id = parse_id(o).ok_or_else(|| {
+                            crate::vault::VaultError::UnknownObject(format!(
+                                "{o} (not 32 hex digits)"
+                            ))
+                        })?;
+                        vault.shred_object(&id).await
+                    }
+                    (None, None) => unreachable!("clap requires --subject or --object"),
+                }
+            })?;
+            println!("{}", serde_json::to_string(&report)?);
+        }
+    }
+    Ok(Outcome::Allowed)
+}

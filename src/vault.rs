@@ -1,0 +1,285 @@
+//! The vault: sealed objects together with their keys and catalog rows.
+//!
+//! Sealing an object for a data subject gets (or creates) the subject's key, wrapped by
+//! the KEK, makes a fresh data key wrapped by the subject key, seals the stream, and
+//! records the object. Opening finds the object's keys from the id in its header, checks
+//! the header against the catalog (an older copy of the object is refused), and releases
+//! plaintext only chunk by chunk after verification. Shredding destroys wrapped keys, so
+//! the sealed bytes, wherever copies of them live, can no longer be opened.
+
+use std::path::Path;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+
+use crate::catalog::{Catalog, CatalogError, ObjectRow, SubjectKeyRow, unix_now};
+use crate::crypto::{
+    CryptoError, DataKey, HEADER_LEN, Header, KeyError, Kms, LocalKms, RangeSource, SealParams,
+    random, unwrap_key, wrap_key,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error(
+        "object {0} is not in the catalog (sealed with another catalog, or its header is damaged)"
+    )]
+    UnknownObject(String),
+    #[error("object {0} has been shredded: its key is destroyed and it can never be opened again")]
+    Shredded(String),
+    #[error("object {0} does not match the catalog: an older or altered copy of the object")]
+    Mismatch(String),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The keys and catalog behind sealed objects.
+pub struct Vault {
+    kms: LocalKms,
+    catalog: Catalog,
+}
+
+/// Identifiers are shown as hex (never secret).
+pub fn id_hex(id: &[u8]) -> String {
+    crate::hex::encode(id)
+}
+
+/// An object id from 32 hex digits (dashes allowed, as in a UUID).
+pub fn parse_id(s: &str) -> Option<[u8; 16]> {
+    crate::hex::decode(&s.replace('-', ""))?.try_into().ok()
+}
+
+fn subject_context(hash: &str, version: i64) -> String {
+    format!("subject:{hash}:v{version}")
+}
+
+fn object_context(object_id: &[u8]) -> String {
+    format!("object:{}", id_hex(object_id))
+}
+
+/// Outcome of a shred.
+#[derive(Debug, serde::Serialize)]
+pub struct ShredReport {
+    pub subject_key_destroyed: bool,
+    pub objects: Vec<String>,
+}
+
+impl Vault {
+    pub async fn load(keyring: &Path, data_dir: &Path) -> Result<Self, VaultError> {
+        let kms = LocalKms::load(keyring)?;
+        let catalog = Catalog::open(data_dir).await?;
+        Ok(Self { kms, catalog })
+    }
+
+    pub fn kms(&self) -> &LocalKms {
+        &self.kms
+    }
+
+    /// The subject's live key, created on first use (or after a shred).
+    async fn subject_key(
+        &self,
+        subject_hash: &str,
+    ) -> Result<(SubjectKeyRow, crate::crypto::Key16), VaultError> {
+        if let Some(row) = self.catalog.subject_key(subject_hash).await?
+            && let Some(wrapped) = &row.wrapped
+        {
+            let key = self.kms.unwrap(
+                row.kek_version as u32,
+                wrapped,
+                &subject_context(subject_hash, row.version),
+            )?;
+            return Ok((row, key));
+        }
+        let version = self
+            .catalog
+            .subject_key(subject_hash)
+            .await?
+            .map_or(1, |old| old.version + 1);
+        let key = random::<16>()?;
+        let (kek_version, wrapped) = self
+            .kms
+            .wrap(&key, &subject_context(subject_hash, version))?;
+        let row = SubjectKeyRow {
+            subject_hash: subject_hash.to_string(),
+            key_id: random::<16>()?.to_vec(),
+            version,
+            wrapped: Some(wrapped),
+            kek_version: i64::from(kek_version),
+            shredded_at: None,
+        };
+        self.catalog.put_subject_key(&row).await?;
+        Ok((row, key))
+    }
+
+    /// Seals `input` into `output` for `subject`; `location` records where the sealed
+    /// bytes will live. The catalog row is written only after sealing succeeded.
+    pub async fn seal<R, W>(
+        &self,
+        subject: &str,
+        location: &str,
+        input: R,
+        output: W,
+    ) -> Result<ObjectRow, VaultError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let subject_hash = self.kms.subject_hash(subject)?;
+        let (subject_row, subject_key) = self.subject_key(&subject_hash).await?;
+        let object_id = *random::<16>()?;
+        let data_key = DataKey::generate()?;
+        let wrapped = wrap_key(&subject_key, data_key.expose(), &object_context(&object_id))?;
+        let mut subject_key_id = [0u8; 16];
+        subject_key_id.copy_from_slice(&subject_row.key_id);
+        let params = SealParams {
+            object_id,
+            data_key_id: *random::<16>()?,
+            subject_key_id,
+            subject_key_version: subject_row.version as u32,
+            kek_version: subject_row.kek_version as u32,
+            ..SealParams::default()
+        };
+        let summary = crate::crypto::seal(&data_key, &params, None, input, output).await?;
+        let row = ObjectRow {
+            object_id: object_id.to_vec(),
+            subject_hash,
+            data_key_id: params.data_key_id.to_vec(),
+            wrapped_data_key: Some(wrapped),
+            subject_key_version: subject_row.version,
+            header_tag: summary.header.header_tag.to_vec(),
+            plaintext_len: summary.plaintext_len as i64,
+            sealed_len: summary.sealed_len as i64,
+            location: location.to_string(),
+            created_at: unix_now(),
+            shredded_at: None,
+        };
+        self.catalog.insert_object(&row).await?;
+        Ok(row)
+    }
+
+    /// The data key of a sealed object whose header is `header`.
+    async fn data_key(&self, header: &Header) -> Result<DataKey, VaultError> {
+        let id = id_hex(&header.object_id);
+        let row = self
+            .catalog
+            .object(&header.object_id)
+            .await?
+            .ok_or_else(|| VaultError::UnknownObject(id.clone()))?;
+        let Some(wrapped) = &row.wrapped_data_key else {
+            return Err(VaultError::Shredded(id));
+        };
+        if row.header_tag != header.header_tag {
+            return Err(VaultError::Mismatch(id));
+        }
+        let subject = self
+            .catalog
+            .subject_key(&row.subject_hash)
+            .await?
+            .filter(|s| s.version == row.subject_key_version)
+            .and_then(|s| s.wrapped.map(|w| (w, s.kek_version, s.version)));
+        let Some((subject_wrapped, kek_version, version)) = subject else {
+            return Err(VaultError::Shredded(id));
+        };
+        let subject_key = self.kms.unwrap(
+            kek_version as u32,
+            &subject_wrapped,
+            &subject_context(&row.subject_hash, version),
+        )?;
+        let key = unwrap_key(&subject_key, wrapped, &object_context(&header.object_id))?;
+        Ok(DataKey::from_bytes(*key))
+    }
+
+    /// Verifies and decrypts a whole sealed stream into `output`.
+    pub async fn open<R, W>(&self, mut input: R, output: W) -> Result<u64, VaultError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut head = [0u8; HEADER_LEN];
+        let mut got = 0;
+        while got < HEADER_LEN {
+            let n = input.read(&mut head[got..]).await?;
+            if n == 0 {
+                return Err(CryptoError::TruncatedHeader(got).into());
+            }
+            got += n;
+        }
+        let header = Header::parse(&head)?;
+        let key = self.data_key(&header).await?;
+        let summary =
+            crate::crypto::open(&key, std::io::Cursor::new(head).chain(input), output).await?;
+        Ok(summary.plaintext_len)
+    }
+
+    /// Verifies and decrypts bytes `start..=end_inclusive` of the plaintext, reading only
+    /// the header and the chunks the range touches.
+    pub async fn open_range<S, W>(
+        &self,
+        source: &S,
+        start: u64,
+        end_inclusive: u64,
+        output: W,
+    ) -> Result<u64, VaultError>
+    where
+        S: RangeSource + Sync,
+        W: AsyncWrite + Unpin,
+    {
+        let head = source.read_at(0, HEADER_LEN).await?;
+        let header = Header::parse(&head)?;
+        let key = self.data_key(&header).await?;
+        Ok(crate::crypto::open_range(&key, source, start, end_inclusive, output).await?)
+    }
+
+    /// Destroys the subject's key and every one of its objects' data keys.
+    pub async fn shred_subject(&self, subject: &str) -> Result<ShredReport, VaultError> {
+        let hash = self.kms.subject_hash(subject)?;
+        let (destroyed, objects) = self.catalog.shred_subject(&hash).await?;
+        Ok(ShredReport {
+            subject_key_destroyed: destroyed,
+            objects: objects.iter().map(|o| id_hex(&o.object_id)).collect(),
+        })
+    }
+
+    /// Destroys one object's data key.
+    pub async fn shred_object(&self, object_id: &[u8; 16]) -> Result<ShredReport, VaultError> {
+        let row = self.catalog.shred_object(object_id).await?;
+        if row.is_none() && self.catalog.object(object_id).await?.is_none() {
+            return Err(VaultError::UnknownObject(id_hex(object_id)));
+        }
+        Ok(ShredReport {
+            subject_key_destroyed: false,
+            objects: row.iter().map(|o| id_hex(&o.object_id)).collect(),
+        })
+    }
+
+    /// Adds a KEK version and rewraps every live subject key under it. Content and
+    /// data keys are untouched. Returns (new version, subject keys rewrapped).
+    pub async fn rotate(&mut self) -> Result<(u32, usize), VaultError> {
+        let rows = self.catalog.live_subject_keys().await?;
+        // Unwrap everything first: a key that cannot be unwrapped stops the rotation
+        // before anything changes.
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if let Some(wrapped) = &row.wrapped {
+                let ctx = subject_context(&row.subject_hash, row.version);
+                keys.push((
+                    row,
+                    self.kms.unwrap(row.kek_version as u32, wrapped, &ctx)?,
+                    ctx,
+                ));
+            }
+        }
+        let version = self.kms.add_version()?;
+        for (row, key, ctx) in &keys {
+            let (v, wrapped) = self.kms.wrap(key, ctx)?;
+            self.catalog
+                .rewrap_subject_key(&row.subject_hash, &wrapped, v)
+                .await?;
+        }
+        Ok((version, keys.len()))
+    }
+}
