@@ -1,5 +1,5 @@
-//! Criterion benchmarks, Throughput in frames: the sampler on the 1080p clip, each model,
-//! and a scan end to end. Run with `make bench` (which generates the clips and also runs
+//! Criterion benchmarks: Throughput in frames for the sampler on the 1080p clip, each
+//! model, and a scan end to end; in bytes for sealing and opening. Run with `make bench` (which generates the clips and also runs
 //! scripts/bench, the side-by-side comparison with ffmpeg and the reference packages).
 
 use std::path::{Path, PathBuf};
@@ -115,5 +115,39 @@ fn scan(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, sampler, models, scan);
+/// Seal and open in memory, 1 MiB and 64 MiB (Throughput in bytes).
+fn sealed(c: &mut Criterion) {
+    use vcw::crypto::{DataKey, SealParams, open, seal};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let key = DataKey::from_bytes([7; 16]);
+    let params = SealParams::default();
+    let mut g = c.benchmark_group("sealed");
+    g.sample_size(10);
+    for (name, len) in [("1MiB", 1usize << 20), ("64MiB", 64 << 20)] {
+        let plain: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
+        let mut sealed = Vec::new();
+        rt.block_on(seal(&key, &params, None, &plain[..], &mut sealed))
+            .expect("seal");
+        g.throughput(Throughput::Bytes(len as u64));
+        g.bench_function(format!("seal_{name}"), |b| {
+            b.iter(|| {
+                let mut out = Vec::with_capacity(sealed.len());
+                rt.block_on(seal(&key, &params, None, &plain[..], &mut out))
+                    .expect("seal")
+            })
+        });
+        g.bench_function(format!("open_{name}"), |b| {
+            b.iter(|| {
+                let mut out = Vec::with_capacity(len);
+                rt.block_on(open(&key, &sealed[..], &mut out))
+                    .expect("open")
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, sampler, models, scan, sealed);
 criterion_main!(benches);
