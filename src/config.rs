@@ -31,6 +31,8 @@ pub struct Config {
     pub limits: Limits,
     pub inference: InferenceConfig,
     pub vault: VaultConfig,
+    /// S3 connection for `--store s3://...`.
+    pub s3: crate::storage::S3Config,
     /// Policy file; the built-in policy (docs/policy.md) when absent.
     pub policy: Option<PathBuf>,
 }

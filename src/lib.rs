@@ -15,6 +15,8 @@
 //! - [`policy`]: per-frame signals -> verdict with reasons, time ranges and evidence.
 //! - [`report`]: the scan/classify result documents (JSON schema in docs/scan-json.md) and tables.
 //! - [`scan`]: one file end to end: sample, classify in batches, judge.
+//! - [`job`]: after judging: segment, seal and store a video, with its manifest.
+//! - [`storage`]: the blob store for sealed objects: filesystem and S3.
 //! - [`telemetry`]: tracing setup.
 //! - [`vault`]: sealing and opening objects with their keys and catalog rows; shredding.
 
@@ -25,9 +27,11 @@ pub mod crypto;
 pub mod frame;
 pub mod hex;
 pub mod inference;
+pub mod job;
 pub mod media;
 pub mod policy;
 pub mod report;
 pub mod scan;
+pub mod storage;
 pub mod telemetry;
 pub mod vault;

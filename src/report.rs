@@ -57,6 +57,9 @@ pub struct ScanReport {
     pub video: Probe,
     pub sampling: SamplingInfo,
     pub vcw_version: &'static str,
+    /// With `--store`: what was sealed and stored (segments, object ids, key ids).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored: Option<crate::job::Manifest>,
 }
 
 /// `vcw classify --json`: one document per image.

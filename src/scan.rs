@@ -124,6 +124,7 @@ pub fn scan_file(
             largest_gap: micro(largest_gap),
         },
         vcw_version: env!("CARGO_PKG_VERSION"),
+        stored: None,
     })
 }
 

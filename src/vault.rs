@@ -115,6 +115,16 @@ impl Vault {
         Ok((row, key))
     }
 
+    /// Keyed hash of a subject identifier (what the catalog stores).
+    pub fn kms_subject_hash(&self, subject: &str) -> Result<String, VaultError> {
+        Ok(self.kms.subject_hash(subject)?)
+    }
+
+    /// Removes an object's catalog row (a seal whose bytes were never stored).
+    pub async fn forget(&self, object_id: &[u8]) -> Result<(), VaultError> {
+        Ok(self.catalog.delete_object(object_id).await?)
+    }
+
     /// Seals `input` into `output` for `subject`; `location` records where the sealed
     /// bytes will live. The catalog row is written only after sealing succeeded.
     pub async fn seal<R, W>(
@@ -123,7 +133,7 @@ impl Vault {
         location: &str,
         input: R,
         output: W,
-    ) -> Result<ObjectRow, VaultError>
+    ) -> Result<(ObjectRow, Header), VaultError>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -158,7 +168,7 @@ impl Vault {
             shredded_at: None,
         };
         self.catalog.insert_object(&row).await?;
-        Ok(row)
+        Ok((row, summary.header))
     }
 
     /// The data key of a sealed object whose header is `header`.

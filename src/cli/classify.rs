@@ -52,7 +52,7 @@ pub fn run(global: &GlobalArgs, args: &ClassifyArgs) -> anyhow::Result<Outcome> 
             }
             Err(e) => {
                 worst = Outcome::Failed;
-                report_error(global.json, &shown, &format!("{e:#}"));
+                report_error(global.json, &shown, &e);
             }
         }
     }

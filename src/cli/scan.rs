@@ -28,6 +28,18 @@ pub struct ScanArgs {
     /// Do not sample keyframes for their own sake (the rate and gap bounds still apply).
     #[arg(long)]
     pub no_keyframes: bool,
+    /// After judging, segment, seal and store each video here: a directory or
+    /// s3://BUCKET/PREFIX (S3 settings in the [s3] config section or VCW__S3__*).
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX", requires = "subject")]
+    pub store: Option<String>,
+    /// Data subject the videos belong to (hashed before use; needed with --store).
+    #[arg(long, requires = "store")]
+    pub subject: Option<String>,
+    /// Target segment length in seconds (segments are cut on keyframes).
+    #[arg(long, default_value_t = 4.0, value_name = "SECONDS")]
+    pub segment_seconds: f64,
+    #[command(flatten)]
+    pub vault: super::VaultArgs,
 }
 
 pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<Outcome> {
@@ -45,6 +57,26 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<Outcome> {
         config.sampler.keyframes = false;
     }
     config.validate()?;
+    anyhow::ensure!(
+        args.segment_seconds.is_finite() && args.segment_seconds >= 1.0,
+        "--segment-seconds must be at least 1"
+    );
+    let target = match (&args.store, &args.subject) {
+        (Some(uri), Some(subject)) => {
+            let (keyring, data_dir) = args.vault.resolve(global)?;
+            let rt = super::runtime()?;
+            let vault = rt.block_on(crate::vault::Vault::load(&keyring, &data_dir))?;
+            let store = crate::storage::open_store(uri, &config.s3)?;
+            Some(crate::job::StoreTarget {
+                rt,
+                vault,
+                store,
+                subject: subject.clone(),
+                segment_seconds: args.segment_seconds,
+            })
+        }
+        _ => None,
+    };
     let mut classifier = Classifier::load(&config.inference)?;
     let interactive = std::io::stdout().is_terminal() && !global.json;
     if !global.json {
@@ -58,7 +90,16 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<Outcome> {
             bar.set_length((end * 1000.0).max(1.0) as u64);
             bar.set_position((t * 1000.0).max(0.0) as u64);
         };
-        let result = scan_file(file, &mut classifier, &config, &policy, &on_progress);
+        let result = scan_file(file, &mut classifier, &config, &policy, &on_progress)
+            .map_err(anyhow::Error::from)
+            .and_then(|mut report| {
+                if let Some(t) = &target {
+                    bar.set_message(format!("sealing {}", file.display()));
+                    let manifest = t.store_video(file, &report, &config.limits)?;
+                    report.stored = Some(manifest);
+                }
+                Ok(report)
+            });
         bar.finish_and_clear();
         match result {
             Ok(report) => {
@@ -67,6 +108,14 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<Outcome> {
                     println!("{}", serde_json::to_string(&report)?);
                 } else {
                     println!("{}", scan_row(&report));
+                    if let Some(m) = &report.stored {
+                        println!(
+                            "  stored as video {} ({} sealed segments) in {}",
+                            m.video_id,
+                            m.segments.len(),
+                            m.store
+                        );
+                    }
                 }
             }
             Err(e) => {

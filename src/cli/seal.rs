@@ -122,7 +122,7 @@ pub fn seal(global: &GlobalArgs, args: &SealArgs) -> anyhow::Result<Outcome> {
         let mut w = w;
         let location = args.output.display().to_string();
         match vault.seal(&args.subject, &location, input, &mut w).await {
-            Ok(row) => {
+            Ok((row, _)) => {
                 out.commit(w).await?;
                 eprintln!(
                     "vcw: sealed {} bytes as object {} ({} bytes)",

@@ -69,6 +69,10 @@ pub fn segment(
 
     let mut infos = Vec::new();
     let mut current: Option<(MemMuxer, f64)> = None;
+    // One timestamp shift for the whole video (B-frames start at a negative dts): each
+    // segment's muxer would otherwise shift only its own first segment, and the segments
+    // would overlap in time.
+    let mut shift: Option<f64> = None;
     let mut last_end = 0.0f64;
     let mut packet = ff::Packet::empty();
     let mut finish = |muxer: MemMuxer,
@@ -121,9 +125,16 @@ pub fn segment(
         // Audio before the first video keyframe has no segment to go to; it is dropped,
         // as a player starting at the first keyframe would.
         if let Some((muxer, _)) = current.as_mut() {
-            muxer
-                .write(&mut packet, slot, time_bases[slot])
-                .map_err(&fail)?;
+            let tb = time_bases[slot];
+            let tb_seconds = f64::from(ff::Rational::from(tb));
+            let shift = *shift.get_or_insert_with(|| {
+                let first = packet.dts().or(packet.pts()).unwrap_or(0) as f64 * tb_seconds;
+                (-first).max(0.0)
+            });
+            let ticks = (shift / tb_seconds).round() as i64;
+            packet.set_pts(packet.pts().map(|t| t + ticks));
+            packet.set_dts(packet.dts().map(|t| t + ticks));
+            muxer.write(&mut packet, slot, tb).map_err(&fail)?;
         }
     }
     if let Some((muxer, start)) = current.take() {

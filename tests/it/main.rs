@@ -8,5 +8,7 @@ mod inputs;
 mod parity;
 mod scan;
 mod segment;
+mod storage;
+mod store;
 mod util;
 mod vault;

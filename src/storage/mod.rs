@@ -1,0 +1,150 @@
+//! Blob storage for sealed (encrypted + authenticated) video segments and manifests.
+//!
+//! Everything stored here is already sealed, so this layer never sees plaintext. Its job is
+//! to keep objects whole: a reader sees either the complete object or nothing, never a
+//! partial upload, and it can fetch exact byte ranges so the decryptor only pulls the chunks
+//! a playback range touches.
+//!
+//! Backends are chosen by URI with [`open_store`]: a plain path or `file://` URI gives an
+//! [`FsStore`], `s3://bucket/prefix` gives an [`S3Store`].
+
+mod fs;
+mod key;
+mod s3;
+mod source;
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use tokio::io::AsyncRead;
+
+pub use fs::FsStore;
+pub use key::{MAX_KEY_LEN, validate_key, validate_prefix};
+pub use s3::{S3Config, S3Store};
+pub use source::StoredSource;
+
+/// A streaming reader over a stored object, as returned by [`BlobStore::get`].
+pub type BlobReader = Box<dyn AsyncRead + Unpin + Send>;
+
+/// Everything that can go wrong in the storage layer.
+///
+/// Each variant names the key (or URI) and the operation, because the same failure means
+/// very different things for a manifest and for one segment of a multi-GiB video.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The object does not exist.
+    #[error("object {key:?} not found")]
+    NotFound { key: String },
+
+    /// The key breaks the key rules (see [`validate_key`]).
+    #[error("invalid key {key:?}: {reason}")]
+    InvalidKey { key: String, reason: &'static str },
+
+    /// The store URI could not be understood.
+    #[error("invalid store URI {uri:?}: {reason}")]
+    InvalidUri { uri: String, reason: String },
+
+    /// The store configuration is incomplete or inconsistent (e.g. missing credentials).
+    #[error("invalid storage configuration: {detail}")]
+    Config { detail: String },
+
+    /// A byte range reaches past the end of the object.
+    #[error("range {offset}+{len} is out of bounds for object {key:?} of {size} bytes")]
+    RangeOutOfBounds {
+        key: String,
+        offset: u64,
+        len: u64,
+        size: u64,
+    },
+
+    /// A local I/O error (filesystem backend, or reading the caller's input stream).
+    #[error("I/O error during {op} of {key:?}: {source}")]
+    Io {
+        op: &'static str,
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// An S3 request failed after the SDK's retries were exhausted.
+    #[error("S3 {op} of {key:?} in bucket {bucket:?} failed: {detail}")]
+    S3 {
+        op: &'static str,
+        bucket: String,
+        key: String,
+        detail: String,
+    },
+}
+
+/// A flat, key-addressed store of immutable blobs.
+///
+/// `async_trait` is used (rather than native `async fn` in traits) because callers hold the
+/// store as `Box<dyn BlobStore>` chosen at runtime from a URI, and native async trait
+/// methods are not dyn-compatible.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Stores the stream under `key`, replacing any existing object, and returns the number
+    /// of bytes written.
+    ///
+    /// The object becomes visible only once complete: no reader, and no restart after a
+    /// crash, ever sees a partial object under `key`.
+    async fn put(
+        &self,
+        key: &str,
+        body: &mut (dyn AsyncRead + Unpin + Send),
+    ) -> Result<u64, StorageError>;
+
+    /// Opens the whole object for streaming, so multi-GiB segments never sit in memory.
+    async fn get(&self, key: &str) -> Result<BlobReader, StorageError>;
+
+    /// Reads exactly `len` bytes starting at `offset`.
+    ///
+    /// Fails with [`StorageError::RangeOutOfBounds`] rather than returning a short read,
+    /// because a truncated chunk would only surface later as a confusing decryption error.
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, StorageError>;
+
+    /// Size of the object in bytes.
+    async fn len(&self, key: &str) -> Result<u64, StorageError>;
+
+    /// Removes the object; removing a missing object succeeds, so retries are safe.
+    async fn delete(&self, key: &str) -> Result<(), StorageError>;
+
+    /// Whether a complete object exists under `key`.
+    async fn exists(&self, key: &str) -> Result<bool, StorageError>;
+
+    /// All keys starting with `prefix` (plain string prefix, `""` for everything), sorted.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
+
+    /// A human-readable location for logs, e.g. `fs:/data/objects` or `s3://bucket/prefix`.
+    /// Never contains credentials.
+    fn describe(&self) -> String;
+}
+
+/// Opens the store named by `uri`.
+///
+/// * `/some/path`, `relative/path` or `file:///some/path`: a [`FsStore`] rooted there.
+/// * `s3://bucket` or `s3://bucket/prefix`: an [`S3Store`] configured from `s3`; every key
+///   is stored under `prefix/`.
+///
+/// `s3` is ignored for filesystem URIs, so callers can always pass their one config.
+pub fn open_store(uri: &str, s3: &S3Config) -> Result<Box<dyn BlobStore>, StorageError> {
+    let invalid = |reason: &str| StorageError::InvalidUri {
+        uri: uri.to_owned(),
+        reason: reason.to_owned(),
+    };
+
+    if let Some(rest) = uri.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        return Ok(Box::new(S3Store::new(bucket, prefix, s3)?));
+    }
+
+    let path = match uri.strip_prefix("file://") {
+        Some(path) => path,
+        None if uri.contains("://") => return Err(invalid("unsupported scheme")),
+        None => uri,
+    };
+    if path.is_empty() {
+        return Err(invalid("empty path"));
+    }
+    Ok(Box::new(FsStore::new(PathBuf::from(path))?))
+}
