@@ -113,13 +113,7 @@ impl StoreTarget {
         report: &ScanReport,
         limits: &Limits,
     ) -> Result<Manifest, JobError> {
-        let (rt, vault, store, subject) = (
-            &self.rt,
-            &self.vault,
-            self.store.as_ref(),
-            self.subject.as_str(),
-        );
-        let segment_seconds = self.segment_seconds;
+        let (rt, vault, store, subject) = (&self.rt, &self.vault, &*self.store, &*self.subject);
         let video_id = id_hex(
             crate::crypto::random::<16>()
                 .map_err(VaultError::from)?
@@ -129,7 +123,7 @@ impl StoreTarget {
         let mut done: Vec<StoredObject> = Vec::new();
         let result = (|| {
             let mut segments = Vec::new();
-            let infos = segment(path, segment_seconds, limits, |seg| {
+            let infos = segment(path, self.segment_seconds, limits, |seg| {
                 let key = format!("{prefix}/seg-{:05}.ts.sealed", seg.index);
                 let object = rt
                     .block_on(put_sealed(vault, store, subject, &key, &seg.data))

@@ -84,7 +84,8 @@ impl Vault {
         &self,
         subject_hash: &str,
     ) -> Result<(SubjectKeyRow, crate::crypto::Key16), VaultError> {
-        if let Some(row) = self.catalog.subject_key(subject_hash).await?
+        let existing = self.catalog.subject_key(subject_hash).await?;
+        if let Some(row) = &existing
             && let Some(wrapped) = &row.wrapped
         {
             let key = self.kms.unwrap(
@@ -92,13 +93,10 @@ impl Vault {
                 wrapped,
                 &subject_context(subject_hash, row.version),
             )?;
-            return Ok((row, key));
+            return Ok((row.clone(), key));
         }
-        let version = self
-            .catalog
-            .subject_key(subject_hash)
-            .await?
-            .map_or(1, |old| old.version + 1);
+        // First use, or the previous key was shredded: a new version, never the old key.
+        let version = existing.map_or(1, |old| old.version + 1);
         let key = random::<16>()?;
         let (kek_version, wrapped) = self
             .kms
