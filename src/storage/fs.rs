@@ -252,14 +252,6 @@ impl BlobStore for FsStore {
         }
     }
 
-    async fn exists(&self, key: &str) -> Result<bool, StorageError> {
-        match self.len(key).await {
-            Ok(_) => Ok(true),
-            Err(StorageError::NotFound { .. }) => Ok(false),
-            Err(err) => Err(err),
-        }
-    }
-
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         validate_prefix(prefix)?;
         // Start at the deepest directory the prefix names completely; below it, only

@@ -110,7 +110,13 @@ pub trait BlobStore: Send + Sync {
     async fn delete(&self, key: &str) -> Result<(), StorageError>;
 
     /// Whether a complete object exists under `key`.
-    async fn exists(&self, key: &str) -> Result<bool, StorageError>;
+    async fn exists(&self, key: &str) -> Result<bool, StorageError> {
+        match self.len(key).await {
+            Ok(_) => Ok(true),
+            Err(StorageError::NotFound { .. }) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
 
     /// All keys starting with `prefix` (plain string prefix, `""` for everything), sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;

@@ -247,14 +247,6 @@ impl BlobStore for S3Store {
         }
     }
 
-    async fn exists(&self, key: &str) -> Result<bool, StorageError> {
-        match self.len(key).await {
-            Ok(_) => Ok(true),
-            Err(StorageError::NotFound { .. }) => Ok(false),
-            Err(err) => Err(err),
-        }
-    }
-
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         validate_prefix(prefix)?;
         let mut pages = self

@@ -26,6 +26,14 @@ fn expect_error(file: &Path, extra: &[&str], needle: &str) {
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
 }
 
+/// A copy of `src` with the index (moov) before the data, as uploads usually are.
+fn faststart_copy(dir: &Path, src: &Path) -> PathBuf {
+    let out = dir.join("faststart.mp4");
+    let (src, dest) = (src.to_str().unwrap(), out.to_str().unwrap());
+    ffmpeg(&["-i", src, "-c", "copy", "-movflags", "+faststart", dest]);
+    out
+}
+
 fn tmp_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
@@ -64,16 +72,7 @@ fn truncated_files_are_reported_as_such() {
     let dir = tempfile::tempdir().unwrap();
     let src = asset("samples/carphone_pristine.mp4");
     // moov first (faststart), data cut in half: headers promise 4 s, data holds ~2 s.
-    let faststart = dir.path().join("faststart.mp4");
-    ffmpeg(&[
-        "-i",
-        src.to_str().unwrap(),
-        "-c",
-        "copy",
-        "-movflags",
-        "+faststart",
-        faststart.to_str().unwrap(),
-    ]);
+    let faststart = faststart_copy(dir.path(), &src);
     let bytes = std::fs::read(&faststart).unwrap();
     let cut = tmp_file(dir.path(), "cut.mp4", &bytes[..bytes.len() / 2]);
     expect_error(&cut, &[], "truncated");
@@ -108,16 +107,7 @@ fn garbage_after_a_valid_header_is_an_error_not_a_hang() {
 fn damaged_data_inside_a_valid_file_is_scanned_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let src = asset("samples/carphone_pristine.mp4");
-    let faststart = dir.path().join("fs.mp4");
-    ffmpeg(&[
-        "-i",
-        src.to_str().unwrap(),
-        "-c",
-        "copy",
-        "-movflags",
-        "+faststart",
-        faststart.to_str().unwrap(),
-    ]);
+    let faststart = faststart_copy(dir.path(), &src);
     let mut bytes = std::fs::read(&faststart).unwrap();
     for b in &mut bytes[200_000..200_400] {
         *b ^= 0x5a;

@@ -3,28 +3,9 @@
 
 use std::process::Command;
 
-use crate::util::asset;
+use crate::util::{asset, ffprobe_duration};
 use vcw::config::Limits;
 use vcw::media::{playlist, segment};
-
-fn ffprobe_duration(path: &std::path::Path) -> f64 {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe runs");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("a duration")
-}
 
 #[test]
 fn segments_reassemble_into_the_source_duration() {

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::util::{asset, run_json, vcw};
+use crate::util::{asset, ffprobe_duration, run_json, vcw};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -80,27 +80,7 @@ fn scan_store_seals_segments_that_decrypt_into_a_playable_hls_set() {
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["video_id"], stored["video_id"]);
 
-    let probe = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(out.join("playlist.m3u8"))
-        .output()
-        .unwrap();
-    let duration: f64 = String::from_utf8_lossy(&probe.stdout)
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| {
-            panic!(
-                "ffprobe could not read the HLS set: {}",
-                String::from_utf8_lossy(&probe.stderr)
-            )
-        });
+    let duration = ffprobe_duration(&out.join("playlist.m3u8"));
     assert!(
         (duration - 10.0).abs() <= 5.0,
         "HLS duration {duration} vs 10 s source (GOP 5 s)"
