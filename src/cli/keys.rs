@@ -52,19 +52,19 @@ pub fn run(global: &GlobalArgs, args: &KeysArgs) -> anyhow::Result<Outcome> {
             println!("KEK version {version} is current; {count} subject key(s) rewrapped");
         }
         KeysCommand::Shred { subject, object } => {
+            // Parse before touching anything, so a typo shreds nothing.
+            let object_id = match object {
+                Some(o) => Some(parse_id(o).ok_or_else(|| {
+                    anyhow::anyhow!("--object {o}: expected 32 hex digits (an object id)")
+                })?),
+                None => None,
+            };
             let report = runtime()?.block_on(async {
                 let vault = Vault::load(&keyring, &data_dir).await?;
-                match (subject, object) {
-                    (Some(s), _) => vault.shred_subject(s).await,
-                    (None, Some(o)) => {
-                        let id = parse_id(o).ok_or_else(|| {
-                            crate::vault::VaultError::UnknownObject(format!(
-                                "{o} (not 32 hex digits)"
-                            ))
-                        })?;
-                        vault.shred_object(&id).await
-                    }
-                    (None, None) => unreachable!("clap requires --subject or --object"),
+                match (subject, object_id) {
+                    (Some(s), _) => vault.shred_subject(s).await.map_err(anyhow::Error::from),
+                    (None, Some(id)) => vault.shred_object(&id).await.map_err(anyhow::Error::from),
+                    (None, None) => Err(anyhow::anyhow!("give --subject or --object")),
                 }
             })?;
             println!("{}", serde_json::to_string(&report)?);
