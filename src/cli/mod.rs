@@ -21,9 +21,10 @@ use crate::policy::{Action, Policy};
     name = "vcw",
     version,
     about = "Video compliance worker: checks videos and images for explicit content and minors, offline.",
-    long_about = "Video compliance worker: checks videos and images for explicit content and minors, offline.\n\n\
-Models (open_nsfw, NudeNet 320n, an age model) run locally through ONNX Runtime; nothing leaves the machine.\n\
-Configuration is layered: built-in defaults, then --config FILE (TOML), then VCW__SECTION__KEY environment\n\
+    long_about = "Video compliance worker: checks videos and images for explicit content and minors, offline, \
+and stores video sealed with SM4 for data subjects whose keys can be shredded.\n\n\
+Models (open_nsfw, NudeNet 320n, an age model) run locally through ONNX Runtime; nothing leaves the machine. \
+Configuration is layered: built-in defaults, then --config FILE (TOML), then VCW__SECTION__KEY environment \
 variables (e.g. VCW__SAMPLER__MAX_GAP=0.5), then flags.\n\n\
 Exit status: 0 all inputs allowed, 1 something flagged (review/restrict/block), 2 an error."
 )]
