@@ -8,7 +8,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use vcw::config::Config;
 use vcw::frame::Frame;
 use vcw::inference::Classifier;
-use vcw::media::Sampler;
+use vcw::media::{MediaSource, Sampler};
 use vcw::policy::Policy;
 
 fn asset(relative: &str) -> PathBuf {
@@ -29,7 +29,7 @@ fn frames(config: &Config, clip: &Path, n: usize) -> Vec<Frame> {
     };
     let mut out = Vec::new();
     let _ = sampler.run(
-        clip,
+        &MediaSource::file(clip),
         |f| {
             out.push(f.image);
             if out.len() < n {
@@ -54,6 +54,7 @@ fn sampler(c: &mut Criterion) {
         config: &config.sampler,
         limits: &config.limits,
     };
+    let clip = MediaSource::file(&clip);
     let count = s
         .run(&clip, |_| Ok(()), |_, _| {})
         .expect("sampler runs")
@@ -100,7 +101,7 @@ fn scan(c: &mut Criterion) {
     let config = Config::default();
     let policy = Policy::builtin();
     let mut classifier = Classifier::load(&config.inference).expect("models load (make setup)");
-    let clip = asset("samples/bikes.mp4");
+    let clip = MediaSource::file(&asset("samples/bikes.mp4"));
     let report =
         vcw::scan::scan_file(&clip, &mut classifier, &config, &policy, &|_, _| {}).expect("scan");
     let mut g = c.benchmark_group("scan");

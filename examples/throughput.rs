@@ -9,7 +9,7 @@ use std::time::Instant;
 use vcw::config::Config;
 use vcw::frame::Frame;
 use vcw::inference::Classifier;
-use vcw::media::Sampler;
+use vcw::media::{MediaSource, Sampler};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,7 +23,7 @@ fn main() -> anyhow::Result<()> {
                 limits: &config.limits,
             };
             let start = Instant::now();
-            let stats = sampler.run(args[1].as_ref(), |_| Ok(()), |_, _| {})?;
+            let stats = sampler.run(&MediaSource::file(args[1].as_ref()), |_| Ok(()), |_, _| {})?;
             println!(
                 "sample {} {:.4} decoded={} keyframes_only={}",
                 stats.sampled_frames,

@@ -6,12 +6,11 @@
 //! its catalog rows removed, so a failed job leaves no orphan objects behind.
 
 use std::io::Cursor;
-use std::path::Path;
 
 use serde::Serialize;
 
 use crate::config::Limits;
-use crate::media::{MediaError, playlist, segment};
+use crate::media::{MediaError, MediaSource, playlist, segment};
 use crate::report::ScanReport;
 use crate::storage::{BlobStore, StorageError};
 use crate::vault::{Vault, VaultError, id_hex};
@@ -106,10 +105,10 @@ pub struct StoreTarget {
 }
 
 impl StoreTarget {
-    /// Segments, seals and stores `path` (already judged in `report`).
+    /// Segments, seals and stores `source` (already judged in `report`).
     pub fn store_video(
         &self,
-        path: &Path,
+        source: &MediaSource,
         report: &ScanReport,
         limits: &Limits,
     ) -> Result<Manifest, JobError> {
@@ -123,7 +122,7 @@ impl StoreTarget {
         let mut done: Vec<StoredObject> = Vec::new();
         let result = (|| {
             let mut segments = Vec::new();
-            let infos = segment(path, self.segment_seconds, limits, |seg| {
+            let infos = segment(source, self.segment_seconds, limits, |seg| {
                 let key = format!("{prefix}/seg-{:05}.ts.sealed", seg.index);
                 let object = rt
                     .block_on(put_sealed(vault, store, subject, &key, &seg.data))

@@ -3,12 +3,11 @@
 //! Decoding and inference overlap: the sampler thread decodes while the caller's thread
 //! runs the models, with a bounded channel between them so memory stays flat.
 
-use std::path::Path;
 use std::sync::mpsc;
 
 use crate::config::Config;
 use crate::inference::{Classifier, InferenceError};
-use crate::media::{MediaError, SampledFrame, Sampler};
+use crate::media::{MediaError, MediaSource, SampledFrame, Sampler};
 use crate::policy::Policy;
 use crate::report::{FrameRecord, SamplingInfo, ScanReport};
 
@@ -30,13 +29,13 @@ fn micro(t: f64) -> f64 {
 
 /// Scans one video. `progress` receives the decode position and the expected end, seconds.
 pub fn scan_file(
-    path: &Path,
+    source: &MediaSource,
     classifier: &mut Classifier,
     config: &Config,
     policy: &Policy,
     progress: &(dyn Fn(f64, f64) + Sync),
 ) -> Result<ScanReport, ScanError> {
-    let shown = path.display().to_string();
+    let shown = source.name().to_string();
     let batch_size = config.inference.batch_size;
     let sampler = Sampler {
         config: &config.sampler,
@@ -49,7 +48,7 @@ pub fn scan_file(
     let sampled = std::thread::scope(|scope| {
         let worker = scope.spawn(move || {
             sampler.run(
-                path,
+                source,
                 |frame| tx.send(frame).map_err(|_| "inference stopped".to_string()),
                 progress,
             )

@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{GlobalArgs, Outcome, report_error, settings};
 use crate::inference::Classifier;
+use crate::media::MediaSource;
 use crate::report::{SCAN_HEADER, scan_row};
 use crate::scan::scan_file;
 
@@ -90,12 +91,13 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<Outcome> {
             bar.set_length((end * 1000.0).max(1.0) as u64);
             bar.set_position((t * 1000.0).max(0.0) as u64);
         };
-        let result = scan_file(file, &mut classifier, &config, &policy, &on_progress)
+        let source = MediaSource::file(file);
+        let result = scan_file(&source, &mut classifier, &config, &policy, &on_progress)
             .map_err(anyhow::Error::from)
             .and_then(|mut report| {
                 if let Some(t) = &target {
                     bar.set_message(format!("sealing {}", file.display()));
-                    let manifest = t.store_video(file, &report, &config.limits)?;
+                    let manifest = t.store_video(&source, &report, &config.limits)?;
                     report.stored = Some(manifest);
                 }
                 Ok(report)

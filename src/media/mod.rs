@@ -3,13 +3,16 @@
 //! All of it is blocking CPU work; callers run it on a plain thread, never on an async
 //! runtime.
 
+mod avio;
 mod probe;
 mod sampler;
 mod segmenter;
+mod source;
 
 pub use probe::{Probe, probe};
 pub use sampler::{SampleReason, SampleStats, SampledFrame, Sampler};
 pub use segmenter::{Segment, SegmentInfo, playlist, segment};
+pub use source::{MediaSource, OpenReader, ReadSeek};
 
 /// Everything that can be wrong with a media input, each naming the file.
 #[derive(Debug, thiserror::Error)]

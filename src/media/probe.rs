@@ -1,12 +1,11 @@
 //! Opening a file, finding its video stream, and checking it against the limits before
 //! any decoding starts.
 
-use std::path::Path;
-
 use ff::media::Type as MediaType;
 use ffmpeg_next as ff;
 
 use super::MediaError;
+use super::source::{MediaSource, Opened};
 use crate::config::Limits;
 
 /// What the sampler needs to know about a video before decoding it.
@@ -25,36 +24,36 @@ pub struct Probe {
     pub size_bytes: u64,
 }
 
-/// Opens `path` and returns the input context, the video stream index and its probe.
+/// Opens `source` and returns the input context, the video stream index and its probe.
 pub(super) fn open(
-    path: &Path,
+    source: &MediaSource,
     limits: &Limits,
-) -> Result<(ff::format::context::Input, usize, Probe), MediaError> {
+) -> Result<(Opened, usize, Probe), MediaError> {
     super::init();
-    let shown = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|source| MediaError::Io {
-        path: shown.clone(),
-        source,
+    let shown = source.name().to_string();
+    let size = source.len().map_err(|source| match source.kind() {
+        std::io::ErrorKind::InvalidInput => MediaError::NotMedia {
+            path: shown.clone(),
+            detail: source.to_string(),
+        },
+        _ => MediaError::Io {
+            path: shown.clone(),
+            source,
+        },
     })?;
-    if !meta.is_file() {
-        return Err(MediaError::NotMedia {
-            path: shown,
-            detail: "not a regular file".into(),
-        });
-    }
-    if meta.len() == 0 {
+    if size == 0 {
         return Err(MediaError::Empty { path: shown });
     }
-    if meta.len() > limits.max_file_size {
+    if size > limits.max_file_size {
         return Err(MediaError::FileTooLarge {
             path: shown,
-            size: meta.len(),
+            size,
             limit: limits.max_file_size,
         });
     }
-    let ictx = ff::format::input(&path).map_err(|e| MediaError::NotMedia {
+    let ictx = source.open().map_err(|detail| MediaError::NotMedia {
         path: shown.clone(),
-        detail: e.to_string(),
+        detail,
     })?;
     let Some(stream) = ictx.streams().best(MediaType::Video) else {
         let found: Vec<String> = ictx
@@ -118,15 +117,15 @@ pub(super) fn open(
         duration,
         frame_rate,
         rotation: rotation(&stream),
-        size_bytes: meta.len(),
+        size_bytes: size,
     };
     let index = stream.index();
     Ok((ictx, index, probe))
 }
 
-/// Probes a file without decoding any frame.
-pub fn probe(path: &Path, limits: &Limits) -> Result<Probe, MediaError> {
-    open(path, limits).map(|(_, _, p)| p)
+/// Probes a video without decoding any frame.
+pub fn probe(source: &MediaSource, limits: &Limits) -> Result<Probe, MediaError> {
+    open(source, limits).map(|(_, _, p)| p)
 }
 
 /// Clockwise rotation a player would apply, from the stream's display matrix.

@@ -7,13 +7,11 @@
 //! one frame of look-behind so that a gap is closed by the last frame *before* it opens.
 //! Keyframe placement is the encoder's choice, so it is never trusted on its own.
 
-use std::path::Path;
-
 use ff::software::scaling;
 use ff::util::frame::video::Video as AvFrame;
 use ffmpeg_next as ff;
 
-use super::{MediaError, Probe};
+use super::{MediaError, MediaSource, Probe};
 use crate::config::{Limits, SamplerConfig};
 use crate::frame::Frame;
 
@@ -80,18 +78,18 @@ impl Sampler<'_> {
         (1.0 / self.config.min_rate).min(self.config.max_gap)
     }
 
-    /// Samples `path`, handing each chosen frame to `sink` in presentation order.
+    /// Samples `source`, handing each chosen frame to `sink` in presentation order.
     /// `sink` may stop the scan by returning an error message; `progress` receives the
     /// current position and the expected end, in seconds.
     pub fn run(
         &self,
-        path: &Path,
+        source: &MediaSource,
         mut sink: impl FnMut(SampledFrame) -> Result<(), String>,
         mut progress: impl FnMut(f64, f64),
     ) -> Result<SampleStats, MediaError> {
-        let shown = path.display().to_string();
-        let index = self.index(path)?;
-        let (mut ictx, stream_index, probe) = super::probe::open(path, self.limits)?;
+        let shown = source.name().to_string();
+        let index = self.index(source)?;
+        let (mut ictx, stream_index, probe) = super::probe::open(source, self.limits)?;
         let stream = ictx
             .stream(stream_index)
             .ok_or_else(|| corrupt(&shown, "video stream vanished on reopen"))?;
@@ -203,9 +201,9 @@ impl Sampler<'_> {
     }
 
     /// First pass: packet timestamps and key flags only, no decoding.
-    fn index(&self, path: &Path) -> Result<Index, MediaError> {
-        let shown = path.display().to_string();
-        let (mut ictx, stream_index, probe) = super::probe::open(path, self.limits)?;
+    fn index(&self, source: &MediaSource) -> Result<Index, MediaError> {
+        let shown = source.name().to_string();
+        let (mut ictx, stream_index, probe) = super::probe::open(source, self.limits)?;
         let stream = ictx
             .stream(stream_index)
             .ok_or_else(|| corrupt(&shown, "no video stream"))?;

@@ -7,7 +7,6 @@
 //! original timestamps across segments, so decrypted segments concatenate into one stream.
 
 use std::ffi::CString;
-use std::path::Path;
 use std::ptr;
 
 use ff::codec::packet::Mut as _;
@@ -15,7 +14,7 @@ use ff::ffi;
 use ff::media::Type as MediaType;
 use ffmpeg_next as ff;
 
-use super::MediaError;
+use super::{MediaError, MediaSource};
 use crate::config::Limits;
 
 /// One finished segment, in memory.
@@ -39,20 +38,20 @@ pub struct SegmentInfo {
     pub bytes: u64,
 }
 
-/// Splits `path` into segments of at least `target` seconds (cut at the first keyframe
+/// Splits `source` into segments of at least `target` seconds (cut at the first keyframe
 /// after that), handing each to `sink` as soon as it is complete.
 pub fn segment(
-    path: &Path,
+    source: &MediaSource,
     target: f64,
     limits: &Limits,
     mut sink: impl FnMut(Segment) -> Result<(), String>,
 ) -> Result<Vec<SegmentInfo>, MediaError> {
-    let shown = path.display().to_string();
+    let shown = source.name().to_string();
     let fail = |detail: String| MediaError::Segment {
         path: shown.clone(),
         detail,
     };
-    let (mut ictx, video, _) = super::probe::open(path, limits)?;
+    let (mut ictx, video, _) = super::probe::open(source, limits)?;
     let audio = ictx.streams().best(MediaType::Audio).map(|s| s.index());
     let inputs: Vec<usize> = std::iter::once(video).chain(audio).collect();
     let time_bases: Vec<ffi::AVRational> = inputs

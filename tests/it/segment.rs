@@ -5,7 +5,7 @@ use std::process::Command;
 
 use crate::util::{asset, ffprobe_duration};
 use vcw::config::Limits;
-use vcw::media::{playlist, segment};
+use vcw::media::{MediaSource, playlist, segment};
 
 #[test]
 fn segments_reassemble_into_the_source_duration() {
@@ -16,7 +16,7 @@ fn segments_reassemble_into_the_source_duration() {
     ] {
         let src = asset(clip);
         let mut joined = Vec::new();
-        let infos = segment(&src, 4.0, &Limits::default(), |s| {
+        let infos = segment(&MediaSource::file(&src), 4.0, &Limits::default(), |s| {
             assert!(s.data.len() > 188 && s.data[0] == 0x47, "MPEG-TS sync byte");
             joined.extend_from_slice(&s.data);
             Ok(())

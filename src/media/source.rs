@@ -1,0 +1,113 @@
+//! What FFmpeg reads a video from: a file, or a reader that decrypts sealed bytes on the
+//! fly, so that the service never writes plaintext video to disk.
+
+use std::io;
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ffmpeg_next::format::context::Input;
+
+pub use super::avio::ReadSeek;
+use super::avio::ReaderInput;
+
+/// Opens a fresh reader positioned at the start of the video. A source may be opened
+/// more than once (the sampler makes an index pass before decoding).
+pub type OpenReader = Arc<dyn Fn() -> io::Result<Box<dyn ReadSeek>> + Send + Sync>;
+
+/// A video to read: a file path, or a reader with a known length.
+#[derive(Clone)]
+pub struct MediaSource {
+    /// Shown in errors: the path, or a name such as `upload 3f2a…`.
+    name: String,
+    kind: Kind,
+}
+
+#[derive(Clone)]
+enum Kind {
+    File(PathBuf),
+    Reader { len: u64, open: OpenReader },
+}
+
+impl MediaSource {
+    pub fn file(path: &Path) -> Self {
+        Self {
+            name: path.display().to_string(),
+            kind: Kind::File(path.to_path_buf()),
+        }
+    }
+
+    pub fn reader(name: impl Into<String>, len: u64, open: OpenReader) -> Self {
+        Self {
+            name: name.into(),
+            kind: Kind::Reader { len, open },
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Size in bytes (file metadata, or the reader's declared length).
+    pub(super) fn len(&self) -> io::Result<u64> {
+        match &self.kind {
+            Kind::File(path) => {
+                let meta = std::fs::metadata(path)?;
+                if !meta.is_file() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "not a regular file",
+                    ));
+                }
+                Ok(meta.len())
+            }
+            Kind::Reader { len, .. } => Ok(*len),
+        }
+    }
+
+    /// Opens the container (FFmpeg probes the format from the content).
+    pub(super) fn open(&self) -> Result<Opened, String> {
+        match &self.kind {
+            Kind::File(path) => ffmpeg_next::format::input(path)
+                .map(Opened::File)
+                .map_err(|e| e.to_string()),
+            Kind::Reader { open, .. } => {
+                let reader = open().map_err(|e| e.to_string())?;
+                ReaderInput::open(reader)
+                    .map(Opened::Reader)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for MediaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// An open input of either kind; both demux through the same [`Input`] API.
+pub(super) enum Opened {
+    File(Input),
+    Reader(ReaderInput),
+}
+
+impl Deref for Opened {
+    type Target = Input;
+    fn deref(&self) -> &Input {
+        match self {
+            Opened::File(i) => i,
+            Opened::Reader(r) => r,
+        }
+    }
+}
+
+impl DerefMut for Opened {
+    fn deref_mut(&mut self) -> &mut Input {
+        match self {
+            Opened::File(i) => i,
+            Opened::Reader(r) => r,
+        }
+    }
+}
