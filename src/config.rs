@@ -33,8 +33,72 @@ pub struct Config {
     pub vault: VaultConfig,
     /// S3 connection for `--store s3://...`.
     pub s3: crate::storage::S3Config,
+    /// `vcw serve` / `vcw api` / `vcw worker`.
+    pub server: ServerConfig,
     /// Policy file; the built-in policy (docs/policy.md) when absent.
     pub policy: Option<PathBuf>,
+}
+
+/// The service: HTTP API, job queue, worker pool and webhooks.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the API listens on.
+    pub listen: String,
+    /// Where sealed objects go: a directory or s3://BUCKET/PREFIX; default
+    /// `<data_dir>/objects`.
+    pub store: Option<String>,
+    /// Jobs processed at once by this process's worker pool.
+    pub workers: usize,
+    /// Queued jobs beyond which new uploads and jobs get 429 Too Many Requests.
+    pub queue_capacity: i64,
+    /// Attempts before a job that keeps failing transiently is declared dead.
+    pub max_attempts: i64,
+    /// A worker's hold on a job; renewed by heartbeats, so a crashed worker's job is
+    /// picked up again this long after its last heartbeat.
+    pub lease_seconds: f64,
+    /// First retry delay; doubles with each attempt.
+    pub retry_base_seconds: f64,
+    /// Target length of stored segments, seconds.
+    pub segment_seconds: f64,
+    /// Sustained requests per second per token (a token bucket of `rate_burst`).
+    pub rate_per_second: f64,
+    pub rate_burst: f64,
+    /// Secret for the HMAC-SHA256 signature on webhook bodies; webhooks need it.
+    pub webhook_secret: Option<String>,
+    /// Delivery attempts per webhook before giving up.
+    pub webhook_attempts: i64,
+    /// First webhook retry delay; doubles with each attempt.
+    pub webhook_retry_base_seconds: f64,
+    /// PEM certificate chain and private key: serve HTTPS (with HSTS) instead of HTTP.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// On SIGTERM, how long in-flight jobs may run before the process exits anyway
+    /// (their leases then expire and another worker takes them over).
+    pub drain_seconds: f64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            store: None,
+            workers: 1,
+            queue_capacity: 1000,
+            max_attempts: 3,
+            lease_seconds: 30.0,
+            retry_base_seconds: 2.0,
+            segment_seconds: 4.0,
+            rate_per_second: 50.0,
+            rate_burst: 100.0,
+            webhook_secret: None,
+            webhook_attempts: 8,
+            webhook_retry_base_seconds: 1.0,
+            tls_cert: None,
+            tls_key: None,
+            drain_seconds: 60.0,
+        }
+    }
 }
 
 /// How frames are chosen. Keyframes are chosen by whoever encoded the file, so the
@@ -219,6 +283,30 @@ impl Config {
         }
         if self.inference.batch_size == 0 || self.inference.batch_size > 256 {
             return bad("inference.batch_size must be between 1 and 256");
+        }
+        let v = &self.server;
+        if v.workers == 0 || v.workers > 64 {
+            return bad("server.workers must be between 1 and 64");
+        }
+        if v.queue_capacity < 1 || v.max_attempts < 1 || v.webhook_attempts < 1 {
+            return bad("server.queue_capacity, max_attempts and webhook_attempts must be >= 1");
+        }
+        let positive = [
+            v.lease_seconds,
+            v.retry_base_seconds,
+            v.rate_per_second,
+            v.rate_burst,
+            v.webhook_retry_base_seconds,
+            v.drain_seconds,
+        ];
+        if positive.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
+            return bad("server durations and rates must be positive numbers");
+        }
+        if !(v.segment_seconds.is_finite() && v.segment_seconds >= 1.0) {
+            return bad("server.segment_seconds must be at least 1");
+        }
+        if v.tls_cert.is_some() != v.tls_key.is_some() {
+            return bad("server.tls_cert and server.tls_key go together");
         }
         Ok(())
     }

@@ -28,7 +28,7 @@ pub enum JobError {
 }
 
 /// One stored, sealed object.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct StoredObject {
     /// Key in the blob store.
     pub key: String,
@@ -41,7 +41,7 @@ pub struct StoredObject {
     pub sealed_len: i64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct StoredSegment {
     pub index: usize,
     pub start: f64,
@@ -51,7 +51,7 @@ pub struct StoredSegment {
 }
 
 /// What was stored for one video; itself stored sealed next to the segments.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Manifest {
     pub video_id: String,
     /// Keyed hash of the data subject (never the raw identifier).
@@ -60,25 +60,27 @@ pub struct Manifest {
     pub verdict: crate::policy::Action,
     pub escalate: bool,
     pub policy_version: String,
-    pub segment_format: &'static str,
+    pub segment_format: String,
     pub segments: Vec<StoredSegment>,
     pub playlist: StoredObject,
     /// Where the sealed manifest itself is.
     pub manifest_key: String,
 }
 
-/// Seals `bytes` for `subject` and puts them under `key`; the catalog row is removed
+/// Seals `bytes` for the subject and puts them under `key`; the catalog row is removed
 /// again if the store write fails.
 async fn put_sealed(
     vault: &Vault,
     store: &dyn BlobStore,
-    subject: &str,
+    subject_hash: &str,
     key: &str,
     bytes: &[u8],
 ) -> Result<StoredObject, JobError> {
     let mut sealed = Vec::with_capacity(bytes.len() + bytes.len() / 4000 + 256);
     let location = format!("{}/{key}", store.describe());
-    let (row, header) = vault.seal(subject, &location, bytes, &mut sealed).await?;
+    let (row, header) = vault
+        .seal_for_hash(subject_hash, &location, bytes, &mut sealed)
+        .await?;
     if let Err(e) = store.put(key, &mut Cursor::new(&sealed)).await {
         vault.forget(&row.object_id).await?;
         return Err(e.into());
@@ -94,36 +96,59 @@ async fn put_sealed(
     })
 }
 
-/// Where and for whom `vcw scan --store` stores videos; opened once for all files.
-pub struct StoreTarget {
-    pub rt: tokio::runtime::Runtime,
-    pub vault: Vault,
-    pub store: Box<dyn BlobStore>,
-    pub subject: String,
+/// Store keys of one video all start with this.
+pub fn video_prefix(video_id: &str) -> String {
+    format!("videos/{video_id}/")
+}
+
+/// Removes whatever an earlier, interrupted attempt stored for `video_id`: objects under
+/// its prefix, and the catalog rows of objects sealed for that location.
+pub async fn remove_video_objects(
+    vault: &Vault,
+    store: &dyn BlobStore,
+    video_id: &str,
+) -> Result<usize, JobError> {
+    let prefix = video_prefix(video_id);
+    let keys = store.list(&prefix).await?;
+    for key in &keys {
+        store.delete(key).await?;
+    }
+    let location = format!("{}/{prefix}", store.describe());
+    let rows = vault.catalog().objects_at(&location).await.map_err(VaultError::from)?;
+    for row in &rows {
+        vault.forget(&row.object_id).await?;
+    }
+    Ok(keys.len().max(rows.len()))
+}
+
+/// Where and for whom to store one video.
+pub struct StoreTarget<'a> {
+    pub handle: &'a tokio::runtime::Handle,
+    pub vault: &'a Vault,
+    pub store: &'a dyn BlobStore,
+    /// Keyed hash of the data subject.
+    pub subject_hash: &'a str,
     /// Target segment length, seconds (cut on the next keyframe).
     pub segment_seconds: f64,
 }
 
-impl StoreTarget {
-    /// Segments, seals and stores `source` (already judged in `report`).
+impl StoreTarget<'_> {
+    /// Segments, seals and stores `source` (already judged in `report`) as `video_id`.
+    /// Blocking: call it from a blocking thread, never from async code.
     pub fn store_video(
         &self,
+        video_id: &str,
         source: &MediaSource,
         report: &ScanReport,
         limits: &Limits,
     ) -> Result<Manifest, JobError> {
-        let (rt, vault, store, subject) = (&self.rt, &self.vault, &*self.store, &*self.subject);
-        let video_id = id_hex(
-            crate::crypto::random::<16>()
-                .map_err(VaultError::from)?
-                .as_ref(),
-        );
-        let prefix = format!("videos/{video_id}");
+        let (rt, vault, store, subject) = (self.handle, self.vault, self.store, self.subject_hash);
+        let prefix = video_prefix(video_id);
         let mut done: Vec<StoredObject> = Vec::new();
         let result = (|| {
             let mut segments = Vec::new();
             let infos = segment(source, self.segment_seconds, limits, |seg| {
-                let key = format!("{prefix}/seg-{:05}.ts.sealed", seg.index);
+                let key = format!("{prefix}seg-{:05}.ts.sealed", seg.index);
                 let object = rt
                     .block_on(put_sealed(vault, store, subject, &key, &seg.data))
                     .map_err(|e| e.to_string())?;
@@ -137,7 +162,7 @@ impl StoreTarget {
                 Ok(())
             })?;
             let m3u8 = playlist(&infos, |i| format!("seg-{i:05}.ts"));
-            let playlist_key = format!("{prefix}/playlist.m3u8.sealed");
+            let playlist_key = format!("{prefix}playlist.m3u8.sealed");
             let playlist = rt.block_on(put_sealed(
                 vault,
                 store,
@@ -147,16 +172,16 @@ impl StoreTarget {
             ))?;
             done.push(playlist.clone());
             let manifest = Manifest {
-                video_id: video_id.clone(),
-                subject_hash: vault.kms_subject_hash(subject)?,
+                video_id: video_id.to_string(),
+                subject_hash: subject.to_string(),
                 store: store.describe(),
                 verdict: report.verdict,
                 escalate: report.escalate,
                 policy_version: report.policy_version.clone(),
-                segment_format: "mpegts",
+                segment_format: "mpegts".into(),
                 segments,
                 playlist,
-                manifest_key: format!("{prefix}/manifest.json.sealed"),
+                manifest_key: format!("{prefix}manifest.json.sealed"),
             };
             let body =
                 serde_json::to_vec_pretty(&manifest).map_err(|e| JobError::Other(e.to_string()))?;

@@ -16,8 +16,13 @@
 //! - [`report`]: the scan/classify result documents (JSON schema in docs/scan-json.md) and tables.
 //! - [`scan`]: one file end to end: sample, classify in batches, judge.
 //! - [`job`]: after judging: segment, seal and store a video, with its manifest.
+//! - [`staging`]: uploads sealed as they stream in, and read back for FFmpeg in memory.
 //! - [`storage`]: the blob store for sealed objects: filesystem and S3.
 //! - [`telemetry`]: tracing setup.
+//! - [`queue`]: job queues (embedded: the catalog; cluster: NATS JetStream).
+//! - [`service`]: what the API and the workers share.
+//! - [`worker`]: the worker pool: claim, heartbeat, retry/abort, exactly-once results.
+//! - [`webhook`]: signed, retried, recorded job-completion callbacks.
 //! - [`vault`]: sealing and opening objects with their keys and catalog rows; shredding.
 
 pub mod catalog;
@@ -30,8 +35,13 @@ pub mod inference;
 pub mod job;
 pub mod media;
 pub mod policy;
+pub mod queue;
 pub mod report;
 pub mod scan;
+pub mod service;
+pub mod staging;
 pub mod storage;
 pub mod telemetry;
 pub mod vault;
+pub mod webhook;
+pub mod worker;

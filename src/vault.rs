@@ -79,6 +79,10 @@ impl Vault {
         &self.kms
     }
 
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
     /// The subject's live key, created on first use (or after a shred).
     async fn subject_key(
         &self,
@@ -137,6 +141,24 @@ impl Vault {
         W: AsyncWrite + Unpin,
     {
         let subject_hash = self.kms.subject_hash(subject)?;
+        self.seal_for_hash(&subject_hash, location, input, output)
+            .await
+    }
+
+    /// [`Vault::seal`] for a subject known only by its keyed hash: the service hashes
+    /// subjects as requests arrive and never stores the raw identifier.
+    pub async fn seal_for_hash<R, W>(
+        &self,
+        subject_hash: &str,
+        location: &str,
+        input: R,
+        output: W,
+    ) -> Result<(ObjectRow, Header), VaultError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let subject_hash = subject_hash.to_string();
         let (subject_row, subject_key) = self.subject_key(&subject_hash).await?;
         let object_id = *random::<16>()?;
         let data_key = DataKey::generate()?;

@@ -1,4 +1,5 @@
-//! The catalog: wrapped keys and sealed objects, in SQLite (sqlx).
+//! The catalog: wrapped keys and sealed objects, in SQLite (sqlx); and for the service,
+//! videos and their jobs, uploads, API tokens and webhook deliveries (one file each).
 //!
 //! Only wrapped keys are stored, never key material in the clear. Subjects appear only as
 //! keyed hashes ([`crate::crypto::Kms::subject_hash`]). Shredding overwrites the wrapped
@@ -9,6 +10,12 @@ use std::path::Path;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{Row, SqlitePool};
+
+mod service;
+pub use service::{
+    ClaimOutcome, ClaimedJob, Delivery, JobState, NewVideo, TokenRow, UploadPart, UploadRow,
+    VideoRow, now_ms,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -42,6 +49,7 @@ CREATE TABLE IF NOT EXISTS objects (
     shredded_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS objects_by_subject ON objects (subject_hash);
+CREATE INDEX IF NOT EXISTS objects_by_location ON objects (location);
 ";
 
 /// A subject's key row.
@@ -93,6 +101,8 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         .create(dir)
 }
 
+/// Cheap to clone: clones share one connection pool.
+#[derive(Clone)]
 pub struct Catalog {
     pool: SqlitePool,
 }
@@ -118,10 +128,12 @@ impl Catalog {
             .connect_with(options)
             .await
             .map_err(open_err)?;
-        sqlx::raw_sql(SCHEMA)
-            .execute(&pool)
-            .await
-            .map_err(open_err)?;
+        for schema in [SCHEMA, service::SCHEMA] {
+            sqlx::raw_sql(schema)
+                .execute(&pool)
+                .await
+                .map_err(open_err)?;
+        }
         Ok(Self { pool })
     }
 
@@ -255,6 +267,21 @@ impl Catalog {
         .execute(&self.pool)
         .await?;
         Ok(Some(row))
+    }
+
+    /// Live objects whose location starts with `prefix` (what a crashed job left behind).
+    pub async fn objects_at(&self, prefix: &str) -> Result<Vec<ObjectRow>, CatalogError> {
+        let rows = sqlx::query("SELECT * FROM objects WHERE substr(location, 1, length($1)) = $1")
+            .bind(prefix)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(object_row).collect()
+    }
+
+    /// Whether the catalog answers (readiness).
+    pub async fn ping(&self) -> Result<(), CatalogError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     /// Removes an object row (used to roll back a seal whose store write failed).

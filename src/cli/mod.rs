@@ -105,8 +105,11 @@ impl VaultArgs {
 }
 
 /// A single-threaded tokio runtime for the commands that do async I/O.
+/// One runtime worker thread drives I/O, so blocking code (FFmpeg threads) can use
+/// `Handle::block_on` too, which a current-thread runtime would not serve.
 pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
 }

@@ -62,19 +62,15 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<Outcome> {
         args.segment_seconds.is_finite() && args.segment_seconds >= 1.0,
         "--segment-seconds must be at least 1"
     );
-    let target = match (&args.store, &args.subject) {
+    // With --store: the runtime, vault, store and subject hash the videos are stored with.
+    let storage = match (&args.store, &args.subject) {
         (Some(uri), Some(subject)) => {
             let (keyring, data_dir) = args.vault.resolve(global)?;
             let rt = super::runtime()?;
             let vault = rt.block_on(crate::vault::Vault::load(&keyring, &data_dir))?;
             let store = crate::storage::open_store(uri, &config.s3)?;
-            Some(crate::job::StoreTarget {
-                rt,
-                vault,
-                store,
-                subject: subject.clone(),
-                segment_seconds: args.segment_seconds,
-            })
+            let subject_hash = vault.kms_subject_hash(subject)?;
+            Some((rt, vault, store, subject_hash))
         }
         _ => None,
     };
@@ -95,9 +91,18 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<Outcome> {
         let result = scan_file(&source, &mut classifier, &config, &policy, &on_progress)
             .map_err(anyhow::Error::from)
             .and_then(|mut report| {
-                if let Some(t) = &target {
+                if let Some((rt, vault, store, subject_hash)) = &storage {
                     bar.set_message(format!("sealing {}", file.display()));
-                    let manifest = t.store_video(&source, &report, &config.limits)?;
+                    let target = crate::job::StoreTarget {
+                        handle: rt.handle(),
+                        vault,
+                        store: &**store,
+                        subject_hash,
+                        segment_seconds: args.segment_seconds,
+                    };
+                    let video_id = crate::vault::id_hex(&*crate::crypto::random::<16>()?);
+                    let manifest =
+                        target.store_video(&video_id, &source, &report, &config.limits)?;
                     report.stored = Some(manifest);
                 }
                 Ok(report)

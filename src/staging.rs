@@ -1,0 +1,237 @@
+//! Sealed staging of uploads, and reading them back for FFmpeg without plaintext on disk.
+//!
+//! Each upload request body (a tus PATCH, or a whole PUT) becomes one *part*: a sealed
+//! object for the video's data subject. The body is sealed as it streams in, through a
+//! temporary file that only ever holds ciphertext, then put in the blob store. A worker
+//! reads the parts back through [`StagedReader`], which decrypts and verifies ranges on
+//! demand and gives FFmpeg a seekable plaintext view held only in memory.
+
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::io::AsyncRead;
+use tokio::runtime::Handle;
+
+use crate::catalog::UploadPart;
+use crate::storage::{BlobStore, StorageError, StoredSource};
+use crate::vault::{Vault, VaultError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StagingError {
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("staging file: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Plaintext bytes fetched and verified per store read: large enough that a worker
+/// reading an S3-staged upload makes few requests, small enough to keep memory flat.
+const WINDOW: u64 = 1 << 20;
+
+/// Seals `body` for the subject `subject_hash` and stores it under `key`. Returns the
+/// stored part (plaintext length and object id). The temporary file in `tmp_dir` holds
+/// only sealed bytes and is removed in every case.
+pub async fn stage_part(
+    vault: &Vault,
+    store: &dyn BlobStore,
+    tmp_dir: &Path,
+    subject_hash: &str,
+    key: &str,
+    start: i64,
+    body: impl AsyncRead + Unpin,
+) -> Result<UploadPart, StagingError> {
+    let tmp = tempfile::Builder::new()
+        .prefix(".vcw-part-")
+        .suffix(".sealed")
+        .tempfile_in(tmp_dir)?;
+    let location = format!("{}/{key}", store.describe());
+    let (row, _) = {
+        let file = tokio::fs::File::from_std(tmp.reopen()?);
+        let mut out = tokio::io::BufWriter::with_capacity(1 << 16, file);
+        let sealed = vault
+            .seal_for_hash(subject_hash, &location, body, &mut out)
+            .await?;
+        tokio::io::AsyncWriteExt::flush(&mut out).await?;
+        sealed
+    };
+    let mut file = tokio::fs::File::from_std(tmp.reopen()?);
+    if let Err(e) = store.put(key, &mut file).await {
+        vault.forget(&row.object_id).await?;
+        return Err(e.into());
+    }
+    Ok(UploadPart {
+        start,
+        len: row.plaintext_len,
+        store_key: key.to_string(),
+        object_id: row.object_id,
+    })
+}
+
+/// Deletes the parts' sealed bytes and shreds their keys (an upload consumed by its job,
+/// or terminated by the client). Missing objects are not an error: this is retried.
+pub async fn discard_parts(
+    vault: &Vault,
+    store: &dyn BlobStore,
+    parts: &[UploadPart],
+) -> Result<(), StagingError> {
+    for part in parts {
+        store.delete(&part.store_key).await?;
+        if let Ok(id) = <[u8; 16]>::try_from(part.object_id.as_slice()) {
+            match vault.shred_object(&id).await {
+                Ok(_) | Err(VaultError::UnknownObject(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A seekable plaintext view of an upload's sealed parts.
+///
+/// Blocking: each read that leaves the current window fetches and verifies the next
+/// window through `handle`. Use it only on a blocking thread (the FFmpeg sampler).
+pub struct StagedReader {
+    handle: Handle,
+    vault: Arc<Vault>,
+    store: Arc<dyn BlobStore>,
+    parts: Vec<UploadPart>,
+    len: u64,
+    pos: u64,
+    /// Plaintext window: its start offset and bytes.
+    window: (u64, Vec<u8>),
+}
+
+impl StagedReader {
+    pub fn new(
+        handle: Handle,
+        vault: Arc<Vault>,
+        store: Arc<dyn BlobStore>,
+        parts: Vec<UploadPart>,
+    ) -> Self {
+        let len = parts.iter().map(|p| p.len.max(0) as u64).sum();
+        Self {
+            handle,
+            vault,
+            store,
+            parts,
+            len,
+            pos: 0,
+            window: (0, Vec::new()),
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Loads the window holding `pos` (within one part).
+    fn load(&mut self, pos: u64) -> io::Result<()> {
+        let part = self
+            .parts
+            .iter()
+            .find(|p| (p.start as u64) <= pos && pos < (p.start + p.len) as u64)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "past the last part"))?;
+        let part_start = part.start as u64;
+        let within = pos - part_start;
+        let from = within - within % WINDOW;
+        let to = (from + WINDOW).min(part.len as u64) - 1;
+        let (vault, store, key) = (&self.vault, &*self.store, part.store_key.clone());
+        let bytes = self.handle.block_on(async move {
+            let source = StoredSource::new(store, &key)
+                .await
+                .map_err(io::Error::other)?;
+            let mut out = Vec::with_capacity((to - from + 1) as usize);
+            vault
+                .open_range(&source, from, to, &mut out)
+                .await
+                .map_err(io::Error::other)?;
+            Ok::<_, io::Error>(out)
+        })?;
+        self.window = (part_start + from, bytes);
+        Ok(())
+    }
+}
+
+impl Read for StagedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.len || buf.is_empty() {
+            return Ok(0);
+        }
+        let (start, bytes) = &self.window;
+        if self.pos < *start || self.pos >= start + bytes.len() as u64 {
+            self.load(self.pos)?;
+        }
+        let (start, bytes) = &self.window;
+        let at = (self.pos - start) as usize;
+        let n = buf.len().min(bytes.len() - at);
+        buf[..n].copy_from_slice(&bytes[at..at + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for StagedReader {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        let target = target.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "seek before the start")
+        })?;
+        self.pos = target;
+        Ok(target)
+    }
+}
+
+/// Whether `head` (the first bytes of an upload) looks like a video container FFmpeg
+/// reads: MP4/MOV (ISO BMFF), Matroska/WebM, MPEG-TS, MPEG-PS, AVI, FLV, Ogg or ASF.
+/// Cheap early rejection; FFmpeg still has the last word when the job runs.
+pub fn looks_like_video(head: &[u8]) -> bool {
+    const BMFF: [&[u8; 4]; 8] = [
+        b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"styp",
+    ];
+    if head.len() < 12 {
+        return false;
+    }
+    BMFF.iter().any(|b| &head[4..8] == *b)
+        || head.starts_with(&[0x1A, 0x45, 0xDF, 0xA3])
+        || (head[0] == 0x47 && (head.len() < 189 || head[188] == 0x47))
+        || head.starts_with(&[0, 0, 1, 0xBA])
+        || (head.starts_with(b"RIFF") && &head[8..12] == b"AVI ")
+        || head.starts_with(b"FLV")
+        || head.starts_with(b"OggS")
+        || head.starts_with(&[0x30, 0x26, 0xB2, 0x75])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_containers_and_rejects_others() {
+        let mut mp4 = vec![0, 0, 0, 0x20];
+        mp4.extend_from_slice(b"ftypisom\0\0\0\0");
+        assert!(looks_like_video(&mp4));
+        assert!(looks_like_video(&[
+            0x1A, 0x45, 0xDF, 0xA3, 0, 0, 0, 0, 0, 0, 0, 0
+        ]));
+        let mut ts = vec![0u8; 376];
+        ts[0] = 0x47;
+        ts[188] = 0x47;
+        assert!(looks_like_video(&ts));
+        ts[188] = 0;
+        assert!(!looks_like_video(&ts));
+        assert!(!looks_like_video(b"hello world, not a video"));
+        assert!(!looks_like_video(b"%PDF-1.7 blah blah"));
+        assert!(!looks_like_video(b"short"));
+    }
+}
