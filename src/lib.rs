@@ -1,6 +1,7 @@
 //! vcw: the video compliance worker.
 //!
 //! # Layout
+//! - [`api`]: the HTTP API (axum): tus/PUT uploads, jobs, results, playback, erasure.
 //! - [`catalog`]: wrapped keys and sealed objects in SQLite (sqlx).
 //! - [`cli`]: one file per subcommand family (`scan`, `classify`, `keys`, `seal`/`open`);
 //!   argument parsing and exit codes.
@@ -25,6 +26,7 @@
 //! - [`webhook`]: signed, retried, recorded job-completion callbacks.
 //! - [`vault`]: sealing and opening objects with their keys and catalog rows; shredding.
 
+pub mod api;
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -1,0 +1,44 @@
+//! Liveness, readiness and the OpenAPI document.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::App;
+
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready when the catalog, the queue and the store all answer.
+pub async fn readyz(State(app): State<App>) -> (StatusCode, Json<Value>) {
+    let svc = &app.svc;
+    let show = |r: Result<(), String>| match r {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e,
+    };
+    let catalog = show(svc.catalog().ping().await.map_err(|e| e.to_string()));
+    let queue = show(svc.queue.check().await.map_err(|e| e.to_string()));
+    let store = show(
+        svc.store
+            .exists("readyz")
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    );
+    let ready = [&catalog, &queue, &store].iter().all(|s| *s == "ok");
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({ "catalog": catalog, "queue": queue, "store": store })),
+    )
+}
+
+pub async fn openapi() -> Json<Value> {
+    Json(super::routes::openapi())
+}

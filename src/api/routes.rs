@@ -1,0 +1,248 @@
+//! The endpoint table: one entry per method and path, with the roles allowed to call it.
+//! The router, the authorization middleware and the OpenAPI document are all built from
+//! it, so they cannot disagree.
+
+use axum::Router;
+use axum::routing::MethodRouter;
+use serde_json::{Map, Value, json};
+
+use super::App;
+use super::auth::Role;
+use super::{health, uploads, videos};
+
+pub struct Endpoint {
+    pub method: &'static str,
+    /// axum path syntax (`{id}`), which is also OpenAPI's.
+    pub path: &'static str,
+    pub summary: &'static str,
+    /// Empty: no token needed.
+    pub roles: &'static [Role],
+    pub responses: &'static [(u16, &'static str)],
+    add: fn(MethodRouter<App>) -> MethodRouter<App>,
+}
+
+use Role::{Admin, PrivacyOfficer, Reviewer, Uploader};
+
+const WRITE: &[Role] = &[Uploader, Admin];
+const READ: &[Role] = &[Uploader, Reviewer, Admin, PrivacyOfficer];
+const PLAY: &[Role] = &[Reviewer, Admin];
+const ERASE: &[Role] = &[PrivacyOfficer, Admin];
+const AUTH: [(u16, &str); 3] = [
+    (401, "missing or unknown token"),
+    (403, "role not allowed"),
+    (429, "rate limit or queue full (Retry-After)"),
+];
+
+pub static ENDPOINTS: &[Endpoint] = &[
+    Endpoint {
+        method: "GET",
+        path: "/healthz",
+        summary: "Liveness: the process serves requests",
+        roles: &[],
+        responses: &[(200, "alive")],
+        add: |m| m.get(health::healthz),
+    },
+    Endpoint {
+        method: "GET",
+        path: "/readyz",
+        summary: "Readiness: catalog, queue and store answer",
+        roles: &[],
+        responses: &[(200, "ready"), (503, "a dependency is down")],
+        add: |m| m.get(health::readyz),
+    },
+    Endpoint {
+        method: "GET",
+        path: "/openapi.json",
+        summary: "This API's OpenAPI 3.1 document",
+        roles: &[],
+        responses: &[(200, "OpenAPI document")],
+        add: |m| m.get(health::openapi),
+    },
+    Endpoint {
+        method: "OPTIONS",
+        path: "/v1/uploads",
+        summary: "tus discovery: version, extensions, maximum size",
+        roles: &[],
+        responses: &[(204, "tus capabilities in headers")],
+        add: |m| m.options(uploads::options),
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/uploads",
+        summary: "tus creation: Upload-Length and Upload-Metadata (subject required; filename, callback_url, enqueue optional)",
+        roles: WRITE,
+        responses: &[
+            (201, "created; Location is the upload URL"),
+            (400, "missing Upload-Length or subject"),
+            (412, "unsupported Tus-Resumable"),
+            (413, "over the size limit"),
+        ],
+        add: |m| m.post(uploads::create),
+    },
+    Endpoint {
+        method: "HEAD",
+        path: "/v1/uploads/{id}",
+        summary: "tus: the upload's offset and length",
+        roles: WRITE,
+        responses: &[(200, "Upload-Offset and Upload-Length"), (404, "no such upload")],
+        add: |m| m.head(uploads::head),
+    },
+    Endpoint {
+        method: "PATCH",
+        path: "/v1/uploads/{id}",
+        summary: "tus: append bytes at Upload-Offset (sealed as they arrive); the last one queues the job",
+        roles: WRITE,
+        responses: &[
+            (204, "stored; new Upload-Offset"),
+            (409, "offset mismatch"),
+            (415, "not application/offset+octet-stream, or not a video container"),
+        ],
+        add: |m| m.patch(uploads::patch),
+    },
+    Endpoint {
+        method: "DELETE",
+        path: "/v1/uploads/{id}",
+        summary: "tus termination: discard an unfinished upload",
+        roles: WRITE,
+        responses: &[(204, "terminated"), (409, "already complete")],
+        add: |m| m.delete(uploads::terminate),
+    },
+    Endpoint {
+        method: "PUT",
+        path: "/v1/videos/{id}",
+        summary: "Upload a whole video in one streaming request body and queue its job (Vcw-Subject header required)",
+        roles: WRITE,
+        responses: &[
+            (202, "stored and queued"),
+            (409, "the id exists"),
+            (413, "over the size limit"),
+            (415, "not a video container"),
+        ],
+        add: |m| m.put(uploads::put_video),
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/jobs",
+        summary: "Queue a job for a video by reference: a completed upload or an s3:// object",
+        roles: WRITE,
+        responses: &[(202, "queued (or already known: idempotent by id)"), (400, "bad job")],
+        add: |m| m.post(videos::submit),
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/videos/{id}",
+        summary: "Status, progress, verdict, reasons with time ranges and evidence",
+        roles: READ,
+        responses: &[(200, "the video"), (404, "no such video")],
+        add: |m| m.get(videos::status),
+    },
+    Endpoint {
+        method: "DELETE",
+        path: "/v1/videos/{id}",
+        summary: "Erase: shred every key of the video's objects and delete them",
+        roles: ERASE,
+        responses: &[(200, "erased"), (404, "no such video")],
+        add: |m| m.delete(videos::erase),
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/videos/{id}/cancel",
+        summary: "Cancel a queued or running job",
+        roles: WRITE,
+        responses: &[(202, "cancellation requested"), (404, "no such video")],
+        add: |m| m.post(videos::cancel),
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/videos/{id}/playlist.m3u8",
+        summary: "HLS playlist of the verified, decrypted segments",
+        roles: PLAY,
+        responses: &[
+            (200, "playlist"),
+            (409, "not processed yet"),
+            (410, "erased"),
+            (451, "verdict is block"),
+        ],
+        add: |m| m.get(videos::playlist),
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/videos/{id}/segments/{n}",
+        summary: "One MPEG-TS segment, verified and decrypted; HTTP Range supported",
+        roles: PLAY,
+        responses: &[
+            (200, "segment"),
+            (206, "partial segment"),
+            (410, "erased"),
+            (416, "bad range"),
+            (451, "verdict is block"),
+        ],
+        add: |m| m.get(videos::segment),
+    },
+];
+
+/// The endpoint for a method and a matched route path.
+pub fn endpoint(method: &str, path: &str) -> Option<&'static Endpoint> {
+    ENDPOINTS
+        .iter()
+        .find(|e| e.method == method && e.path == path)
+}
+
+/// Every endpoint in the table, grouped by path.
+pub fn router() -> Router<App> {
+    let mut paths: Vec<&str> = ENDPOINTS.iter().map(|e| e.path).collect();
+    paths.dedup();
+    paths.sort_unstable();
+    paths.dedup();
+    let mut router = Router::new();
+    for path in paths {
+        let methods = ENDPOINTS
+            .iter()
+            .filter(|e| e.path == path)
+            .fold(MethodRouter::new(), |m, e| (e.add)(m));
+        router = router.route(path, methods);
+    }
+    router
+}
+
+/// OpenAPI 3.1 for [`ENDPOINTS`].
+pub fn openapi() -> Value {
+    let mut paths = Map::new();
+    for e in ENDPOINTS {
+        let params: Vec<Value> = e
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        let mut responses = Map::new();
+        let auth: &[(u16, &str)] = if e.roles.is_empty() { &[] } else { &AUTH };
+        for (code, description) in e.responses.iter().chain(auth) {
+            responses.insert(code.to_string(), json!({ "description": description }));
+        }
+        let mut op = json!({
+            "summary": e.summary,
+            "operationId": format!("{} {}", e.method, e.path),
+            "parameters": params,
+            "responses": responses,
+            "x-vcw-roles": e.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        });
+        if !e.roles.is_empty() {
+            op["security"] = json!([{ "bearer": [] }]);
+        }
+        let item = paths
+            .entry(e.path.to_string())
+            .or_insert_with(|| json!({}));
+        item[e.method.to_ascii_lowercase()] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "vcw",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Video compliance worker: uploads (tus 1.0 and PUT), jobs, verdicts, sealed playback, erasure. See docs/api.md."
+        },
+        "components": { "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } } },
+        "paths": paths,
+    })
+}

@@ -1,0 +1,482 @@
+//! Uploads: tus 1.0 (core, creation, termination) and a plain streaming PUT.
+//!
+//! Every request body is sealed as it streams in (see [`crate::staging`]), so memory stays
+//! flat and no plaintext reaches the disk. A tus PATCH that breaks off keeps what arrived,
+//! as the protocol asks, so the client resumes from the server's offset. The first bytes
+//! of an upload must look like a video container, so other content is refused before
+//! anything is stored.
+
+use std::io;
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use futures_util::StreamExt as _;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::io::StreamReader;
+
+use super::App;
+use super::auth::Caller;
+use super::error::ApiError;
+use crate::catalog::{NewVideo, UploadRow};
+use crate::service::Service;
+use crate::staging::{discard_parts, looks_like_video, stage_part};
+use crate::worker::JobSource;
+
+const TUS_VERSION: &str = "1.0.0";
+/// Bytes looked at to recognise a container (MPEG-TS needs its second sync byte at 188).
+const SNIFF_LEN: usize = 189;
+
+fn tus_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn check_tus(headers: &HeaderMap) -> Result<(), ApiError> {
+    match header_str(headers, "tus-resumable") {
+        Some(TUS_VERSION) => Ok(()),
+        _ => Err(ApiError::PreconditionFailed(format!(
+            "Tus-Resumable: {TUS_VERSION} required"
+        ))),
+    }
+}
+
+/// Parses tus `Upload-Metadata`: `key base64value` pairs separated by commas.
+fn metadata(headers: &HeaderMap) -> Result<Vec<(String, String)>, ApiError> {
+    let Some(raw) = header_str(headers, "upload-metadata") else {
+        return Ok(Vec::new());
+    };
+    raw.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once(' ').unwrap_or((pair, ""));
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(value.trim())
+                .map_err(|_| ApiError::BadRequest(format!("Upload-Metadata {key}: not base64")))?;
+            let value = String::from_utf8(bytes)
+                .map_err(|_| ApiError::BadRequest(format!("Upload-Metadata {key}: not UTF-8")))?;
+            Ok((key.to_string(), value))
+        })
+        .collect()
+}
+
+/// Refuses new work while the queue is full.
+pub(super) async fn check_capacity(svc: &Service) -> Result<(), ApiError> {
+    if svc.catalog().queued_count().await? >= svc.config.server.queue_capacity {
+        return Err(ApiError::TooMany {
+            what: "the job queue is full",
+            retry_after: 5,
+        });
+    }
+    Ok(())
+}
+
+/// A callback URL must be absolute http(s), and webhooks need a signing secret.
+pub(super) fn check_callback(svc: &Service, url: Option<&str>) -> Result<(), ApiError> {
+    let Some(url) = url else { return Ok(()) };
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(ApiError::BadRequest("callback_url must be an http(s) URL".into()));
+    }
+    if svc.config.server.webhook_secret.is_none() {
+        return Err(ApiError::BadRequest(
+            "callback_url given but the server has no webhook_secret configured".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn new_id() -> Result<String, ApiError> {
+    Ok(crate::vault::id_hex(
+        &*crate::crypto::random::<16>().map_err(ApiError::internal)?,
+    ))
+}
+
+pub async fn options(State(app): State<App>) -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    let h = r.headers_mut();
+    h.insert("tus-version", HeaderValue::from_static(TUS_VERSION));
+    h.insert(
+        "tus-extension",
+        HeaderValue::from_static("creation,termination"),
+    );
+    h.insert(
+        "tus-max-size",
+        HeaderValue::from(app.svc.config.limits.max_file_size),
+    );
+    tus_headers(r)
+}
+
+pub async fn create(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_tus(&headers)?;
+    let svc = &app.svc;
+    if header_str(&headers, "upload-defer-length").is_some() {
+        return Err(ApiError::BadRequest(
+            "Upload-Defer-Length is not supported: send Upload-Length".into(),
+        ));
+    }
+    let length: i64 = header_str(&headers, "upload-length")
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::BadRequest("Upload-Length (bytes, > 0) required".into()))?;
+    if length as u64 > svc.config.limits.max_file_size {
+        return Err(ApiError::TooLarge(format!(
+            "Upload-Length {length} is over the limit of {} bytes",
+            svc.config.limits.max_file_size
+        )));
+    }
+    let meta = metadata(&headers)?;
+    let get = |k: &str| meta.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let subject = get("subject")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("Upload-Metadata must include subject".into()))?;
+    let callback_url = get("callback_url");
+    check_callback(svc, callback_url.as_deref())?;
+    check_capacity(svc).await?;
+    let id = new_id()?;
+    let subject_hash = svc
+        .vault
+        .kms_subject_hash(&subject)
+        .map_err(ApiError::internal)?;
+    svc.catalog()
+        .insert_upload(&UploadRow {
+            id: id.clone(),
+            subject_hash,
+            owner: caller.id.clone(),
+            length,
+            received: 0,
+            filename: get("filename"),
+            callback_url,
+            state: "receiving".into(),
+        })
+        .await?;
+    tracing::info!(upload = %id, length, owner = %caller.id, "upload created");
+    let mut r = StatusCode::CREATED.into_response();
+    r.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::from_str(&format!("/v1/uploads/{id}")).map_err(ApiError::internal)?,
+    );
+    Ok(tus_headers(r))
+}
+
+async fn owned_upload(app: &App, caller: &Caller, id: &str) -> Result<UploadRow, ApiError> {
+    app.svc
+        .catalog()
+        .upload(id)
+        .await?
+        .filter(|u| caller.may_access(&u.owner))
+        .ok_or(ApiError::NotFound("upload"))
+}
+
+fn offsets(r: &mut Response, upload: &UploadRow, received: i64) {
+    let h = r.headers_mut();
+    h.insert("upload-offset", HeaderValue::from(received));
+    h.insert("upload-length", HeaderValue::from(upload.length));
+}
+
+pub async fn head(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_tus(&headers)?;
+    let upload = owned_upload(&app, &caller, &id).await?;
+    if upload.state == "terminated" {
+        return Err(ApiError::Gone);
+    }
+    let mut r = StatusCode::OK.into_response();
+    offsets(&mut r, &upload, upload.received);
+    Ok(tus_headers(r))
+}
+
+/// A request body as a reader. With `keep_partial`, a body that breaks off simply ends
+/// (tus keeps the bytes that arrived); without, the break is an error.
+fn body_reader(body: Body, keep_partial: bool) -> impl AsyncRead + Unpin + Send {
+    let stream = body.into_data_stream();
+    let stream = if keep_partial {
+        stream
+            .take_while(|r| std::future::ready(r.is_ok()))
+            .map(|r| r.map_err(io::Error::other))
+            .boxed()
+    } else {
+        stream.map(|r| r.map_err(io::Error::other)).boxed()
+    };
+    StreamReader::new(stream)
+}
+
+/// Reads the first bytes (up to [`SNIFF_LEN`]) so the container can be checked before
+/// anything is stored.
+async fn peek(reader: &mut (impl AsyncRead + Unpin)) -> io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(SNIFF_LEN);
+    while head.len() < SNIFF_LEN {
+        let n = (&mut *reader)
+            .take((SNIFF_LEN - head.len()) as u64)
+            .read_to_end(&mut head)
+            .await?;
+        if n == 0 {
+            break;
+        }
+    }
+    Ok(head)
+}
+
+pub async fn patch(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_tus(&headers)?;
+    if header_str(&headers, "content-type") != Some("application/offset+octet-stream") {
+        return Err(ApiError::Unsupported(
+            "Content-Type must be application/offset+octet-stream".into(),
+        ));
+    }
+    let svc = &app.svc;
+    let upload = owned_upload(&app, &caller, &id).await?;
+    let offset: i64 = header_str(&headers, "upload-offset")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| ApiError::BadRequest("Upload-Offset required".into()))?;
+    if upload.state != "receiving" {
+        return Err(ApiError::Conflict(format!("upload is {}", upload.state)));
+    }
+    if offset != upload.received {
+        return Err(ApiError::Conflict(format!(
+            "Upload-Offset {offset} does not match the server's offset {}",
+            upload.received
+        )));
+    }
+    let remaining = (upload.length - offset) as u64;
+    let mut reader = body_reader(body, true).take(remaining + 1);
+    let head = peek(&mut reader).await.map_err(ApiError::internal)?;
+    if head.is_empty() {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        offsets(&mut r, &upload, offset);
+        return Ok(tus_headers(r));
+    }
+    if offset == 0 && !looks_like_video(&head) {
+        return Err(ApiError::Unsupported(
+            "the upload does not start like a video container (MP4, MOV, MKV/WebM, TS, AVI, FLV, Ogg, ASF)".into(),
+        ));
+    }
+    let body = std::io::Cursor::new(head).chain(reader);
+    let part = stage_part(
+        &svc.vault,
+        &*svc.store,
+        &svc.tmp_dir,
+        &upload.subject_hash,
+        &Service::part_key(&id, offset),
+        offset,
+        body,
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    if part.len as u64 > remaining {
+        discard_parts(&svc.vault, &*svc.store, &[part])
+            .await
+            .map_err(ApiError::internal)?;
+        return Err(ApiError::TooLarge(format!(
+            "body goes past Upload-Length {}",
+            upload.length
+        )));
+    }
+    let Some(received) = svc.catalog().add_upload_part(&id, &part).await? else {
+        discard_parts(&svc.vault, &*svc.store, &[part])
+            .await
+            .map_err(ApiError::internal)?;
+        return Err(ApiError::Conflict(
+            "another request changed the upload's offset".into(),
+        ));
+    };
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    if received == upload.length {
+        tracing::info!(upload = %id, "upload complete");
+        let source = JobSource::Upload {
+            upload_id: id.clone(),
+        };
+        queue_video(svc, &id, &upload, &source).await?;
+        r.headers_mut().insert(
+            "vcw-video",
+            HeaderValue::from_str(&format!("/v1/videos/{id}")).map_err(ApiError::internal)?,
+        );
+    }
+    offsets(&mut r, &upload, received);
+    Ok(tus_headers(r))
+}
+
+/// Records the job for a completed upload (video id = upload id) and announces it.
+pub(super) async fn queue_video(
+    svc: &Service,
+    id: &str,
+    upload: &UploadRow,
+    source: &JobSource,
+) -> Result<bool, ApiError> {
+    let source = serde_json::to_string(source).map_err(ApiError::internal)?;
+    let created = svc
+        .catalog()
+        .insert_video(&NewVideo {
+            id,
+            subject_hash: &upload.subject_hash,
+            owner: &upload.owner,
+            source: &source,
+            max_attempts: svc.config.server.max_attempts,
+            callback_url: upload.callback_url.as_deref(),
+        })
+        .await?;
+    if created {
+        svc.queue.publish(id).await.map_err(ApiError::internal)?;
+    }
+    Ok(created)
+}
+
+pub async fn terminate(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_tus(&headers)?;
+    let svc = &app.svc;
+    let upload = owned_upload(&app, &caller, &id).await?;
+    if upload.state != "receiving" {
+        return Err(ApiError::Conflict(format!(
+            "upload is {}: it can no longer be terminated",
+            upload.state
+        )));
+    }
+    let parts = svc.catalog().upload_parts(&id).await?;
+    discard_parts(&svc.vault, &*svc.store, &parts)
+        .await
+        .map_err(ApiError::internal)?;
+    svc.catalog().close_upload(&id, "terminated").await?;
+    Ok(tus_headers(StatusCode::NO_CONTENT.into_response()))
+}
+
+/// `PUT /v1/videos/{id}`: the whole video in one body; `Vcw-Subject` names the subject.
+pub async fn put_video(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let svc = &app.svc;
+    let id = crate::vault::parse_id(&id)
+        .map(|b| crate::vault::id_hex(&b))
+        .ok_or_else(|| ApiError::BadRequest("video id must be 32 hex digits (a UUID)".into()))?;
+    let subject = header_str(&headers, "vcw-subject")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("Vcw-Subject header required".into()))?;
+    let callback_url = header_str(&headers, "vcw-callback-url").map(str::to_string);
+    check_callback(svc, callback_url.as_deref())?;
+    let limit = svc.config.limits.max_file_size;
+    if let Some(n) = header_str(&headers, "content-length").and_then(|v| v.parse::<u64>().ok())
+        && n > limit
+    {
+        return Err(ApiError::TooLarge(format!(
+            "body of {n} bytes is over the limit of {limit} bytes"
+        )));
+    }
+    if svc.catalog().video(&id).await?.is_some() || svc.catalog().upload(&id).await?.is_some() {
+        return Err(ApiError::Conflict(format!("video {id} exists")));
+    }
+    check_capacity(svc).await?;
+    let mut reader = body_reader(body, false).take(limit + 1);
+    let head = peek(&mut reader)
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
+    if !looks_like_video(&head) {
+        return Err(ApiError::Unsupported(
+            "the body does not start like a video container".into(),
+        ));
+    }
+    let subject_hash = svc
+        .vault
+        .kms_subject_hash(subject)
+        .map_err(ApiError::internal)?;
+    let part = stage_part(
+        &svc.vault,
+        &*svc.store,
+        &svc.tmp_dir,
+        &subject_hash,
+        &Service::part_key(&id, 0),
+        0,
+        std::io::Cursor::new(head).chain(reader),
+    )
+    .await
+    .map_err(|e| ApiError::BadRequest(format!("storing the body: {e}")))?;
+    if part.len as u64 > limit {
+        discard_parts(&svc.vault, &*svc.store, &[part])
+            .await
+            .map_err(ApiError::internal)?;
+        return Err(ApiError::TooLarge(format!(
+            "body is over the limit of {limit} bytes"
+        )));
+    }
+    let upload = UploadRow {
+        id: id.clone(),
+        subject_hash,
+        owner: caller.id.clone(),
+        length: part.len,
+        received: 0,
+        filename: None,
+        callback_url,
+        state: "receiving".into(),
+    };
+    let catalog = svc.catalog();
+    catalog.insert_upload(&upload).await?;
+    if catalog.add_upload_part(&id, &part).await?.is_none() {
+        return Err(ApiError::Conflict(format!("video {id} exists")));
+    }
+    let source = JobSource::Upload {
+        upload_id: id.clone(),
+    };
+    queue_video(svc, &id, &upload, &source).await?;
+    tracing::info!(video = %id, bytes = part.len, owner = %caller.id, "video received");
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/v1/videos/{id}"))],
+        axum::Json(serde_json::json!({ "id": id, "state": "queued", "bytes": part.len })),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tus_metadata_is_decoded() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "upload-metadata",
+            HeaderValue::from_static("subject dXNlci00Mg==, filename YS5tcDQ=,flag"),
+        );
+        let m = metadata(&h).unwrap();
+        assert_eq!(
+            m,
+            vec![
+                ("subject".into(), "user-42".into()),
+                ("filename".into(), "a.mp4".into()),
+                ("flag".into(), String::new())
+            ]
+        );
+        h.insert("upload-metadata", HeaderValue::from_static("subject !!!"));
+        assert!(metadata(&h).is_err());
+    }
+}

@@ -1,0 +1,386 @@
+//! Jobs by reference, results, playback of verified segments, cancellation and erasure.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::App;
+use super::auth::Caller;
+use super::error::ApiError;
+use super::uploads::{check_callback, check_capacity, queue_video};
+use crate::catalog::{JobState, UploadRow, VideoRow};
+use crate::job::{Manifest, StoredObject, video_prefix};
+use crate::service::Service;
+use crate::staging::discard_parts;
+use crate::storage::StoredSource;
+use crate::worker::JobSource;
+
+/// `POST /v1/jobs` body (docs/api.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    /// Idempotency key and video id (32 hex digits); default: the upload id, or random.
+    pub id: Option<String>,
+    pub source: JobSource,
+    /// Data subject; required for s3 sources (uploads carry their own).
+    pub subject: Option<String>,
+    pub callback_url: Option<String>,
+}
+
+fn video_json(v: &VideoRow) -> Value {
+    let report: Option<Value> = v.report.as_deref().and_then(|r| serde_json::from_str(r).ok());
+    let base = format!("/v1/videos/{}", v.id);
+    let playable = v.state == JobState::Done && v.erased_at.is_none();
+    json!({
+        "id": v.id,
+        "state": v.state,
+        "progress": (v.progress * 1000.0).round() / 1000.0,
+        "attempts": v.attempts,
+        "verdict": v.verdict,
+        "escalate": report.as_ref().and_then(|r| r.get("escalate")).cloned(),
+        "reasons": report.as_ref().and_then(|r| r.get("reasons")).cloned(),
+        "report": report,
+        "error": v.error,
+        "cancel_requested": v.cancel_requested,
+        "created_at_ms": v.created_at,
+        "updated_at_ms": v.updated_at,
+        "erased": v.erased_at.is_some(),
+        "links": {
+            "self": base,
+            "playlist": playable.then(|| format!("{base}/playlist.m3u8")),
+        },
+    })
+}
+
+async fn visible_video(app: &App, caller: &Caller, id: &str) -> Result<VideoRow, ApiError> {
+    app.svc
+        .catalog()
+        .video(id)
+        .await?
+        .filter(|v| caller.may_access(&v.owner))
+        .ok_or(ApiError::NotFound("video"))
+}
+
+pub async fn submit(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Json(req): Json<JobRequest>,
+) -> Result<Response, ApiError> {
+    let svc = &app.svc;
+    check_callback(svc, req.callback_url.as_deref())?;
+    let (id, upload) = match &req.source {
+        JobSource::Upload { upload_id } => {
+            let upload = svc
+                .catalog()
+                .upload(upload_id)
+                .await?
+                .filter(|u| caller.may_access(&u.owner))
+                .ok_or(ApiError::NotFound("upload"))?;
+            if req.subject.is_some() {
+                return Err(ApiError::BadRequest(
+                    "an upload carries its subject; omit subject".into(),
+                ));
+            }
+            if req.id.as_ref().is_some_and(|i| i != upload_id) {
+                return Err(ApiError::BadRequest("an upload's video id is the upload id".into()));
+            }
+            if upload.state != "complete" {
+                return Err(ApiError::Conflict(format!(
+                    "upload is {} ({} of {} bytes)",
+                    upload.state, upload.received, upload.length
+                )));
+            }
+            let upload = UploadRow {
+                callback_url: req.callback_url.clone().or(upload.callback_url),
+                ..upload
+            };
+            (upload_id.clone(), upload)
+        }
+        JobSource::S3 { url } => {
+            if !url.starts_with("s3://") || url[5..].split_once('/').is_none() {
+                return Err(ApiError::BadRequest("source.s3.url must be s3://BUCKET/KEY".into()));
+            }
+            let subject = req
+                .subject
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| ApiError::BadRequest("subject required".into()))?;
+            let id = match &req.id {
+                Some(i) => crate::vault::parse_id(i)
+                    .map(|b| crate::vault::id_hex(&b))
+                    .ok_or_else(|| ApiError::BadRequest("id must be 32 hex digits".into()))?,
+                None => crate::vault::id_hex(
+                    &*crate::crypto::random::<16>().map_err(ApiError::internal)?,
+                ),
+            };
+            let upload = UploadRow {
+                id: id.clone(),
+                subject_hash: svc
+                    .vault
+                    .kms_subject_hash(subject)
+                    .map_err(ApiError::internal)?,
+                owner: caller.id.clone(),
+                length: 0,
+                received: 0,
+                filename: None,
+                callback_url: req.callback_url.clone(),
+                state: String::new(),
+            };
+            (id, upload)
+        }
+    };
+    if let Some(existing) = svc.catalog().video(&id).await? {
+        if !caller.may_access(&existing.owner) {
+            return Err(ApiError::Conflict(format!("video {id} exists")));
+        }
+        return Ok((StatusCode::OK, Json(video_json(&existing))).into_response());
+    }
+    check_capacity(svc).await?;
+    queue_video(svc, &id, &upload, &req.source).await?;
+    let video = svc
+        .catalog()
+        .video(&id)
+        .await?
+        .ok_or(ApiError::NotFound("video"))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/v1/videos/{id}"))],
+        Json(video_json(&video)),
+    )
+        .into_response())
+}
+
+pub async fn status(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let video = visible_video(&app, &caller, &id).await?;
+    Ok(Json(video_json(&video)))
+}
+
+pub async fn cancel(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    visible_video(&app, &caller, &id).await?;
+    let state = app.svc.catalog().request_cancel(&id).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "state": state }))).into_response())
+}
+
+/// Crypto-shreds and deletes everything stored for the video: segments, playlist,
+/// manifest, and a staged upload not yet consumed. The row stays, marked erased.
+pub async fn erase(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let svc = &app.svc;
+    let video = visible_video(&app, &caller, &id).await?;
+    let catalog = svc.catalog();
+    catalog.request_cancel(&id).await?;
+    let mut shredded = 0usize;
+    if let Some(m) = video.manifest.as_deref() {
+        let manifest: Manifest = serde_json::from_str(m).map_err(ApiError::internal)?;
+        let objects = manifest
+            .segments
+            .iter()
+            .map(|s| &s.object)
+            .chain([&manifest.playlist]);
+        for object in objects {
+            if let Some(oid) = crate::vault::parse_id(&object.object_id)
+                && svc.vault.shred_object(&oid).await.is_ok()
+            {
+                shredded += 1;
+            }
+        }
+        let location = format!("{}/{}", svc.store.describe(), manifest.manifest_key);
+        for row in catalog.objects_at(&location).await? {
+            if let Ok(oid) = <[u8; 16]>::try_from(row.object_id.as_slice())
+                && svc.vault.shred_object(&oid).await.is_ok()
+            {
+                shredded += 1;
+            }
+        }
+    }
+    let keys = svc
+        .store
+        .list(&video_prefix(&id))
+        .await
+        .map_err(ApiError::internal)?;
+    for key in &keys {
+        svc.store.delete(key).await.map_err(ApiError::internal)?;
+    }
+    if let JobSource::Upload { upload_id } =
+        serde_json::from_str(&video.source).map_err(ApiError::internal)?
+    {
+        let parts = catalog.upload_parts(&upload_id).await?;
+        shredded += parts.len();
+        discard_parts(&svc.vault, &*svc.store, &parts)
+            .await
+            .map_err(ApiError::internal)?;
+        catalog.close_upload(&upload_id, "erased").await?;
+    }
+    catalog.mark_erased(&id).await?;
+    tracing::info!(video = %id, by = %caller.id, shredded, "video erased");
+    Ok(Json(json!({
+        "id": id,
+        "erased": true,
+        "objects_shredded": shredded,
+        "objects_deleted": keys.len(),
+    })))
+}
+
+/// The manifest of a video that may be played, or why not.
+async fn playable(app: &App, caller: &Caller, id: &str) -> Result<Manifest, ApiError> {
+    let video = visible_video(app, caller, id).await?;
+    if video.erased_at.is_some() {
+        return Err(ApiError::Gone);
+    }
+    if video.state != JobState::Done {
+        return Err(ApiError::Conflict(format!(
+            "video is {}: nothing to play yet",
+            video.state.as_str()
+        )));
+    }
+    if video.verdict.as_deref() == Some("block") {
+        return Err(ApiError::Blocked);
+    }
+    let manifest = video
+        .manifest
+        .as_deref()
+        .ok_or_else(|| ApiError::internal("done video without a manifest"))?;
+    serde_json::from_str(manifest).map_err(ApiError::internal)
+}
+
+/// Verifies and decrypts `len` bytes at `start` of a stored object.
+async fn open_object(
+    svc: &Service,
+    object: &StoredObject,
+    start: u64,
+    len: u64,
+) -> Result<Vec<u8>, ApiError> {
+    let source = StoredSource::new(&*svc.store, &object.key)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut out = Vec::with_capacity(len as usize);
+    svc.vault
+        .open_range(&source, start, start + len - 1, &mut out)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(out)
+}
+
+pub async fn playlist(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let manifest = playable(&app, &caller, &id).await?;
+    let object = &manifest.playlist;
+    let bytes = open_object(&app.svc, object, 0, object.plaintext_len as u64).await?;
+    let text = String::from_utf8(bytes).map_err(ApiError::internal)?;
+    // Stored playlists name files (seg-00003.ts); served ones point at the API.
+    let text: String = text
+        .lines()
+        .map(|line| {
+            match line
+                .strip_prefix("seg-")
+                .and_then(|rest| rest.strip_suffix(".ts"))
+                .and_then(|n| n.parse::<usize>().ok())
+            {
+                Some(n) => format!("segments/{n}\n"),
+                None => format!("{line}\n"),
+            }
+        })
+        .collect();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
+            (header::CACHE_CONTROL, "private, no-store"),
+        ],
+        text,
+    )
+        .into_response())
+}
+
+/// `bytes=a-b`, `bytes=a-` or `bytes=-n` against a length: (start, len).
+fn parse_range(value: &str, total: u64) -> Option<(u64, u64)> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') || total == 0 {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().ok()?;
+            (total.saturating_sub(n), total - 1)
+        }
+        (a, "") => (a.parse().ok()?, total - 1),
+        (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.min(total - 1)),
+    };
+    (start <= end && start < total).then_some((start, end - start + 1))
+}
+
+pub async fn segment(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path((id, n)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let manifest = playable(&app, &caller, &id).await?;
+    let index: usize = n.parse().map_err(|_| ApiError::NotFound("segment"))?;
+    let seg = manifest
+        .segments
+        .iter()
+        .find(|s| s.index == index)
+        .ok_or(ApiError::NotFound("segment"))?;
+    let total = seg.object.plaintext_len as u64;
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (status, start, len) = match range {
+        None => (StatusCode::OK, 0, total),
+        Some(r) => {
+            let (start, len) =
+                parse_range(r, total).ok_or(ApiError::RangeNotSatisfiable { len: total })?;
+            (StatusCode::PARTIAL_CONTENT, start, len)
+        }
+    };
+    let bytes = open_object(&app.svc, &seg.object, start, len).await?;
+    let mut r = (status, bytes).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp2t"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    if status == StatusCode::PARTIAL_CONTENT {
+        let v = format!("bytes {start}-{}/{total}", start + len - 1);
+        h.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&v).map_err(ApiError::internal)?,
+        );
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-99", 1000), Some((0, 100)));
+        assert_eq!(parse_range("bytes=900-", 1000), Some((900, 100)));
+        assert_eq!(parse_range("bytes=-10", 1000), Some((990, 10)));
+        assert_eq!(parse_range("bytes=990-5000", 1000), Some((990, 10)));
+        assert_eq!(parse_range("bytes=1000-", 1000), None);
+        assert_eq!(parse_range("bytes=5-1", 1000), None);
+        assert_eq!(parse_range("bytes=0-1,5-6", 1000), None);
+        assert_eq!(parse_range("items=0-1", 1000), None);
+    }
+}
