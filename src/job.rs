@@ -114,7 +114,11 @@ pub async fn remove_video_objects(
         store.delete(key).await?;
     }
     let location = format!("{}/{prefix}", store.describe());
-    let rows = vault.catalog().objects_at(&location).await.map_err(VaultError::from)?;
+    let rows = vault
+        .catalog()
+        .objects_at(&location)
+        .await
+        .map_err(VaultError::from)?;
     for row in &rows {
         vault.forget(&row.object_id).await?;
     }

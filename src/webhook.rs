@@ -94,7 +94,7 @@ impl Dispatcher {
             Err(e) => (None, Some(e)),
         };
         let delivered = status.is_some_and(|s| (200..300).contains(&s));
-        let backoff = self.retry_base.as_millis() as i64 * (1i64 << d.attempts.clamp(1, 16) - 1);
+        let backoff = self.retry_base.as_millis() as i64 * (1i64 << (d.attempts.clamp(1, 16) - 1));
         if !delivered {
             tracing::info!(
                 video = %d.video_id,

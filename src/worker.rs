@@ -328,7 +328,12 @@ async fn run_attempt(
     }
     let source: JobSource = match serde_json::from_str(&job.video.source) {
         Ok(s) => s,
-        Err(e) => return (Err(Failure::Permanent(format!("bad job source: {e}"))), classifier),
+        Err(e) => {
+            return (
+                Err(Failure::Permanent(format!("bad job source: {e}"))),
+                classifier,
+            );
+        }
     };
     let cancel = Arc::new(AtomicBool::new(false));
     let io_failed = Arc::new(AtomicBool::new(false));
@@ -340,7 +345,8 @@ async fn run_attempt(
 
     let handle = tokio::runtime::Handle::current();
     let work = {
-        let (svc, id, cancel, progress) = (svc.clone(), id.clone(), cancel.clone(), progress.clone());
+        let (svc, id, cancel, progress) =
+            (svc.clone(), id.clone(), cancel.clone(), progress.clone());
         let subject_hash = job.video.subject_hash.clone();
         tokio::task::spawn_blocking(move || {
             let mut classifier = match classifier {
@@ -352,10 +358,20 @@ async fn run_attempt(
             };
             let on_progress = |t: f64, end: f64| {
                 // Scanning is the first 80%, segmenting and sealing the rest.
-                let p = if end > 0.0 { (t / end).clamp(0.0, 1.0) * 0.8 } else { 0.0 };
+                let p = if end > 0.0 {
+                    (t / end).clamp(0.0, 1.0) * 0.8
+                } else {
+                    0.0
+                };
                 progress.store(p.to_bits(), Ordering::Relaxed);
             };
-            let report = scan_file(&media, &mut classifier, &svc.config, &svc.policy, &on_progress);
+            let report = scan_file(
+                &media,
+                &mut classifier,
+                &svc.config,
+                &svc.policy,
+                &on_progress,
+            );
             let result = report.map_err(scan_failure).and_then(|report| {
                 let target = StoreTarget {
                     handle: &handle,
@@ -401,7 +417,10 @@ async fn run_attempt(
     };
     let (result, classifier) = match joined {
         Ok(pair) => pair,
-        Err(e) => (Err(Failure::Transient(format!("worker panicked: {e}"))), None),
+        Err(e) => (
+            Err(Failure::Transient(format!("worker panicked: {e}"))),
+            None,
+        ),
     };
     if lost {
         return (Err(Failure::LostClaim), classifier);
@@ -437,9 +456,13 @@ async fn open_source(
                     upload.state, upload.received, upload.length
                 )));
             }
-            let parts = catalog.upload_parts(upload_id).await.map_err(|e| transient(&e))?;
+            let parts = catalog
+                .upload_parts(upload_id)
+                .await
+                .map_err(|e| transient(&e))?;
             let (vault, store) = (svc.vault.clone(), svc.store.clone());
-            let reader = StagedReader::new(handle.clone(), vault.clone(), store.clone(), parts.clone());
+            let reader =
+                StagedReader::new(handle.clone(), vault.clone(), store.clone(), parts.clone());
             let len = reader.len();
             let open: crate::media::OpenReader = Arc::new(move || {
                 Ok(Box::new(StagedReader::new(
@@ -452,9 +475,8 @@ async fn open_source(
             (format!("upload {upload_id}"), len, open)
         }
         JobSource::S3 { url } => {
-            let (bucket_uri, key) = split_s3_url(url).ok_or_else(|| {
-                Failure::Permanent(format!("{url}: expected s3://BUCKET/KEY"))
-            })?;
+            let (bucket_uri, key) = split_s3_url(url)
+                .ok_or_else(|| Failure::Permanent(format!("{url}: expected s3://BUCKET/KEY")))?;
             let store: Arc<dyn crate::storage::BlobStore> =
                 Arc::from(open_store(&bucket_uri, &svc.config.s3).map_err(|e| transient(&e))?);
             let len = match store.len(&key).await {
@@ -582,9 +604,19 @@ mod tests {
     #[test]
     fn job_sources_have_a_documented_json_form() {
         let s: JobSource = serde_json::from_str(r#"{"upload":{"upload_id":"ab"}}"#).unwrap();
-        assert_eq!(s, JobSource::Upload { upload_id: "ab".into() });
+        assert_eq!(
+            s,
+            JobSource::Upload {
+                upload_id: "ab".into()
+            }
+        );
         let s: JobSource = serde_json::from_str(r#"{"s3":{"url":"s3://b/k"}}"#).unwrap();
-        assert_eq!(s, JobSource::S3 { url: "s3://b/k".into() });
+        assert_eq!(
+            s,
+            JobSource::S3 {
+                url: "s3://b/k".into()
+            }
+        );
         assert!(serde_json::from_str::<JobSource>(r#"{"file":{"path":"/etc/passwd"}}"#).is_err());
     }
 }

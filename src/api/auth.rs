@@ -86,7 +86,7 @@ pub async fn create_token(
     let secret = crate::crypto::random::<32>().map_err(ApiError::internal)?;
     let token = format!(
         "vcw_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&*secret)
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret.as_slice())
     );
     let h = hash(&token);
     catalog

@@ -30,7 +30,10 @@ pub enum ApiError {
     #[error("range not satisfiable")]
     RangeNotSatisfiable { len: u64 },
     #[error("{what}; retry after {retry_after} s")]
-    TooMany { what: &'static str, retry_after: u64 },
+    TooMany {
+        what: &'static str,
+        retry_after: u64,
+    },
     #[error("not ready: {0}")]
     Unavailable(String),
     #[error("internal error")]

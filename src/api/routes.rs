@@ -84,7 +84,10 @@ pub static ENDPOINTS: &[Endpoint] = &[
         path: "/v1/uploads/{id}",
         summary: "tus: the upload's offset and length",
         roles: WRITE,
-        responses: &[(200, "Upload-Offset and Upload-Length"), (404, "no such upload")],
+        responses: &[
+            (200, "Upload-Offset and Upload-Length"),
+            (404, "no such upload"),
+        ],
         add: |m| m.head(uploads::head),
     },
     Endpoint {
@@ -95,7 +98,10 @@ pub static ENDPOINTS: &[Endpoint] = &[
         responses: &[
             (204, "stored; new Upload-Offset"),
             (409, "offset mismatch"),
-            (415, "not application/offset+octet-stream, or not a video container"),
+            (
+                415,
+                "not application/offset+octet-stream, or not a video container",
+            ),
         ],
         add: |m| m.patch(uploads::patch),
     },
@@ -125,7 +131,10 @@ pub static ENDPOINTS: &[Endpoint] = &[
         path: "/v1/jobs",
         summary: "Queue a job for a video by reference: a completed upload or an s3:// object",
         roles: WRITE,
-        responses: &[(202, "queued (or already known: idempotent by id)"), (400, "bad job")],
+        responses: &[
+            (202, "queued (or already known: idempotent by id)"),
+            (400, "bad job"),
+        ],
         add: |m| m.post(videos::submit),
     },
     Endpoint {
@@ -230,9 +239,7 @@ pub fn openapi() -> Value {
         if !e.roles.is_empty() {
             op["security"] = json!([{ "bearer": [] }]);
         }
-        let item = paths
-            .entry(e.path.to_string())
-            .or_insert_with(|| json!({}));
+        let item = paths.entry(e.path.to_string()).or_insert_with(|| json!({}));
         item[e.method.to_ascii_lowercase()] = op;
     }
     json!({

@@ -85,7 +85,9 @@ pub(super) async fn check_capacity(svc: &Service) -> Result<(), ApiError> {
 pub(super) fn check_callback(svc: &Service, url: Option<&str>) -> Result<(), ApiError> {
     let Some(url) = url else { return Ok(()) };
     if !(url.starts_with("https://") || url.starts_with("http://")) {
-        return Err(ApiError::BadRequest("callback_url must be an http(s) URL".into()));
+        return Err(ApiError::BadRequest(
+            "callback_url must be an http(s) URL".into(),
+        ));
     }
     if svc.config.server.webhook_secret.is_none() {
         return Err(ApiError::BadRequest(
@@ -139,7 +141,11 @@ pub async fn create(
         )));
     }
     let meta = metadata(&headers)?;
-    let get = |k: &str| meta.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let get = |k: &str| {
+        meta.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
     let subject = get("subject")
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::BadRequest("Upload-Metadata must include subject".into()))?;

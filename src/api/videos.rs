@@ -31,7 +31,10 @@ pub struct JobRequest {
 }
 
 fn video_json(v: &VideoRow) -> Value {
-    let report: Option<Value> = v.report.as_deref().and_then(|r| serde_json::from_str(r).ok());
+    let report: Option<Value> = v
+        .report
+        .as_deref()
+        .and_then(|r| serde_json::from_str(r).ok());
     let base = format!("/v1/videos/{}", v.id);
     let playable = v.state == JobState::Done && v.erased_at.is_none();
     json!({
@@ -85,7 +88,9 @@ pub async fn submit(
                 ));
             }
             if req.id.as_ref().is_some_and(|i| i != upload_id) {
-                return Err(ApiError::BadRequest("an upload's video id is the upload id".into()));
+                return Err(ApiError::BadRequest(
+                    "an upload's video id is the upload id".into(),
+                ));
             }
             if upload.state != "complete" {
                 return Err(ApiError::Conflict(format!(
@@ -101,7 +106,9 @@ pub async fn submit(
         }
         JobSource::S3 { url } => {
             if !url.starts_with("s3://") || url[5..].split_once('/').is_none() {
-                return Err(ApiError::BadRequest("source.s3.url must be s3://BUCKET/KEY".into()));
+                return Err(ApiError::BadRequest(
+                    "source.s3.url must be s3://BUCKET/KEY".into(),
+                ));
             }
             let subject = req
                 .subject
@@ -169,7 +176,11 @@ pub async fn cancel(
 ) -> Result<Response, ApiError> {
     visible_video(&app, &caller, &id).await?;
     let state = app.svc.catalog().request_cancel(&id).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "state": state }))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": id, "state": state })),
+    )
+        .into_response())
 }
 
 /// Crypto-shreds and deletes everything stored for the video: segments, playlist,

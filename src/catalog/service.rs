@@ -169,7 +169,7 @@ pub struct ClaimedJob {
 }
 
 pub enum ClaimOutcome {
-    Claimed(ClaimedJob),
+    Claimed(Box<ClaimedJob>),
     /// Already finished: a redelivery to acknowledge and drop.
     Finished,
     /// Another worker holds a live lease.
@@ -320,7 +320,10 @@ impl Catalog {
         if let Some(row) = claimed {
             let video = video_row(&row)?;
             let attempt = video.attempts;
-            return Ok(ClaimOutcome::Claimed(ClaimedJob { video, attempt }));
+            return Ok(ClaimOutcome::Claimed(Box::new(ClaimedJob {
+                video,
+                attempt,
+            })));
         }
         // A cancelled job that was still queued ends here, without running.
         sqlx::query(

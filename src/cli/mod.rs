@@ -7,6 +7,7 @@ mod classify;
 mod keys;
 mod scan;
 mod seal;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -75,6 +76,11 @@ pub enum Command {
     Seal(seal::SealArgs),
     /// Verify and decrypt a sealed object; fails without releasing any tampered chunk.
     Open(seal::OpenArgs),
+    /// Run the service on embedded defaults: HTTP API (tus/PUT uploads, jobs, results,
+    /// playback), worker pool, SQLite catalog and queue, filesystem store.
+    Serve(serve::ServeArgs),
+    /// Manage API bearer tokens.
+    Token(serve::TokenArgs),
 }
 
 /// Where the keyring and the catalog are (flags override the config file and
@@ -174,6 +180,8 @@ pub fn main() -> ExitCode {
         Command::Keys(args) => keys::run(&cli.global, args),
         Command::Seal(args) => seal::seal(&cli.global, args),
         Command::Open(args) => seal::open(&cli.global, args),
+        Command::Serve(args) => serve::serve(&cli.global, args),
+        Command::Token(args) => serve::token(&cli.global, args),
     };
     match result {
         Ok(outcome) => outcome.exit_code(),

@@ -29,8 +29,17 @@ import os
 import signal
 import sys
 
-from tusclient.client import TusClient
-from tusclient.exceptions import TusCommunicationError
+try:
+    from tusclient.client import TusClient
+    from tusclient.exceptions import TusCommunicationError
+except ImportError:
+    # Started with a Python without tuspy: re-run with the project's virtualenv.
+    VENV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".cache",
+                        "tusvenv", "bin", "python")
+    if os.path.exists(VENV) and not os.environ.get("TUS_UPLOAD_REEXEC"):
+        os.environ["TUS_UPLOAD_REEXEC"] = "1"
+        os.execv(VENV, [VENV, os.path.abspath(__file__)] + sys.argv[1:])
+    sys.exit("tus_upload: tuspy is not installed: run scripts/setup (builds .cache/tusvenv)")
 
 DEFAULT_CHUNK = 4 << 20
 
@@ -39,6 +48,10 @@ class Failure(Exception):
     def __init__(self, code, message, body=b""):
         super().__init__(message)
         self.code, self.message, self.body = code, message, body
+
+
+class OutOfTime(BaseException):
+    """Raised by the alarm; a BaseException so that no library's `except Exception` eats it."""
 
 
 def parse_args(argv):
@@ -122,7 +135,7 @@ def main(argv=None):
     args = parse_args(argv)
 
     def out_of_time(_signum, _frame):
-        raise Failure(3, f"no result after {args.timeout:g} s")
+        raise OutOfTime()
 
     signal.signal(signal.SIGALRM, out_of_time)
     signal.setitimer(signal.ITIMER_REAL, args.timeout)
@@ -135,7 +148,11 @@ def main(argv=None):
             sys.stderr.write(f.body.decode("utf-8", "replace").rstrip("\n") + "\n")
         return f.code
     except OSError as e:
+        signal.setitimer(signal.ITIMER_REAL, 0)
         print(f"tus_upload: {e}", file=sys.stderr)
+        return 3
+    except OutOfTime:
+        print(f"tus_upload: no result after {args.timeout:g} s", file=sys.stderr)
         return 3
     signal.setitimer(signal.ITIMER_REAL, 0)
     print(json.dumps(result), flush=True)

@@ -1,0 +1,225 @@
+//! `vcw serve` (API + worker pool on embedded defaults) and `vcw token create`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use tokio::sync::watch;
+
+use super::{GlobalArgs, Outcome, VaultArgs, settings};
+use crate::api::Role;
+use crate::catalog::create_private_dir;
+use crate::config::Config;
+use crate::crypto::LocalKms;
+use crate::policy::Policy;
+use crate::queue::{JobQueue, LocalQueue};
+use crate::service::Service;
+use crate::storage::{BlobStore, open_store};
+use crate::vault::Vault;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on, e.g. 0.0.0.0:8080 (port 0 picks a free port) [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Jobs processed at once [default: 1].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Where sealed objects go: a directory or s3://BUCKET/PREFIX [default: <data-dir>/objects].
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub store: Option<String>,
+    #[command(flatten)]
+    pub vault: VaultArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub command: TokenCommand,
+    #[command(flatten)]
+    pub vault: VaultArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a bearer token and print it (only its hash is stored: keep it safe).
+    Create {
+        /// uploader (upload, submit, own videos), reviewer (results, playback),
+        /// privacy-officer (results, erasure) or admin (everything).
+        #[arg(long, value_parser = ["uploader", "reviewer", "admin", "privacy-officer"])]
+        role: String,
+        /// A note to recognise the token by (e.g. who holds it).
+        #[arg(long)]
+        label: Option<String>,
+    },
+}
+
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+}
+
+pub fn token(global: &GlobalArgs, args: &TokenArgs) -> anyhow::Result<Outcome> {
+    let (_, data_dir) = args.vault.resolve(global)?;
+    let TokenCommand::Create { role, label } = &args.command;
+    let role = Role::parse(role).context("unknown role")?;
+    let rt = runtime(1)?;
+    let token = rt.block_on(async {
+        let catalog = crate::catalog::Catalog::open(&data_dir).await?;
+        crate::api::create_token(&catalog, role, label.as_deref())
+            .await
+            .map_err(anyhow::Error::from)
+    })?;
+    println!("{token}");
+    Ok(Outcome::Allowed)
+}
+
+/// The keyring for embedded mode: created on first start when it is the default one
+/// inside the data directory (a configured keyring must exist).
+fn ensure_keyring(keyring: &Path, data_dir: &Path, explicit: bool) -> anyhow::Result<()> {
+    if keyring.exists() || explicit {
+        return Ok(());
+    }
+    create_private_dir(data_dir)?;
+    LocalKms::init(keyring)?;
+    eprintln!("vcw: created keyring {}", keyring.display());
+    Ok(())
+}
+
+pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<Outcome> {
+    let (mut config, policy) = settings(global)?;
+    if let Some(l) = &args.listen {
+        config.server.listen = l.clone();
+    }
+    if let Some(n) = args.workers {
+        config.server.workers = n;
+    }
+    if let Some(s) = &args.store {
+        config.server.store = Some(s.clone());
+    }
+    config.validate()?;
+    let (keyring, data_dir) = args.vault.resolve(global)?;
+    let explicit = args.vault.keyring.is_some() || config.vault.keyring.is_some();
+    ensure_keyring(&keyring, &data_dir, explicit)?;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    if config.inference.intra_threads == 0 {
+        config.inference.intra_threads = (cores / config.server.workers).max(1);
+    }
+    let rt = runtime(cores.clamp(2, 8))?;
+    rt.block_on(run_embedded(config, policy, &keyring, &data_dir))?;
+    Ok(Outcome::Allowed)
+}
+
+async fn run_embedded(
+    config: Config,
+    policy: Policy,
+    keyring: &Path,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
+    let vault = Arc::new(Vault::load(keyring, data_dir).await?);
+    let store_uri = config
+        .server
+        .store
+        .clone()
+        .unwrap_or_else(|| data_dir.join("objects").display().to_string());
+    let store: Arc<dyn BlobStore> = Arc::from(open_store(&store_uri, &config.s3)?);
+    let tmp_dir = data_dir.join("tmp");
+    create_private_dir(&tmp_dir)?;
+    sweep_tmp(&tmp_dir);
+    let queue: Arc<dyn JobQueue> = Arc::new(LocalQueue::new(vault.catalog().clone()));
+    let svc = Arc::new(Service {
+        config,
+        policy,
+        vault,
+        store,
+        queue,
+        tmp_dir,
+    });
+    run_service(svc).await
+}
+
+/// Removes sealed staging files a crash left behind (ciphertext, but useless).
+fn sweep_tmp(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".vcw-part-")
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Serves the API with the worker pool and the webhook dispatcher until SIGTERM/SIGINT,
+/// then drains: no new requests or jobs, in-flight jobs get `server.drain_seconds`.
+async fn run_service(svc: Arc<Service>) -> anyhow::Result<()> {
+    let server = svc.config.server.clone();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let workers = tokio::spawn(crate::worker::run_pool(svc.clone(), stop_rx.clone()));
+    let dispatcher = match &server.webhook_secret {
+        Some(secret) => {
+            let d = crate::webhook::Dispatcher::new(
+                svc.catalog().clone(),
+                secret,
+                server.webhook_attempts,
+                Duration::from_secs_f64(server.webhook_retry_base_seconds),
+            )?;
+            Some(tokio::spawn(Arc::new(d).run(stop_rx.clone())))
+        }
+        None => None,
+    };
+    let listener = crate::api::bind(&server.listen).await?;
+    let scheme = if server.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!(
+        "vcw: listening on {scheme}://{} (store {}, queue {}, {} worker(s))",
+        listener.local_addr()?,
+        svc.store.describe(),
+        svc.queue.describe(),
+        server.workers
+    );
+    let mut stopped = stop_rx.clone();
+    let shutdown = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!("vcw: stopping: draining in-flight jobs");
+        let _ = stop_tx.send(true);
+    });
+    crate::api::serve(svc, listener, shutdown).await?;
+    let drain = Duration::from_secs_f64(server.drain_seconds);
+    if tokio::time::timeout(drain, workers).await.is_err() {
+        eprintln!("vcw: drain timed out; unfinished jobs will be retried after their lease");
+    }
+    if let Some(d) = dispatcher {
+        let _ = tokio::time::timeout(Duration::from_secs(5), d).await;
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
