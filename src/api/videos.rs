@@ -334,7 +334,7 @@ fn parse_range(value: &str, total: u64) -> Option<(u64, u64)> {
         (a, "") => (a.parse().ok()?, total - 1),
         (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.min(total - 1)),
     };
-    (start <= end && start < total).then_some((start, end - start + 1))
+    (start <= end && start < total).then(|| (start, end - start + 1))
 }
 
 pub async fn segment(

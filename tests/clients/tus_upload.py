@@ -63,6 +63,8 @@ def parse_args(argv):
     p.add_argument("--subject", required=True, help="Upload-Metadata subject")
     p.add_argument("--filename", help="Upload-Metadata filename (default: the file's base "
                    "name; an empty string sends none)")
+    p.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra Upload-Metadata entry (repeatable), e.g. callback_url=URL")
     p.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK,
                    help=f"bytes per PATCH (default {DEFAULT_CHUNK})")
     p.add_argument("--stop-after-chunks", type=int, metavar="K",
@@ -72,6 +74,8 @@ def parse_args(argv):
     p.add_argument("--timeout", type=float, default=600,
                    help="give up after this many seconds in all (default 600)")
     args = p.parse_args(argv)
+    if any("=" not in m for m in args.metadata):
+        p.error("--metadata takes KEY=VALUE")
     if args.chunk_size < 1:
         p.error("--chunk-size must be at least 1")
     if args.stop_after_chunks is not None and args.stop_after_chunks < 0:
@@ -94,6 +98,7 @@ def upload(args):
     metadata = {"subject": args.subject}
     if filename:
         metadata["filename"] = filename
+    metadata.update(m.split("=", 1) for m in args.metadata)
     with open(args.file, "rb") as stream:
         size = os.fstat(stream.fileno()).st_size
         try:

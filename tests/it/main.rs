@@ -8,6 +8,7 @@ mod inputs;
 mod parity;
 mod scan;
 mod segment;
+mod serve;
 mod storage;
 mod store;
 mod util;

@@ -1,0 +1,844 @@
+//! `vcw serve` end to end: a real server process, a real tus client (tuspy), real models,
+//! FFmpeg and ffprobe on the segments it serves, a webhook receiver that checks
+//! signatures, every endpoint x role, bad input, limits, erasure, and a kill -9 mid-job.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use ureq::http;
+
+use crate::util::{asset, repo, vcw};
+use vcw::api::{ENDPOINTS, Role};
+
+const SECRET: &str = "test-webhook-secret";
+
+/// A `vcw serve` process on a free port; killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+    dir: PathBuf,
+}
+
+fn token(dir: &Path, role: Role) -> String {
+    let out = vcw()
+        .args(["token", "create", "--role", role.as_str(), "--data-dir"])
+        .arg(dir)
+        .output()
+        .expect("vcw token runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+impl Server {
+    fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+        let mut cmd = vcw();
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .env("VCW__SERVER__WEBHOOK_SECRET", SECRET)
+            .env("VCW__SERVER__WEBHOOK_RETRY_BASE_SECONDS", "0.2")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.join("server.log")).unwrap(),
+            ));
+        let mut child = cmd.spawn().expect("vcw serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("http://"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no listen address in {line:?}; log: {}",
+                    std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+                )
+            });
+        Server {
+            child,
+            base: format!("http://{addr}"),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+/// (status, headers, body) of one request.
+fn send(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, http::HeaderMap, Vec<u8>) {
+    let mut req = http::Request::builder().method(method).uri(url);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut resp = agent()
+        .run(req.body(body.to_vec()).unwrap())
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = if method == "HEAD" {
+        Vec::new()
+    } else {
+        resp.body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_vec()
+            .unwrap()
+    };
+    (status, headers, body)
+}
+
+fn get_json(url: &str, token: &str) -> (u16, Value) {
+    let (status, _, body) = send("GET", url, Some(token), &[], b"");
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+fn put_video(s: &Server, token: &str, id: &str, file: &Path, extra: &[(&str, &str)]) -> u16 {
+    let mut headers = vec![("vcw-subject", "subject-1")];
+    headers.extend_from_slice(extra);
+    send(
+        "PUT",
+        &s.url(&format!("/v1/videos/{id}")),
+        Some(token),
+        &headers,
+        &std::fs::read(file).unwrap(),
+    )
+    .0
+}
+
+/// Polls the video until `done(state)`; panics with the server log on timeout.
+fn wait_for(s: &Server, token: &str, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (_, v) = get_json(&s.url(&format!("/v1/videos/{id}")), token);
+        if done(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "video {id} stuck at {v}; log:\n{}",
+            std::fs::read_to_string(s.dir.join("server.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn state(v: &Value) -> &str {
+    v["state"].as_str().unwrap_or("")
+}
+
+fn is_final(v: &Value) -> bool {
+    matches!(state(v), "done" | "failed" | "dead" | "cancelled")
+}
+
+/// Received webhook deliveries: (headers, body).
+type Hooks = Arc<Mutex<Vec<(HashMap<String, String>, Vec<u8>)>>>;
+
+/// A webhook receiver that answers 500 to the first delivery (to exercise retries) and
+/// 200 afterwards.
+fn webhook_receiver() -> (String, Hooks) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let hooks: Hooks = Arc::default();
+    let seen = hooks.clone();
+    std::thread::spawn(move || {
+        let mut answered = 0;
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut headers = HashMap::new();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                let l = line.trim_end();
+                if l.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = l.split_once(':') {
+                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                }
+            }
+            let len: usize = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let status = if answered == 0 { "500 Oops" } else { "200 OK" };
+            answered += 1;
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            seen.lock().unwrap().push((headers, body));
+        }
+    });
+    (url, hooks)
+}
+
+/// Checks `t=..,v1=..` against HMAC-SHA256(secret, "t.body").
+fn signature_valid(header: &str, body: &[u8]) -> bool {
+    let mut t = "";
+    let mut v1 = "";
+    for part in header.split(',') {
+        match part.split_once('=') {
+            Some(("t", x)) => t = x,
+            Some(("v1", x)) => v1 = x,
+            _ => {}
+        }
+    }
+    let mut mac = <Hmac<Sha256>>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(t.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    !t.is_empty() && expected == v1
+}
+
+fn tus_upload(s: &Server, token: &str, file: &Path, extra: &[&str]) -> Value {
+    let python = repo().join(".cache/tusvenv/bin/python");
+    assert!(python.is_file(), "tuspy venv missing: run `make setup`");
+    let out = Command::new(python)
+        .arg(repo().join("tests/clients/tus_upload.py"))
+        .args(["--endpoint", &s.url("/v1/uploads"), "--token", token])
+        .arg("--file")
+        .arg(file)
+        .args(["--subject", "subject-1"])
+        .args(extra)
+        .output()
+        .expect("tus client runs");
+    assert!(
+        out.status.success(),
+        "tus client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("tus client prints JSON")
+}
+
+/// Every stored file (relative) under the filesystem store, excluding directories.
+fn stored_files(dir: &Path, prefix: &str) -> Vec<String> {
+    let root = dir.join("objects");
+    let mut out = Vec::new();
+    let mut stack = vec![root.join(prefix)];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path().strip_prefix(&root).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn tus_upload_to_verdict_playback_and_signed_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let uploader = token(dir.path(), Role::Uploader);
+    let reviewer = token(dir.path(), Role::Reviewer);
+    let (hook_url, hooks) = webhook_receiver();
+    let s = Server::start(dir.path(), &[]);
+    let clip = asset("samples/bikes.mp4");
+
+    // An interrupted upload (2 chunks of 100 kB), resumed from the server's offset.
+    let meta = format!("callback_url={hook_url}");
+    let first = tus_upload(
+        &s,
+        &uploader,
+        &clip,
+        &[
+            "--chunk-size",
+            "100000",
+            "--stop-after-chunks",
+            "2",
+            "--metadata",
+            &meta,
+        ],
+    );
+    assert_eq!(first["offset"], 200_000);
+    assert_eq!(first["complete"], false);
+    let url = first["url"].as_str().unwrap().to_string();
+    let second = tus_upload(&s, &uploader, &clip, &["--resume-url", &url]);
+    assert_eq!(second["complete"], true);
+    assert_eq!(second["offset"], std::fs::metadata(&clip).unwrap().len());
+    let id = url.rsplit('/').next().unwrap().to_string();
+
+    let v = wait_for(&s, &uploader, &id, 240, is_final);
+    assert_eq!(state(&v), "done", "{v}");
+    assert_eq!(v["verdict"], "allow");
+    assert_eq!(v["attempts"], 1);
+    assert!(v["report"]["sampled"].as_array().unwrap().len() >= 10);
+
+    // The uploader may read its result but not play; the reviewer plays.
+    let playlist_url = s.url(&format!("/v1/videos/{id}/playlist.m3u8"));
+    assert_eq!(send("GET", &playlist_url, Some(&uploader), &[], b"").0, 403);
+    let (status, _, playlist) = send("GET", &playlist_url, Some(&reviewer), &[], b"");
+    assert_eq!(status, 200);
+    let playlist = String::from_utf8(playlist).unwrap();
+    let segments: Vec<&str> = playlist
+        .lines()
+        .filter(|l| l.starts_with("segments/"))
+        .collect();
+    assert!(segments.len() >= 2, "{playlist}");
+
+    // Segments decrypt to MPEG-TS that ffprobe reads; together they last the clip.
+    let mut total = 0.0;
+    let seg_dir = tempfile::tempdir().unwrap();
+    for (i, seg) in segments.iter().enumerate() {
+        let (status, headers, bytes) = send(
+            "GET",
+            &s.url(&format!("/v1/videos/{id}/{seg}")),
+            Some(&reviewer),
+            &[],
+            b"",
+        );
+        assert_eq!(status, 200);
+        assert_eq!(headers["content-type"], "video/mp2t");
+        let path = seg_dir.path().join(format!("{i}.ts"));
+        std::fs::write(&path, &bytes).unwrap();
+        total += crate::util::ffprobe_duration(&path);
+        if i == 0 {
+            let (status, headers, part) = send(
+                "GET",
+                &s.url(&format!("/v1/videos/{id}/{seg}")),
+                Some(&reviewer),
+                &[("range", "bytes=1000-1999")],
+                b"",
+            );
+            assert_eq!(status, 206);
+            assert_eq!(
+                headers["content-range"],
+                format!("bytes 1000-1999/{}", bytes.len()).as_str()
+            );
+            assert_eq!(part, bytes[1000..2000]);
+            let (status, ..) = send(
+                "GET",
+                &s.url(&format!("/v1/videos/{id}/{seg}")),
+                Some(&reviewer),
+                &[("range", &format!("bytes={}-", bytes.len()))],
+                b"",
+            );
+            assert_eq!(status, 416);
+        }
+    }
+    let duration = crate::util::ffprobe_duration(&clip);
+    assert!(
+        (total - duration).abs() < 0.5,
+        "segments {total} s vs clip {duration} s"
+    );
+
+    // The staged upload is gone once consumed; only the video's sealed objects remain,
+    // and none of them contains the clip's bytes in the clear.
+    assert!(stored_files(&s.dir, "staging").is_empty());
+    let stored = stored_files(&s.dir, &format!("videos/{id}"));
+    assert_eq!(stored.len(), segments.len() + 2, "{stored:?}");
+    let needle = &std::fs::read(seg_dir.path().join("0.ts")).unwrap()[4096..4160];
+    for f in &stored {
+        let bytes = std::fs::read(s.dir.join("objects").join(f)).unwrap();
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "{f} holds plaintext"
+        );
+    }
+
+    // The webhook: first attempt answered 500, then retried and delivered, signed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while hooks.lock().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "webhook not retried");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let hooks = hooks.lock().unwrap();
+    for (headers, body) in hooks.iter() {
+        assert!(
+            signature_valid(&headers["vcw-signature"], body),
+            "bad signature"
+        );
+        let event: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(event["event"], "video.completed");
+        assert_eq!(event["video_id"], id.as_str());
+        assert_eq!(event["verdict"], "allow");
+    }
+    assert_eq!(hooks[0].0["vcw-delivery"], hooks[1].0["vcw-delivery"]);
+    let mut tampered = hooks[0].1.clone();
+    tampered[2] ^= 1;
+    assert!(!signature_valid(&hooks[0].0["vcw-signature"], &tampered));
+}
+
+/// Every endpoint in the table, for no token and each role: 401 without a token, 403 for
+/// a role the table does not list, and never 401/403 for one it lists.
+#[test]
+fn every_endpoint_checks_every_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens: Vec<(Role, String)> = Role::ALL
+        .iter()
+        .map(|r| (*r, token(dir.path(), *r)))
+        .collect();
+    let s = Server::start(dir.path(), &[]);
+    let id = "0123456789abcdef0123456789abcdef";
+    for ep in ENDPOINTS {
+        let url = s.url(&ep.path.replace("{id}", id).replace("{n}", "0"));
+        let (status, ..) = send(ep.method, &url, None, &[], b"");
+        if ep.roles.is_empty() {
+            assert!(
+                status < 400,
+                "{} {}: {status} without a token",
+                ep.method,
+                ep.path
+            );
+            continue;
+        }
+        assert_eq!(status, 401, "{} {} without a token", ep.method, ep.path);
+        let (status, ..) = send(ep.method, &url, Some("vcw_not-a-token"), &[], b"");
+        assert_eq!(status, 401, "{} {} with a bad token", ep.method, ep.path);
+        for (role, t) in &tokens {
+            let (status, ..) = send(ep.method, &url, Some(t), &[], b"");
+            if ep.roles.contains(role) {
+                assert!(
+                    status != 401 && status != 403,
+                    "{} {} as {}: {status}",
+                    ep.method,
+                    ep.path,
+                    role.as_str()
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    403,
+                    "{} {} as {}",
+                    ep.method,
+                    ep.path,
+                    role.as_str()
+                );
+            }
+        }
+    }
+
+    // The OpenAPI document lists exactly the table, with its roles.
+    let (status, _, body) = send("GET", &s.url("/openapi.json"), None, &[], b"");
+    assert_eq!(status, 200);
+    let doc: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let operations: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_object().unwrap().len())
+        .sum();
+    assert_eq!(operations, ENDPOINTS.len());
+    for ep in ENDPOINTS {
+        let op = &doc["paths"][ep.path][ep.method.to_ascii_lowercase()];
+        let roles: Vec<&str> = ep.roles.iter().map(|r| r.as_str()).collect();
+        assert_eq!(
+            op["x-vcw-roles"],
+            serde_json::json!(roles),
+            "{} {}",
+            ep.method,
+            ep.path
+        );
+    }
+}
+
+#[test]
+fn bad_input_is_refused_and_leaves_stored_data_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = token(dir.path(), Role::Uploader);
+    let other = token(dir.path(), Role::Uploader);
+    let s = Server::start(
+        dir.path(),
+        &[
+            ("VCW__LIMITS__MAX_FILE_SIZE", "3000000"),
+            ("VCW__S3__ENDPOINT", "http://127.0.0.1:9"),
+            ("VCW__S3__REGION", "us-east-1"),
+            ("VCW__S3__ACCESS_KEY", "x"),
+            ("VCW__S3__SECRET_KEY", "y"),
+            ("VCW__SERVER__MAX_ATTEMPTS", "2"),
+            ("VCW__SERVER__RETRY_BASE_SECONDS", "0.2"),
+        ],
+    );
+    let uploads = s.url("/v1/uploads");
+    let tus = ("tus-resumable", "1.0.0");
+    let subject = ("upload-metadata", "subject c3ViamVjdC0x");
+    let post = |h: &[(&str, &str)]| send("POST", &uploads, Some(&up), h, b"");
+
+    assert_eq!(
+        post(&[("upload-length", "100"), subject]).0,
+        412,
+        "no Tus-Resumable"
+    );
+    assert_eq!(post(&[tus, ("upload-length", "100")]).0, 400, "no subject");
+    assert_eq!(post(&[tus, subject]).0, 400, "no length");
+    assert_eq!(post(&[tus, subject, ("upload-length", "5000000")]).0, 413);
+    let (status, headers, _) = post(&[tus, subject, ("upload-length", "400")]);
+    assert_eq!(status, 201);
+    let upload = s.url(headers["location"].to_str().unwrap());
+
+    let mp4_head = {
+        let mut b = std::fs::read(asset("samples/bikes.mp4")).unwrap();
+        b.truncate(400);
+        b
+    };
+    let octets = ("content-type", "application/offset+octet-stream");
+    let patch = |offset: &str, ct: (&str, &str), body: &[u8], t: &str| {
+        send(
+            "PATCH",
+            &upload,
+            Some(t),
+            &[tus, ct, ("upload-offset", offset)],
+            body,
+        )
+        .0
+    };
+    assert_eq!(
+        patch("0", ("content-type", "text/plain"), &mp4_head, &up),
+        415
+    );
+    assert_eq!(
+        patch("0", octets, b"hello, this is not a video at all", &up),
+        415
+    );
+    assert_eq!(patch("5", octets, &mp4_head[..10], &up), 409);
+    assert_eq!(
+        patch("0", octets, &mp4_head[..200], &other),
+        404,
+        "not its upload"
+    );
+    assert_eq!(patch("0", octets, &mp4_head[..200], &up), 204);
+    assert_eq!(
+        patch("0", octets, &mp4_head[200..], &up),
+        409,
+        "stale offset"
+    );
+    let (status, headers, _) = send("HEAD", &upload, Some(&up), &[tus], b"");
+    assert_eq!(status, 200);
+    assert_eq!(
+        headers["upload-offset"], "200",
+        "refused requests changed nothing"
+    );
+    assert_eq!(stored_files(&s.dir, "staging").len(), 1);
+    assert_eq!(send("DELETE", &upload, Some(&up), &[tus], b"").0, 204);
+    assert_eq!(send("HEAD", &upload, Some(&up), &[tus], b"").0, 410);
+    assert!(
+        stored_files(&s.dir, "staging").is_empty(),
+        "termination deletes parts"
+    );
+
+    // Plain PUT: not a video, no subject, bad id. (Bodies stay small: the server answers
+    // before reading them, and a client still sending a large body may see a reset.)
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "just some text, definitely not a video container").unwrap();
+    assert_eq!(
+        put_video(&s, &up, "00000000000000000000000000000001", &text, &[]),
+        415
+    );
+    let (status, ..) = send(
+        "PUT",
+        &s.url("/v1/videos/00000000000000000000000000000002"),
+        Some(&up),
+        &[],
+        &mp4_head,
+    );
+    assert_eq!(status, 400, "no subject");
+    let head_file = dir.path().join("head.mp4");
+    std::fs::write(&head_file, &mp4_head).unwrap();
+    assert_eq!(put_video(&s, &up, "not-an-id", &head_file, &[]), 400);
+
+    // Looks like MP4, is not: accepted, then failed at once (no retry for bad input).
+    let fake = dir.path().join("fake.mp4");
+    let mut bytes = mp4_head[..32].to_vec();
+    bytes.extend((0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    std::fs::write(&fake, bytes).unwrap();
+    let fake_id = "00000000000000000000000000000004";
+    assert_eq!(put_video(&s, &up, fake_id, &fake, &[]), 202);
+    assert_eq!(
+        put_video(&s, &up, fake_id, &fake, &[]),
+        409,
+        "ids are unique"
+    );
+    let v = wait_for(&s, &up, fake_id, 60, is_final);
+    assert_eq!(state(&v), "failed", "{v}");
+    assert_eq!(v["attempts"], 1);
+    assert!(v["error"].as_str().unwrap().contains("upload"), "{v}");
+
+    // An S3 source that cannot be reached: retried with backoff, then dead, with a
+    // signed failure webhook.
+    let (hook_url, hooks) = webhook_receiver();
+    let job = serde_json::json!({
+        "source": {"s3": {"url": "s3://bucket/video.mp4"}},
+        "subject": "subject-1",
+        "callback_url": hook_url,
+    });
+    let (status, _, body) = send(
+        "POST",
+        &s.url("/v1/jobs"),
+        Some(&up),
+        &[("content-type", "application/json")],
+        job.to_string().as_bytes(),
+    );
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    let id = serde_json::from_slice::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v = wait_for(&s, &up, &id, 120, is_final);
+    assert_eq!(state(&v), "dead", "{v}");
+    assert_eq!(v["attempts"], 2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while hooks.lock().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "failure webhook not delivered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (headers, body) = &hooks.lock().unwrap()[1];
+    assert!(signature_valid(&headers["vcw-signature"], body));
+    assert_eq!(
+        serde_json::from_slice::<Value>(body).unwrap()["event"],
+        "video.failed"
+    );
+
+    // Unknown fields and sources are refused.
+    let (status, ..) = send(
+        "POST",
+        &s.url("/v1/jobs"),
+        Some(&up),
+        &[("content-type", "application/json")],
+        br#"{"source": {"file": {"path": "/etc/passwd"}}, "subject": "s"}"#,
+    );
+    assert_eq!(status, 422);
+}
+
+#[test]
+fn full_queue_and_rate_limits_answer_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = token(dir.path(), Role::Uploader);
+    let s = Server::start(
+        dir.path(),
+        &[
+            ("VCW__SERVER__QUEUE_CAPACITY", "1"),
+            ("VCW__SERVER__RATE_PER_SECOND", "0.5"),
+            ("VCW__SERVER__RATE_BURST", "6"),
+        ],
+    );
+    // A small clip, so that a refused body fits in the socket buffers.
+    let clip = dir.path().join("small.mp4");
+    crate::util::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=duration=2:size=128x96:rate=10",
+        "-pix_fmt",
+        "yuv420p",
+        clip.to_str().unwrap(),
+    ]);
+    let statuses: Vec<u16> = (0..3)
+        .map(|i| put_video(&s, &up, &format!("{i:032x}"), &clip, &[]))
+        .collect();
+    assert!(
+        statuses.contains(&202) && statuses.contains(&429),
+        "{statuses:?}"
+    );
+    let mut limited = None;
+    for _ in 0..6 {
+        let (status, headers, _) = send("GET", &s.url("/v1/videos/00"), Some(&up), &[], b"");
+        if status == 429 {
+            limited = Some(headers);
+            break;
+        }
+    }
+    let headers = limited.expect("rate limit reached within the burst");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry));
+}
+
+/// A policy that blocks any video with a face: to see 451 and erasure on real media.
+fn blocking_policy(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("src/policy/default.toml"))
+        .unwrap()
+        .replace(
+            "version = \"vcw-default-1\"",
+            "version = \"test-block-faces\"",
+        )
+        .replace("p_minor = 0.50", "p_minor = 0.0")
+        .replace("action = \"review\"", "action = \"block\"");
+    let path = dir.join("block-faces.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn blocked_videos_are_not_served_and_erasure_really_erases() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = token(dir.path(), Role::Uploader);
+    let reviewer = token(dir.path(), Role::Reviewer);
+    let officer = token(dir.path(), Role::PrivacyOfficer);
+    let policy = blocking_policy(dir.path());
+    let s = Server::start(dir.path(), &[("VCW__POLICY", policy.to_str().unwrap())]);
+
+    let blocked = "b10cced0000000000000000000000000";
+    assert_eq!(
+        put_video(
+            &s,
+            &up,
+            blocked,
+            &asset("samples/carphone_pristine.mp4"),
+            &[]
+        ),
+        202
+    );
+    let v = wait_for(&s, &up, blocked, 240, is_final);
+    assert_eq!(v["verdict"], "block", "{v}");
+    let playlist = s.url(&format!("/v1/videos/{blocked}/playlist.m3u8"));
+    assert_eq!(send("GET", &playlist, Some(&reviewer), &[], b"").0, 451);
+    assert_eq!(
+        send(
+            "GET",
+            &s.url(&format!("/v1/videos/{blocked}/segments/0")),
+            Some(&reviewer),
+            &[],
+            b""
+        )
+        .0,
+        451
+    );
+
+    let kept = "0000000000000000000000000000cafe";
+    assert_eq!(
+        put_video(&s, &up, kept, &asset("samples/bikes.mp4"), &[]),
+        202
+    );
+    let v = wait_for(&s, &up, kept, 240, is_final);
+    assert_eq!(v["verdict"], "allow", "{v}");
+    let playlist = s.url(&format!("/v1/videos/{kept}/playlist.m3u8"));
+    assert_eq!(send("GET", &playlist, Some(&reviewer), &[], b"").0, 200);
+    let kept_files = stored_files(&s.dir, &format!("videos/{kept}"));
+
+    // Reviewers and uploaders cannot erase; the privacy officer can.
+    let video = s.url(&format!("/v1/videos/{kept}"));
+    assert_eq!(send("DELETE", &video, Some(&reviewer), &[], b"").0, 403);
+    assert_eq!(send("DELETE", &video, Some(&up), &[], b"").0, 403);
+    let (status, _, body) = send("DELETE", &video, Some(&officer), &[], b"");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let erased: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(erased["objects_shredded"], kept_files.len() as u64);
+    assert_eq!(send("GET", &playlist, Some(&reviewer), &[], b"").0, 410);
+    assert!(stored_files(&s.dir, &format!("videos/{kept}")).is_empty());
+    let (_, v) = get_json(&video, &officer);
+    assert_eq!(v["erased"], true);
+    assert_eq!(v["report"], Value::Null, "evidence is erased too");
+    assert_eq!(
+        v["verdict"], "allow",
+        "the verdict stays for the audit trail"
+    );
+    // Copies of the sealed bytes kept elsewhere stay unreadable: their keys are shredded.
+    let out = vcw()
+        .args(["keys", "shred", "--object", &"0".repeat(32), "--data-dir"])
+        .arg(&s.dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "unknown objects are refused");
+}
+
+/// kill -9 in the middle of a job; after a restart the job is redone once, and nothing
+/// of the killed attempt remains.
+#[test]
+fn a_worker_killed_mid_job_is_redone_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = token(dir.path(), Role::Uploader);
+    let env = [("VCW__SERVER__LEASE_SECONDS", "2")];
+    let mut s = Server::start(dir.path(), &env);
+    let id = "c4a5e000000000000000000000000001";
+    assert_eq!(
+        put_video(&s, &up, id, &asset("samples/generated/longgop.mp4"), &[]),
+        202
+    );
+    wait_for(&s, &up, id, 120, |v| {
+        state(v) == "running" && v["progress"].as_f64().unwrap_or(0.0) > 0.05
+    });
+    s.kill();
+
+    let s = Server::start(dir.path(), &env);
+    let v = wait_for(&s, &up, id, 300, is_final);
+    assert_eq!(state(&v), "done", "{v}");
+    assert_eq!(v["attempts"], 2, "redelivered once after the lease expired");
+
+    // Exactly the manifest's objects are stored, each with one catalog row.
+    let stored = stored_files(&s.dir, &format!("videos/{id}"));
+    let playlist = s.url(&format!("/v1/videos/{id}/playlist.m3u8"));
+    let admin = token(dir.path(), Role::Admin);
+    let (status, _, body) = send("GET", &playlist, Some(&admin), &[], b"");
+    assert_eq!(status, 200);
+    let segments = String::from_utf8(body)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("segments/"))
+        .count();
+    assert_eq!(stored.len(), segments + 2, "{stored:?}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let rows = rt.block_on(async {
+        let catalog = vcw::catalog::Catalog::open(&s.dir).await.unwrap();
+        let location = format!("fs:{}/videos/{id}/", s.dir.join("objects").display());
+        catalog.objects_at(&location).await.unwrap()
+    });
+    assert_eq!(rows.len(), stored.len(), "no orphan catalog rows");
+    assert!(stored_files(&s.dir, "staging").is_empty());
+    let leftovers: Vec<_> = std::fs::read_dir(s.dir.join("tmp"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+}
