@@ -5,6 +5,7 @@
 mod crypto;
 mod crypto_support;
 mod inputs;
+mod k8s;
 mod parity;
 mod scan;
 mod segment;
