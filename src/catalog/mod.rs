@@ -1,5 +1,10 @@
-//! The catalog: wrapped keys and sealed objects, in SQLite (sqlx); and for the service,
-//! videos and their jobs, uploads, API tokens and webhook deliveries (one file each).
+//! The catalog: wrapped keys and sealed objects; and for the service, videos and their
+//! jobs, uploads, API tokens and webhook deliveries (in `service`).
+//!
+//! One sqlx `Any` pool serves both backends with the same SQL: SQLite (`catalog.sqlite`
+//! in the data directory) on one machine, PostgreSQL (a `postgres://` URL) in a cluster.
+//! Queries use `$N` placeholders and only types both support; the schema differs only in
+//! type names.
 //!
 //! Only wrapped keys are stored, never key material in the clear. Subjects appear only as
 //! keyed hashes ([`crate::crypto::Kms::subject_hash`]). Shredding overwrites the wrapped
@@ -8,8 +13,8 @@
 
 use std::path::Path;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
 
 mod service;
 pub use service::{
@@ -25,28 +30,30 @@ pub enum CatalogError {
     Query(#[from] sqlx::Error),
 }
 
+/// `{INT}`, `{BLOB}` and `{REAL}` become the backend's 64-bit integer, byte string and
+/// double types.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS subject_keys (
     subject_hash TEXT PRIMARY KEY,
-    key_id BLOB NOT NULL,
-    version INTEGER NOT NULL,
-    wrapped BLOB,
-    kek_version INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    shredded_at INTEGER
+    key_id {BLOB} NOT NULL,
+    version {INT} NOT NULL,
+    wrapped {BLOB},
+    kek_version {INT} NOT NULL,
+    created_at {INT} NOT NULL,
+    shredded_at {INT}
 );
 CREATE TABLE IF NOT EXISTS objects (
-    object_id BLOB PRIMARY KEY,
+    object_id {BLOB} PRIMARY KEY,
     subject_hash TEXT NOT NULL,
-    data_key_id BLOB NOT NULL,
-    wrapped_data_key BLOB,
-    subject_key_version INTEGER NOT NULL,
-    header_tag BLOB NOT NULL,
-    plaintext_len INTEGER NOT NULL,
-    sealed_len INTEGER NOT NULL,
+    data_key_id {BLOB} NOT NULL,
+    wrapped_data_key {BLOB},
+    subject_key_version {INT} NOT NULL,
+    header_tag {BLOB} NOT NULL,
+    plaintext_len {INT} NOT NULL,
+    sealed_len {INT} NOT NULL,
     location TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    shredded_at INTEGER
+    created_at {INT} NOT NULL,
+    shredded_at {INT}
 );
 CREATE INDEX IF NOT EXISTS objects_by_subject ON objects (subject_hash);
 CREATE INDEX IF NOT EXISTS objects_by_location ON objects (location);
@@ -104,36 +111,96 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 /// Cheap to clone: clones share one connection pool.
 #[derive(Clone)]
 pub struct Catalog {
-    pool: SqlitePool,
+    pool: AnyPool,
+}
+
+/// The schema with the backend's type names.
+fn schema(postgres: bool) -> String {
+    let (int, blob, real) = if postgres {
+        ("BIGINT", "BYTEA", "DOUBLE PRECISION")
+    } else {
+        ("INTEGER", "BLOB", "REAL")
+    };
+    [SCHEMA, service::SCHEMA]
+        .concat()
+        .replace("{INT}", int)
+        .replace("{BLOB}", blob)
+        .replace("{REAL}", real)
+}
+
+/// A path as the path part of a `sqlite://` URL.
+fn sqlite_url(path: &Path) -> String {
+    let mut url = String::from("sqlite://");
+    for c in path.display().to_string().chars() {
+        match c {
+            '%' | '?' | '#' | ' ' => url.push_str(&format!("%{:02X}", c as u32)),
+            c => url.push(c),
+        }
+    }
+    url + "?mode=rwc"
 }
 
 impl Catalog {
     /// Opens (creating if needed) `DIR/catalog.sqlite`.
     pub async fn open(data_dir: &Path) -> Result<Self, CatalogError> {
         let path = data_dir.join("catalog.sqlite");
-        let shown = path.display().to_string();
+        create_private_dir(data_dir).map_err(|e| CatalogError::Open {
+            path: path.display().to_string(),
+            source: sqlx::Error::Io(e),
+        })?;
+        Self::connect_url(&sqlite_url(&path), &path.display().to_string()).await
+    }
+
+    /// Opens the catalog at a `postgres://` (or `sqlite://`) URL, creating the schema if
+    /// needed.
+    pub async fn connect(url: &str) -> Result<Self, CatalogError> {
+        // The URL may hold a password: errors show only its scheme and host part.
+        let shown = url
+            .split_once('@')
+            .map_or_else(|| url.to_string(), |(_, host)| format!("…@{host}"));
+        Self::connect_url(url, &shown).await
+    }
+
+    async fn connect_url(url: &str, shown: &str) -> Result<Self, CatalogError> {
+        sqlx::any::install_default_drivers();
         let open_err = |source| CatalogError::Open {
-            path: shown.clone(),
+            path: shown.to_string(),
             source,
         };
-        create_private_dir(data_dir).map_err(|e| open_err(sqlx::Error::Io(e)))?;
-        let options = SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .pragma("secure_delete", "ON")
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
+        let postgres = url.starts_with("postgres");
+        let pool = AnyPoolOptions::new()
+            .max_connections(if postgres { 8 } else { 4 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if !postgres {
+                        // secure_delete: shredded keys do not survive in free pages.
+                        conn.execute(
+                            "PRAGMA secure_delete = ON; PRAGMA journal_mode = WAL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
             .await
             .map_err(open_err)?;
-        for schema in [SCHEMA, service::SCHEMA] {
-            sqlx::raw_sql(schema)
-                .execute(&pool)
+        let mut conn = pool.acquire().await.map_err(open_err)?;
+        if postgres {
+            // Pods starting together must not race on CREATE TABLE IF NOT EXISTS.
+            conn.execute("SELECT pg_advisory_lock(7612001)")
                 .await
                 .map_err(open_err)?;
         }
+        let created = conn.execute(sqlx::raw_sql(&schema(postgres))).await;
+        if postgres {
+            conn.execute("SELECT pg_advisory_unlock(7612001)")
+                .await
+                .map_err(open_err)?;
+        }
+        created.map_err(open_err)?;
+        drop(conn);
         Ok(Self { pool })
     }
 
@@ -141,7 +208,7 @@ impl Catalog {
         &self,
         subject_hash: &str,
     ) -> Result<Option<SubjectKeyRow>, CatalogError> {
-        let row = sqlx::query("SELECT * FROM subject_keys WHERE subject_hash = ?")
+        let row = sqlx::query("SELECT * FROM subject_keys WHERE subject_hash = $1")
             .bind(subject_hash)
             .fetch_optional(&self.pool)
             .await?;
@@ -152,7 +219,7 @@ impl Catalog {
     pub async fn put_subject_key(&self, row: &SubjectKeyRow) -> Result<(), CatalogError> {
         sqlx::query(
             "INSERT INTO subject_keys (subject_hash, key_id, version, wrapped, kek_version, created_at, shredded_at)
-             VALUES (?, ?, ?, ?, ?, ?, NULL)
+             VALUES ($1, $2, $3, $4, $5, $6, NULL)
              ON CONFLICT (subject_hash) DO UPDATE SET key_id = excluded.key_id, version = excluded.version,
                wrapped = excluded.wrapped, kek_version = excluded.kek_version,
                created_at = excluded.created_at, shredded_at = NULL",
@@ -183,7 +250,7 @@ impl Catalog {
         wrapped: &[u8],
         kek_version: u32,
     ) -> Result<(), CatalogError> {
-        sqlx::query("UPDATE subject_keys SET wrapped = ?, kek_version = ? WHERE subject_hash = ? AND wrapped IS NOT NULL")
+        sqlx::query("UPDATE subject_keys SET wrapped = $1, kek_version = $2 WHERE subject_hash = $3 AND wrapped IS NOT NULL")
             .bind(wrapped)
             .bind(i64::from(kek_version))
             .bind(subject_hash)
@@ -201,19 +268,19 @@ impl Catalog {
         let mut tx = self.pool.begin().await?;
         let now = unix_now();
         let objects =
-            sqlx::query("SELECT * FROM objects WHERE subject_hash = ? AND shredded_at IS NULL")
+            sqlx::query("SELECT * FROM objects WHERE subject_hash = $1 AND shredded_at IS NULL")
                 .bind(subject_hash)
                 .fetch_all(&mut *tx)
                 .await?
                 .iter()
                 .map(object_row)
                 .collect::<Result<Vec<_>, _>>()?;
-        let key = sqlx::query("UPDATE subject_keys SET wrapped = NULL, shredded_at = ? WHERE subject_hash = ? AND shredded_at IS NULL")
+        let key = sqlx::query("UPDATE subject_keys SET wrapped = NULL, shredded_at = $1 WHERE subject_hash = $2 AND shredded_at IS NULL")
             .bind(now)
             .bind(subject_hash)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE objects SET wrapped_data_key = NULL, shredded_at = ? WHERE subject_hash = ? AND shredded_at IS NULL")
+        sqlx::query("UPDATE objects SET wrapped_data_key = NULL, shredded_at = $1 WHERE subject_hash = $2 AND shredded_at IS NULL")
             .bind(now)
             .bind(subject_hash)
             .execute(&mut *tx)
@@ -226,7 +293,7 @@ impl Catalog {
         sqlx::query(
             "INSERT INTO objects (object_id, subject_hash, data_key_id, wrapped_data_key, subject_key_version,
                header_tag, plaintext_len, sealed_len, location, created_at, shredded_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)",
         )
         .bind(&row.object_id)
         .bind(&row.subject_hash)
@@ -244,7 +311,7 @@ impl Catalog {
     }
 
     pub async fn object(&self, object_id: &[u8]) -> Result<Option<ObjectRow>, CatalogError> {
-        let row = sqlx::query("SELECT * FROM objects WHERE object_id = ?")
+        let row = sqlx::query("SELECT * FROM objects WHERE object_id = $1")
             .bind(object_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -260,7 +327,7 @@ impl Catalog {
             return Ok(None);
         }
         sqlx::query(
-            "UPDATE objects SET wrapped_data_key = NULL, shredded_at = ? WHERE object_id = ?",
+            "UPDATE objects SET wrapped_data_key = NULL, shredded_at = $1 WHERE object_id = $2",
         )
         .bind(unix_now())
         .bind(object_id)
@@ -286,7 +353,7 @@ impl Catalog {
 
     /// Removes an object row (used to roll back a seal whose store write failed).
     pub async fn delete_object(&self, object_id: &[u8]) -> Result<(), CatalogError> {
-        sqlx::query("DELETE FROM objects WHERE object_id = ?")
+        sqlx::query("DELETE FROM objects WHERE object_id = $1")
             .bind(object_id)
             .execute(&self.pool)
             .await?;
@@ -294,7 +361,7 @@ impl Catalog {
     }
 }
 
-fn subject_row(r: &sqlx::sqlite::SqliteRow) -> Result<SubjectKeyRow, CatalogError> {
+fn subject_row(r: &AnyRow) -> Result<SubjectKeyRow, CatalogError> {
     Ok(SubjectKeyRow {
         subject_hash: r.try_get("subject_hash")?,
         key_id: r.try_get("key_id")?,
@@ -305,7 +372,7 @@ fn subject_row(r: &sqlx::sqlite::SqliteRow) -> Result<SubjectKeyRow, CatalogErro
     })
 }
 
-fn object_row(r: &sqlx::sqlite::SqliteRow) -> Result<ObjectRow, CatalogError> {
+fn object_row(r: &AnyRow) -> Result<ObjectRow, CatalogError> {
     Ok(ObjectRow {
         object_id: r.try_get("object_id")?,
         subject_hash: r.try_get("subject_hash")?,

@@ -8,7 +8,7 @@
 //! Times are Unix milliseconds.
 
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::{Catalog, CatalogError};
 
@@ -19,39 +19,39 @@ CREATE TABLE IF NOT EXISTS videos (
     owner TEXT NOT NULL,
     source TEXT NOT NULL,
     state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    max_attempts INTEGER NOT NULL,
-    available_at INTEGER NOT NULL,
-    lease_until INTEGER NOT NULL DEFAULT 0,
-    progress REAL NOT NULL DEFAULT 0,
+    attempts {INT} NOT NULL DEFAULT 0,
+    max_attempts {INT} NOT NULL,
+    available_at {INT} NOT NULL,
+    lease_until {INT} NOT NULL DEFAULT 0,
+    progress {REAL} NOT NULL DEFAULT 0,
     verdict TEXT,
     report TEXT,
     manifest TEXT,
     error TEXT,
     callback_url TEXT,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    erased_at INTEGER
+    cancel_requested {INT} NOT NULL DEFAULT 0,
+    created_at {INT} NOT NULL,
+    updated_at {INT} NOT NULL,
+    erased_at {INT}
 );
 CREATE INDEX IF NOT EXISTS videos_by_state ON videos (state, available_at);
 CREATE TABLE IF NOT EXISTS uploads (
     id TEXT PRIMARY KEY,
     subject_hash TEXT NOT NULL,
     owner TEXT NOT NULL,
-    length INTEGER NOT NULL,
-    received INTEGER NOT NULL DEFAULT 0,
+    length {INT} NOT NULL,
+    received {INT} NOT NULL DEFAULT 0,
     filename TEXT,
     callback_url TEXT,
     state TEXT NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at {INT} NOT NULL
 );
 CREATE TABLE IF NOT EXISTS upload_parts (
     upload_id TEXT NOT NULL,
-    start INTEGER NOT NULL,
-    len INTEGER NOT NULL,
+    start {INT} NOT NULL,
+    len {INT} NOT NULL,
     store_key TEXT NOT NULL,
-    object_id BLOB NOT NULL,
+    object_id {BLOB} NOT NULL,
     PRIMARY KEY (upload_id, start)
 );
 CREATE TABLE IF NOT EXISTS tokens (
@@ -59,19 +59,19 @@ CREATE TABLE IF NOT EXISTS tokens (
     id TEXT NOT NULL,
     role TEXT NOT NULL,
     label TEXT,
-    created_at INTEGER NOT NULL
+    created_at {INT} NOT NULL
 );
 CREATE TABLE IF NOT EXISTS webhook_deliveries (
     id TEXT PRIMARY KEY,
     video_id TEXT NOT NULL,
     url TEXT NOT NULL,
     body TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_at INTEGER NOT NULL,
-    delivered_at INTEGER,
-    last_status INTEGER,
+    attempts {INT} NOT NULL DEFAULT 0,
+    next_at {INT} NOT NULL,
+    delivered_at {INT},
+    last_status {INT},
     last_error TEXT,
-    created_at INTEGER NOT NULL
+    created_at {INT} NOT NULL
 );
 ";
 
@@ -214,7 +214,7 @@ pub struct Delivery {
     pub attempts: i64,
 }
 
-fn video_row(r: &SqliteRow) -> Result<VideoRow, CatalogError> {
+fn video_row(r: &AnyRow) -> Result<VideoRow, CatalogError> {
     Ok(VideoRow {
         id: r.try_get("id")?,
         subject_hash: r.try_get("subject_hash")?,
@@ -236,7 +236,7 @@ fn video_row(r: &SqliteRow) -> Result<VideoRow, CatalogError> {
     })
 }
 
-fn upload_row(r: &SqliteRow) -> Result<UploadRow, CatalogError> {
+fn upload_row(r: &AnyRow) -> Result<UploadRow, CatalogError> {
     Ok(UploadRow {
         id: r.try_get("id")?,
         subject_hash: r.try_get("subject_hash")?,
