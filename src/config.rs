@@ -35,8 +35,35 @@ pub struct Config {
     pub s3: crate::storage::S3Config,
     /// `vcw serve` / `vcw api` / `vcw worker`.
     pub server: ServerConfig,
+    /// `vcw api` / `vcw worker`: the shared queue and catalog.
+    pub cluster: ClusterConfig,
     /// Policy file; the built-in policy (docs/policy.md) when absent.
     pub policy: Option<PathBuf>,
+}
+
+/// Cluster mode: JetStream for jobs, PostgreSQL for the catalog (S3 via `server.store`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// e.g. nats://nats:4222
+    pub nats_url: Option<String>,
+    /// e.g. postgres://vcw:PASSWORD@postgres/vcw (from a Secret: it holds a password).
+    pub database_url: Option<String>,
+    pub stream: String,
+    pub subject: String,
+    pub consumer: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            nats_url: None,
+            database_url: None,
+            stream: "VCW_JOBS".into(),
+            subject: "vcw.jobs".into(),
+            consumer: "vcw-workers".into(),
+        }
+    }
 }
 
 /// The service: HTTP API, job queue, worker pool and webhooks.

@@ -75,6 +75,14 @@ impl Vault {
         Ok(Self { kms, catalog })
     }
 
+    /// The keyring with an already open catalog (PostgreSQL in cluster mode).
+    pub fn with_catalog(keyring: &Path, catalog: Catalog) -> Result<Self, VaultError> {
+        Ok(Self {
+            kms: LocalKms::load(keyring)?,
+            catalog,
+        })
+    }
+
     pub fn kms(&self) -> &LocalKms {
         &self.kms
     }

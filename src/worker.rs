@@ -23,7 +23,7 @@ use crate::catalog::{ClaimOutcome, ClaimedJob, JobState, now_ms};
 use crate::inference::Classifier;
 use crate::job::{JobError, Manifest, StoreTarget, remove_video_objects};
 use crate::media::{MediaError, MediaSource, ReadSeek};
-use crate::queue::Message;
+use crate::queue::{JobMessage, Message};
 use crate::report::ScanReport;
 use crate::scan::{ScanError, scan_file};
 use crate::service::Service;
@@ -88,6 +88,13 @@ async fn handle(
     slot: usize,
 ) -> Option<Classifier> {
     let lease_ms = (svc.config.server.lease_seconds * 1000.0) as i64;
+    if let Some(job) = message.job.as_ref().filter(|j| j.source.is_some())
+        && let Err(e) = record_job(svc, &message.video_id, job).await
+    {
+        tracing::warn!(worker = slot, video = %message.video_id, "refusing job message: {e}");
+        message.settle.ack().await;
+        return classifier;
+    }
     let claim = match svc.catalog().claim(&message.video_id, lease_ms).await {
         Ok(c) => c,
         Err(e) => {
@@ -159,6 +166,36 @@ async fn handle(
         None => message.settle.ack().await,
     }
     classifier
+}
+
+/// Records a job that arrived whole on the queue (from another producer), once.
+async fn record_job(svc: &Service, id: &str, job: &JobMessage) -> Result<(), String> {
+    let id = crate::vault::parse_id(id)
+        .map(|b| crate::vault::id_hex(&b))
+        .ok_or("id must be 32 hex digits")?;
+    let source = job.source.as_ref().ok_or("no source")?;
+    let subject = job
+        .subject
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or("subject required")?;
+    let subject_hash = svc
+        .vault
+        .kms_subject_hash(subject)
+        .map_err(|e| e.to_string())?;
+    let source = serde_json::to_string(source).map_err(|e| e.to_string())?;
+    svc.catalog()
+        .insert_video(&crate::catalog::NewVideo {
+            id: &id,
+            subject_hash: &subject_hash,
+            owner: "queue",
+            source: &source,
+            max_attempts: svc.config.server.max_attempts,
+            callback_url: job.callback_url.as_deref(),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 fn retry_delay(svc: &Service, attempt: i64) -> Duration {

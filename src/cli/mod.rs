@@ -79,6 +79,10 @@ pub enum Command {
     /// Run the service on embedded defaults: HTTP API (tus/PUT uploads, jobs, results,
     /// playback), worker pool, SQLite catalog and queue, filesystem store.
     Serve(serve::ServeArgs),
+    /// Cluster role: the HTTP API against NATS JetStream, PostgreSQL and S3.
+    Api(serve::ClusterArgs),
+    /// Cluster role: a worker pool taking jobs from NATS JetStream.
+    Worker(serve::ClusterArgs),
     /// Manage API bearer tokens.
     Token(serve::TokenArgs),
 }
@@ -181,6 +185,8 @@ pub fn main() -> ExitCode {
         Command::Seal(args) => seal::seal(&cli.global, args),
         Command::Open(args) => seal::open(&cli.global, args),
         Command::Serve(args) => serve::serve(&cli.global, args),
+        Command::Api(args) => serve::cluster(&cli.global, args, serve::ClusterRole::Api),
+        Command::Worker(args) => serve::cluster(&cli.global, args, serve::ClusterRole::Worker),
         Command::Token(args) => serve::token(&cli.global, args),
     };
     match result {

@@ -1,4 +1,5 @@
-//! `vcw serve` (API + worker pool on embedded defaults) and `vcw token create`.
+//! `vcw serve` (API + worker pool on embedded defaults), `vcw api` and `vcw worker`
+//! (cluster roles on NATS JetStream, PostgreSQL and S3), and `vcw token create`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,6 +30,27 @@ pub struct ServeArgs {
     pub workers: Option<usize>,
     /// Where sealed objects go: a directory or s3://BUCKET/PREFIX [default: <data-dir>/objects].
     #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
+    pub store: Option<String>,
+    #[command(flatten)]
+    pub vault: VaultArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ClusterArgs {
+    /// (api) Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// (worker) Jobs processed at once [default: 1].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// NATS server [config cluster.nats_url, VCW__CLUSTER__NATS_URL].
+    #[arg(long, value_name = "nats://HOST:PORT")]
+    pub nats: Option<String>,
+    /// PostgreSQL catalog [config cluster.database_url, VCW__CLUSTER__DATABASE_URL].
+    #[arg(long, value_name = "postgres://…")]
+    pub database: Option<String>,
+    /// Object store, s3://BUCKET/PREFIX [config server.store, VCW__SERVER__STORE].
+    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
     pub store: Option<String>,
     #[command(flatten)]
     pub vault: VaultArgs,
@@ -68,8 +90,12 @@ pub fn token(global: &GlobalArgs, args: &TokenArgs) -> anyhow::Result<Outcome> {
     let TokenCommand::Create { role, label } = &args.command;
     let role = Role::parse(role).context("unknown role")?;
     let rt = runtime(1)?;
+    let config = Config::load(global.config.as_deref(), std::env::vars())?;
     let token = rt.block_on(async {
-        let catalog = crate::catalog::Catalog::open(&data_dir).await?;
+        let catalog = match &config.cluster.database_url {
+            Some(url) => crate::catalog::Catalog::connect(url).await?,
+            None => crate::catalog::Catalog::open(&data_dir).await?,
+        };
         crate::api::create_token(&catalog, role, label.as_deref())
             .await
             .map_err(anyhow::Error::from)
@@ -139,7 +165,90 @@ async fn run_embedded(
         queue,
         tmp_dir,
     });
-    run_service(svc).await
+    run_service(svc, true, true).await
+}
+
+/// Which cluster role to run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ClusterRole {
+    Api,
+    Worker,
+}
+
+pub fn cluster(
+    global: &GlobalArgs,
+    args: &ClusterArgs,
+    role: ClusterRole,
+) -> anyhow::Result<Outcome> {
+    let (mut config, policy) = settings(global)?;
+    if let Some(l) = &args.listen {
+        config.server.listen = l.clone();
+    }
+    if let Some(n) = args.workers {
+        config.server.workers = n;
+    }
+    if let Some(s) = &args.store {
+        config.server.store = Some(s.clone());
+    }
+    if let Some(n) = &args.nats {
+        config.cluster.nats_url = Some(n.clone());
+    }
+    if let Some(d) = &args.database {
+        config.cluster.database_url = Some(d.clone());
+    }
+    config.validate()?;
+    let (keyring, _) = args.vault.resolve(global)?;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    if config.inference.intra_threads == 0 {
+        config.inference.intra_threads = (cores / config.server.workers).max(1);
+    }
+    let rt = runtime(cores.clamp(2, 8))?;
+    rt.block_on(async {
+        let svc = cluster_service(config, policy, &keyring).await?;
+        run_service(svc, role == ClusterRole::Api, role == ClusterRole::Worker).await
+    })?;
+    Ok(Outcome::Allowed)
+}
+
+async fn cluster_service(
+    config: Config,
+    policy: Policy,
+    keyring: &Path,
+) -> anyhow::Result<Arc<Service>> {
+    let c = &config.cluster;
+    let database = c
+        .database_url
+        .as_deref()
+        .context("cluster.database_url is required (--database or VCW__CLUSTER__DATABASE_URL)")?;
+    let nats = c
+        .nats_url
+        .clone()
+        .context("cluster.nats_url is required (--nats or VCW__CLUSTER__NATS_URL)")?;
+    let store_uri =
+        config.server.store.as_deref().context(
+            "server.store is required (--store s3://BUCKET/PREFIX or VCW__SERVER__STORE)",
+        )?;
+    let catalog = crate::catalog::Catalog::connect(database).await?;
+    let vault = Arc::new(Vault::with_catalog(keyring, catalog)?);
+    let store: Arc<dyn BlobStore> = Arc::from(open_store(store_uri, &config.s3)?);
+    let queue = crate::queue::NatsQueue::connect(crate::queue::NatsSettings {
+        url: nats,
+        stream: c.stream.clone(),
+        subject: c.subject.clone(),
+        consumer: c.consumer.clone(),
+        ack_wait: Duration::from_secs_f64(config.server.lease_seconds),
+    })
+    .await?;
+    let tmp_dir = std::env::temp_dir().join(format!("vcw-{}", std::process::id()));
+    create_private_dir(&tmp_dir)?;
+    Ok(Arc::new(Service {
+        config,
+        policy,
+        vault,
+        store,
+        queue: Arc::new(queue),
+        tmp_dir,
+    }))
 }
 
 /// Removes sealed staging files a crash left behind (ciphertext, but useless).
@@ -158,14 +267,14 @@ fn sweep_tmp(dir: &Path) {
     }
 }
 
-/// Serves the API with the worker pool and the webhook dispatcher until SIGTERM/SIGINT,
-/// then drains: no new requests or jobs, in-flight jobs get `server.drain_seconds`.
-async fn run_service(svc: Arc<Service>) -> anyhow::Result<()> {
+/// Runs the API and/or the worker pool (with the webhook dispatcher) until SIGTERM or
+/// SIGINT, then drains: no new requests or jobs, in-flight jobs get `server.drain_seconds`.
+async fn run_service(svc: Arc<Service>, api: bool, work: bool) -> anyhow::Result<()> {
     let server = svc.config.server.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let workers = tokio::spawn(crate::worker::run_pool(svc.clone(), stop_rx.clone()));
-    let dispatcher = match &server.webhook_secret {
-        Some(secret) => {
+    let workers = work.then(|| tokio::spawn(crate::worker::run_pool(svc.clone(), stop_rx.clone())));
+    let dispatcher = match (&server.webhook_secret, work) {
+        (Some(secret), true) => {
             let d = crate::webhook::Dispatcher::new(
                 svc.catalog().clone(),
                 secret,
@@ -174,33 +283,45 @@ async fn run_service(svc: Arc<Service>) -> anyhow::Result<()> {
             )?;
             Some(tokio::spawn(Arc::new(d).run(stop_rx.clone())))
         }
-        None => None,
+        _ => None,
     };
-    let listener = crate::api::bind(&server.listen).await?;
-    let scheme = if server.tls_cert.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    println!(
-        "vcw: listening on {scheme}://{} (store {}, queue {}, {} worker(s))",
-        listener.local_addr()?,
-        svc.store.describe(),
-        svc.queue.describe(),
-        server.workers
-    );
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        eprintln!("vcw: stopping: draining in-flight work");
+        let _ = stop_tx.send(true);
+    });
     let mut stopped = stop_rx.clone();
     let shutdown = async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        eprintln!("vcw: stopping: draining in-flight jobs");
-        let _ = stop_tx.send(true);
-    });
-    crate::api::serve(svc, listener, shutdown).await?;
+    if api {
+        let listener = crate::api::bind(&server.listen).await?;
+        let scheme = if server.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        println!(
+            "vcw: listening on {scheme}://{} (store {}, queue {}, {} worker(s))",
+            listener.local_addr()?,
+            svc.store.describe(),
+            svc.queue.describe(),
+            if work { server.workers } else { 0 }
+        );
+        crate::api::serve(svc, listener, shutdown).await?;
+    } else {
+        println!(
+            "vcw: worker running (store {}, queue {}, {} worker(s))",
+            svc.store.describe(),
+            svc.queue.describe(),
+            server.workers
+        );
+        shutdown.await;
+    }
     let drain = Duration::from_secs_f64(server.drain_seconds);
-    if tokio::time::timeout(drain, workers).await.is_err() {
+    if let Some(w) = workers
+        && tokio::time::timeout(drain, w).await.is_err()
+    {
         eprintln!("vcw: drain timed out; unfinished jobs will be retried after their lease");
     }
     if let Some(d) = dispatcher {

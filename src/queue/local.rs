@@ -51,6 +51,7 @@ impl JobQueue for LocalQueue {
             if let Some(video_id) = self.catalog.next_due().await? {
                 return Ok(Some(Message {
                     video_id,
+                    job: None,
                     settle: Box::new(NoSettle),
                 }));
             }

@@ -7,12 +7,31 @@
 //! [`LocalQueue`], which is the catalog itself polled for due jobs.
 
 mod local;
+mod nats;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 pub use local::LocalQueue;
+pub use nats::{NatsQueue, NatsSettings};
+
+/// A job message on the queue (JSON; docs/api.md). The API publishes only `id` (the job
+/// is recorded already); other producers publish `source` and `subject` too.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobMessage {
+    /// Video id, 32 hex digits: the idempotency key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<crate::worker::JobSource>,
+    /// Data subject (hashed on receipt; never stored raw).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -25,6 +44,8 @@ pub enum QueueError {
 /// One delivery of a job id, to be settled with the queue once handled.
 pub struct Message {
     pub video_id: String,
+    /// The message's job, when the queue carries one (the local queue does not).
+    pub job: Option<JobMessage>,
     pub settle: Box<dyn Settle>,
 }
 

@@ -2,6 +2,7 @@
 //! models, real FFmpeg and the real sample clips (`make test` fetches them first; a
 //! missing asset fails the test, it never skips).
 
+mod cluster;
 mod crypto;
 mod crypto_support;
 mod inputs;

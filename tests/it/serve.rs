@@ -20,17 +20,22 @@ use vcw::api::{ENDPOINTS, Role};
 
 const SECRET: &str = "test-webhook-secret";
 
-/// A `vcw serve` process on a free port; killed on drop.
-struct Server {
+/// A `vcw serve` / `vcw api` / `vcw worker` process; killed on drop.
+pub(crate) struct Server {
     child: Child,
-    base: String,
-    dir: PathBuf,
+    pub base: String,
+    pub dir: PathBuf,
 }
 
-fn token(dir: &Path, role: Role) -> String {
+pub(crate) fn token(dir: &Path, role: Role) -> String {
+    token_with(dir, role, &[])
+}
+
+pub(crate) fn token_with(dir: &Path, role: Role, env: &[(&str, &str)]) -> String {
     let out = vcw()
         .args(["token", "create", "--role", role.as_str(), "--data-dir"])
         .arg(dir)
+        .envs(env.iter().copied())
         .output()
         .expect("vcw token runs");
     assert!(
@@ -43,42 +48,52 @@ fn token(dir: &Path, role: Role) -> String {
 
 impl Server {
     fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+        let data_dir = dir.to_str().unwrap();
+        Server::launch(
+            &["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir],
+            dir,
+            "server.log",
+            env,
+        )
+    }
+
+    /// Runs `vcw ARGS`, logging to `dir/log`, and waits for its first line on stdout
+    /// (the listen address, for the API roles).
+    pub(crate) fn launch(args: &[&str], dir: &Path, log: &str, env: &[(&str, &str)]) -> Server {
         let mut cmd = vcw();
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
+        cmd.args(args)
             .env("VCW__SERVER__WEBHOOK_SECRET", SECRET)
             .env("VCW__SERVER__WEBHOOK_RETRY_BASE_SECONDS", "0.2")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.join("server.log")).unwrap(),
-            ));
-        let mut child = cmd.spawn().expect("vcw serve starts");
+            .stderr(Stdio::from(std::fs::File::create(dir.join(log)).unwrap()));
+        let mut child = cmd.spawn().expect("vcw starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let addr = line
+        assert!(
+            line.starts_with("vcw: "),
+            "vcw {args:?} did not start: {line:?}; log: {}",
+            std::fs::read_to_string(dir.join(log)).unwrap_or_default()
+        );
+        let base = line
             .split_whitespace()
             .find_map(|w| w.strip_prefix("http://"))
-            .unwrap_or_else(|| {
-                panic!(
-                    "no listen address in {line:?}; log: {}",
-                    std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
-                )
-            });
+            .map(|addr| format!("http://{addr}"))
+            .unwrap_or_default();
         Server {
             child,
-            base: format!("http://{addr}"),
+            base,
             dir: dir.to_path_buf(),
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -99,7 +114,7 @@ fn agent() -> ureq::Agent {
 }
 
 /// (status, headers, body) of one request.
-fn send(
+pub(crate) fn send(
     method: &str,
     url: &str,
     token: Option<&str>,
@@ -130,12 +145,18 @@ fn send(
     (status, headers, body)
 }
 
-fn get_json(url: &str, token: &str) -> (u16, Value) {
+pub(crate) fn get_json(url: &str, token: &str) -> (u16, Value) {
     let (status, _, body) = send("GET", url, Some(token), &[], b"");
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
-fn put_video(s: &Server, token: &str, id: &str, file: &Path, extra: &[(&str, &str)]) -> u16 {
+pub(crate) fn put_video(
+    s: &Server,
+    token: &str,
+    id: &str,
+    file: &Path,
+    extra: &[(&str, &str)],
+) -> u16 {
     let mut headers = vec![("vcw-subject", "subject-1")];
     headers.extend_from_slice(extra);
     send(
@@ -149,7 +170,13 @@ fn put_video(s: &Server, token: &str, id: &str, file: &Path, extra: &[(&str, &st
 }
 
 /// Polls the video until `done(state)`; panics with the server log on timeout.
-fn wait_for(s: &Server, token: &str, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn wait_for(
+    s: &Server,
+    token: &str,
+    id: &str,
+    secs: u64,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let (_, v) = get_json(&s.url(&format!("/v1/videos/{id}")), token);
@@ -165,20 +192,20 @@ fn wait_for(s: &Server, token: &str, id: &str, secs: u64, done: impl Fn(&Value) 
     }
 }
 
-fn state(v: &Value) -> &str {
+pub(crate) fn state(v: &Value) -> &str {
     v["state"].as_str().unwrap_or("")
 }
 
-fn is_final(v: &Value) -> bool {
+pub(crate) fn is_final(v: &Value) -> bool {
     matches!(state(v), "done" | "failed" | "dead" | "cancelled")
 }
 
 /// Received webhook deliveries: (headers, body).
-type Hooks = Arc<Mutex<Vec<(HashMap<String, String>, Vec<u8>)>>>;
+pub(crate) type Hooks = Arc<Mutex<Vec<(HashMap<String, String>, Vec<u8>)>>>;
 
 /// A webhook receiver that answers 500 to the first delivery (to exercise retries) and
 /// 200 afterwards.
-fn webhook_receiver() -> (String, Hooks) {
+pub(crate) fn webhook_receiver() -> (String, Hooks) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let hooks: Hooks = Arc::default();
@@ -221,7 +248,7 @@ fn webhook_receiver() -> (String, Hooks) {
 }
 
 /// Checks `t=..,v1=..` against HMAC-SHA256(secret, "t.body").
-fn signature_valid(header: &str, body: &[u8]) -> bool {
+pub(crate) fn signature_valid(header: &str, body: &[u8]) -> bool {
     let mut t = "";
     let mut v1 = "";
     for part in header.split(',') {
@@ -244,7 +271,7 @@ fn signature_valid(header: &str, body: &[u8]) -> bool {
     !t.is_empty() && expected == v1
 }
 
-fn tus_upload(s: &Server, token: &str, file: &Path, extra: &[&str]) -> Value {
+pub(crate) fn tus_upload(s: &Server, token: &str, file: &Path, extra: &[&str]) -> Value {
     let python = repo().join(".cache/tusvenv/bin/python");
     assert!(python.is_file(), "tuspy venv missing: run `make setup`");
     let out = Command::new(python)

@@ -1,0 +1,362 @@
+//! Cluster mode against real servers started here on free loopback ports: nats-server
+//! with JetStream, PostgreSQL 15 and s3s-fs. One `vcw api` and two `vcw worker`
+//! processes: a tus upload goes through to playable segments, a job published straight
+//! on JetStream by another producer runs, and a worker killed with SIGKILL mid-job has
+//! its job finished exactly once by the other.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+
+use crate::serve::{Server, is_final, send, state, token_with, tus_upload, wait_for};
+use crate::storage::s3s_server::S3sServer;
+use crate::util::{asset, vcw};
+use vcw::api::Role;
+use vcw::storage::BlobStore;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn wait_port(port: u16, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {port}: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// nats-server with JetStream in a temp dir.
+struct Nats {
+    child: Child,
+    url: String,
+}
+
+impl Nats {
+    fn start(dir: &Path) -> Nats {
+        let port = free_port();
+        let log = dir.join("nats.log");
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir.join("jetstream"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("nats-server is installed (make setup)");
+        wait_port(port, "nats-server", &log);
+        Nats {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A throwaway PostgreSQL cluster (initdb + pg_ctl), run as the `postgres` user when the
+/// tests run as root (PostgreSQL refuses root).
+struct Postgres {
+    data: PathBuf,
+    url: String,
+}
+
+fn pg_bin(name: &str) -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed (make setup)")
+        .flatten()
+        .map(|e| e.path().join("bin").join(name))
+        .filter(|p| p.is_file())
+        .collect();
+    versions.sort();
+    versions.pop().expect("PostgreSQL server binaries")
+}
+
+fn as_postgres(bin: &Path) -> Command {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc_geteuid() } == 0;
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+impl Postgres {
+    fn start(dir: &Path) -> Postgres {
+        use std::os::unix::fs::PermissionsExt;
+        let base = dir.join("pg");
+        std::fs::create_dir(&base).unwrap();
+        // The postgres user must reach its directory through the temp dir.
+        for d in [dir, base.as_path()] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        // SAFETY: as above.
+        if unsafe { libc_geteuid() } == 0 {
+            let ok = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&base)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chown postgres");
+        }
+        let data = base.join("data");
+        let out = as_postgres(&pg_bin("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "vcw", "--no-sync"])
+            .output()
+            .expect("initdb runs");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let opts = format!("-p {port} -k {} -h 127.0.0.1 -c fsync=off", base.display());
+        let out = as_postgres(&pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-o", &opts, "-l"])
+            .arg(base.join("pg.log"))
+            .args(["-w", "start"])
+            .output()
+            .expect("pg_ctl runs");
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(base.join("pg.log")).unwrap_or_default()
+        );
+        Postgres {
+            data,
+            url: format!("postgres://vcw@127.0.0.1:{port}/postgres"),
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = as_postgres(&pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+#[test]
+fn cluster_mode_on_nats_postgres_and_s3() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path());
+    let pg = Postgres::start(dir.path());
+    let s3 = rt.block_on(S3sServer::start());
+    let bucket = rt.block_on(s3.store("vcw", ""));
+    let s3c = s3.config();
+
+    let keyring = dir.path().join("keyring.toml");
+    let out = vcw()
+        .args(["keys", "init", "--keyring"])
+        .arg(&keyring)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let endpoint = s3c.endpoint.clone().unwrap();
+    let env: Vec<(&str, &str)> = vec![
+        ("VCW__CLUSTER__NATS_URL", &nats.url),
+        ("VCW__CLUSTER__DATABASE_URL", &pg.url),
+        ("VCW__SERVER__STORE", "s3://vcw/cluster"),
+        ("VCW__S3__ENDPOINT", &endpoint),
+        ("VCW__S3__REGION", "us-east-1"),
+        ("VCW__S3__ACCESS_KEY", "vcw-test-access"),
+        ("VCW__S3__SECRET_KEY", "vcw-test-secret"),
+        ("VCW__SERVER__LEASE_SECONDS", "3"),
+        ("VCW__VAULT__KEYRING", keyring.to_str().unwrap()),
+        ("RUST_LOG", "info"),
+    ];
+    let admin = token_with(dir.path(), Role::Admin, &env);
+    let uploader = token_with(dir.path(), Role::Uploader, &env);
+    let api = Server::launch(
+        &["api", "--listen", "127.0.0.1:0"],
+        dir.path(),
+        "server.log",
+        &env,
+    );
+    let mut workers: Vec<Server> = (0..2)
+        .map(|i| Server::launch(&["worker"], dir.path(), &format!("worker-{i}.log"), &env))
+        .collect();
+    let (status, _, body) = send("GET", &api.url("/readyz"), None, &[], b"");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+
+    // tus upload, interrupted and resumed, through JetStream to a verdict and playback.
+    let clip = asset("samples/bikes.mp4");
+    let first = tus_upload(
+        &api,
+        &uploader,
+        &clip,
+        &["--chunk-size", "200000", "--stop-after-chunks", "1"],
+    );
+    let url = first["url"].as_str().unwrap().to_string();
+    let done = tus_upload(&api, &uploader, &clip, &["--resume-url", &url]);
+    assert_eq!(done["complete"], true);
+    let id = url.rsplit('/').next().unwrap().to_string();
+    let v = wait_for(&api, &uploader, &id, 240, is_final);
+    assert_eq!(state(&v), "done", "{v}");
+    assert_eq!(v["verdict"], "allow");
+    let (status, _, playlist) = send(
+        "GET",
+        &api.url(&format!("/v1/videos/{id}/playlist.m3u8")),
+        Some(&admin),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 200);
+    let playlist = String::from_utf8(playlist).unwrap();
+    let seg = playlist
+        .lines()
+        .find(|l| l.starts_with("segments/"))
+        .unwrap();
+    let (status, _, bytes) = send(
+        "GET",
+        &api.url(&format!("/v1/videos/{id}/{seg}")),
+        Some(&admin),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 200);
+    let ts = dir.path().join("seg.ts");
+    std::fs::write(&ts, bytes).unwrap();
+    assert!(crate::util::ffprobe_duration(&ts) > 1.0);
+
+    // Another producer publishes a whole job on JetStream; the source is in S3.
+    rt.block_on(async {
+        let mut file = tokio::fs::File::open(&clip).await.unwrap();
+        bucket.put("input/bikes.mp4", &mut file).await.unwrap();
+        let client = async_nats::connect(&nats.url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let job = serde_json::json!({
+            "id": "feed0000000000000000000000000001",
+            "source": {"s3": {"url": "s3://vcw/input/bikes.mp4"}},
+            "subject": "subject-2",
+        });
+        js.publish("vcw.jobs", job.to_string().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
+    let v = wait_for(
+        &api,
+        &admin,
+        "feed0000000000000000000000000001",
+        240,
+        is_final,
+    );
+    assert_eq!(state(&v), "done", "{v}");
+
+    // SIGKILL the worker that holds a long job; the other one finishes it, once.
+    let long = "c1a5e000000000000000000000000002";
+    let (status, ..) = send(
+        "PUT",
+        &api.url(&format!("/v1/videos/{long}")),
+        Some(&uploader),
+        &[("vcw-subject", "subject-3")],
+        &std::fs::read(asset("samples/generated/longgop.mp4")).unwrap(),
+    );
+    assert_eq!(status, 202);
+    wait_for(&api, &uploader, long, 120, |v| {
+        state(v) == "running" && v["progress"].as_f64().unwrap_or(0.0) > 0.05
+    });
+    // Kill whichever worker logged the job's start.
+    let started = |i: usize| {
+        std::fs::read_to_string(dir.path().join(format!("worker-{i}.log")))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains(long) && l.contains("job started"))
+    };
+    let victim = (0..2)
+        .find(|i| started(*i))
+        .expect("a worker logged the job's start");
+    workers[victim].kill();
+    let v = wait_for(&api, &uploader, long, 300, is_final);
+    assert_eq!(state(&v), "done", "{v}");
+    assert_eq!(v["attempts"], 2, "{v}");
+
+    // Exactly the manifest's objects in S3, one catalog row each; no staging left.
+    let (keys, staging) = rt.block_on(async {
+        (
+            bucket
+                .list(&format!("cluster/videos/{long}/"))
+                .await
+                .unwrap(),
+            bucket.list("cluster/staging/").await.unwrap(),
+        )
+    });
+    let (status, _, playlist) = send(
+        "GET",
+        &api.url(&format!("/v1/videos/{long}/playlist.m3u8")),
+        Some(&admin),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 200);
+    let segments = String::from_utf8(playlist)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("segments/"))
+        .count();
+    assert_eq!(keys.len(), segments + 2, "{keys:?}");
+    assert!(staging.is_empty(), "{staging:?}");
+    let rows = rt.block_on(async {
+        let catalog = vcw::catalog::Catalog::connect(&pg.url).await.unwrap();
+        catalog
+            .objects_at(&format!("s3://vcw/cluster/videos/{long}/"))
+            .await
+            .unwrap()
+    });
+    assert_eq!(rows.len(), keys.len(), "no orphan catalog rows");
+    // No sealed object holds the clip in the clear.
+    let raw = std::fs::read(asset("samples/generated/longgop.mp4")).unwrap();
+    let needle = &raw[raw.len() / 2..raw.len() / 2 + 64];
+    for key in &keys {
+        let mut body = Vec::new();
+        rt.block_on(async {
+            let mut r = bucket.get(key).await.unwrap();
+            r.read_to_end(&mut body).await.unwrap();
+        });
+        assert!(
+            !body.windows(64).any(|w| w == needle),
+            "{key} holds plaintext"
+        );
+    }
+}
