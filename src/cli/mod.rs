@@ -8,6 +8,7 @@ mod keys;
 mod scan;
 mod seal;
 mod serve;
+mod submit;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,6 +84,8 @@ pub enum Command {
     Api(serve::ClusterArgs),
     /// Cluster role: a worker pool taking jobs from NATS JetStream.
     Worker(serve::ClusterArgs),
+    /// Send a video (or an s3:// reference) to a running service; --wait for the verdict.
+    Submit(submit::SubmitArgs),
     /// Manage API bearer tokens.
     Token(serve::TokenArgs),
 }
@@ -188,6 +191,7 @@ pub fn main() -> ExitCode {
         Command::Api(args) => serve::cluster(&cli.global, args, serve::ClusterRole::Api),
         Command::Worker(args) => serve::cluster(&cli.global, args, serve::ClusterRole::Worker),
         Command::Token(args) => serve::token(&cli.global, args),
+        Command::Submit(args) => submit::run(&cli.global, args),
     };
     match result {
         Ok(outcome) => outcome.exit_code(),

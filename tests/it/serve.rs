@@ -79,9 +79,9 @@ impl Server {
         );
         let base = line
             .split_whitespace()
-            .find_map(|w| w.strip_prefix("http://"))
-            .map(|addr| format!("http://{addr}"))
-            .unwrap_or_default();
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
+            .unwrap_or_default()
+            .to_string();
         Server {
             child,
             base,
@@ -91,6 +91,17 @@ impl Server {
 
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -TERM");
+        self.child.wait().unwrap()
     }
 
     pub(crate) fn kill(&mut self) {
@@ -868,4 +879,126 @@ fn a_worker_killed_mid_job_is_redone_exactly_once() {
         .flatten()
         .collect();
     assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+}
+
+/// `vcw submit --wait` end to end; SIGTERM lets the running job finish before exiting;
+/// HTTPS with HSTS when a certificate is configured.
+#[test]
+fn submit_drain_on_sigterm_and_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = token(dir.path(), Role::Uploader);
+    let mut s = Server::start(dir.path(), &[]);
+    let out = vcw()
+        .arg("submit")
+        .arg(asset("samples/bikes.mp4"))
+        .args([
+            "--server",
+            &s.base,
+            "--token",
+            &up,
+            "--subject",
+            "subject-1",
+            "--wait",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["state"], "done");
+    assert_eq!(v["verdict"], "allow");
+
+    let id = "d7a10000000000000000000000000001";
+    let out = vcw()
+        .arg("submit")
+        .arg(asset("samples/generated/longgop.mp4"))
+        .args([
+            "--server",
+            &s.base,
+            "--token",
+            &up,
+            "--subject",
+            "s",
+            "--id",
+            id,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(&s, &up, id, 120, |v| state(v) == "running");
+    let status = s.terminate();
+    assert!(status.success(), "clean exit after draining: {status}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let video = rt.block_on(async {
+        let catalog = vcw::catalog::Catalog::open(dir.path()).await.unwrap();
+        catalog.video(id).await.unwrap().unwrap()
+    });
+    assert_eq!(
+        video.state.as_str(),
+        "done",
+        "the in-flight job finished before exit"
+    );
+
+    // HTTPS: a self-signed certificate from the openssl CLI.
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let ok = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    assert!(ok, "openssl req");
+    let tls = Server::start(
+        dir.path(),
+        &[
+            ("VCW__SERVER__TLS_CERT", cert.to_str().unwrap()),
+            ("VCW__SERVER__TLS_KEY", key.to_str().unwrap()),
+        ],
+    );
+    assert!(tls.base.starts_with("https://"), "{}", tls.base);
+    let out = Command::new("curl")
+        .args(["-s", "-D", "-", "--cacert"])
+        .arg(&cert)
+        .arg(tls.url("/healthz"))
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(
+        text.contains("strict-transport-security: max-age="),
+        "{text}"
+    );
+    let plain = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(tls.url("/healthz").replace("https://", "http://"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&plain.stdout),
+        "000",
+        "no plaintext HTTP"
+    );
 }
