@@ -39,6 +39,7 @@ lint:
 bench: setup build
 	samples/generate all
 	scripts/bench
+	scripts/bench_service.py
 
 # Regenerate tests/data/golden.json with the reference Python packages.
 goldens: setup

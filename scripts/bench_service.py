@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Service figures for `vcw serve` (release build), printed next to reference points
+measured in the same run:
+
+* tiny jobs per second: N two-second 128x96 clips PUT back to back, timed until all done;
+  reference: the same clips through `vcw scan` in one process (models loaded once).
+* upload MB/s over loopback with sealing: a 43 MB 1080p clip and a 400 MB body, next to
+  `vcw seal` of the same file (sealing alone, no HTTP) and curl to a /dev/null sink.
+* the server's peak RSS during the 400 MB upload (constant memory: it should not grow
+  with the body).
+
+Usage: scripts/bench_service.py [N_TINY_JOBS]  (run by `make bench`)."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import http.server
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VCW = os.path.join(ROOT, "target/release/vcw")
+
+
+def rss_kb(pid, field="VmRSS"):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def request(method, url, token, body=None, headers=None):
+    req = urllib.request.Request(url, data=body, method=method)
+    req.add_header("Authorization", f"Bearer {token}")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def curl_put(url, token, path, subject="bench"):
+    out = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{speed_upload}", "-X", "PUT",
+         "-H", f"Authorization: Bearer {token}", "-H", f"Vcw-Subject: {subject}",
+         "--data-binary", f"@{path}", url],
+        check=True, capture_output=True, text=True).stdout.split()
+    return int(out[0]), float(out[1]) / 1e6
+
+
+class Sink(http.server.BaseHTTPRequestHandler):
+    """Reads and discards a PUT body: what plain HTTP over loopback costs."""
+    def do_PUT(self):
+        left = int(self.headers["Content-Length"])
+        while left:
+            left -= len(self.rfile.read(min(left, 1 << 20)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def main():
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    tmp = tempfile.mkdtemp(prefix="vcw-bench-")
+    data = os.path.join(tmp, "data")
+    token = subprocess.run([VCW, "token", "create", "--role", "admin", "--data-dir", data],
+                           check=True, capture_output=True, text=True).stdout.strip()
+    env = dict(os.environ, VCW__SERVER__QUEUE_CAPACITY="100000",
+               VCW__SERVER__RATE_BURST="100000", VCW__SERVER__RATE_PER_SECOND="100000",
+               VCW__LIMITS__MAX_FILE_SIZE=str(1 << 31))
+    server = subprocess.Popen([VCW, "serve", "--data-dir", data, "--listen", "127.0.0.1:0",
+                               "--workers", "2"], stdout=subprocess.PIPE, env=env, text=True,
+                              stderr=subprocess.DEVNULL)
+    base = next(w for w in server.stdout.readline().split() if w.startswith("http://"))
+    try:
+        # Tiny jobs.
+        clip = os.path.join(tmp, "tiny.mp4")
+        subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
+                        "testsrc=duration=2:size=128x96:rate=10", "-pix_fmt", "yuv420p", clip],
+                       check=True)
+        body = open(clip, "rb").read()
+        ids = [f"{i:032x}" for i in range(1, n + 1)]
+        # Warm up (models load on the first job of each worker).
+        for wid in ("f" * 32, "e" * 32):
+            request("PUT", f"{base}/v1/videos/{wid}", token, body, {"Vcw-Subject": "w"})
+        for wid in ("f" * 32, "e" * 32):
+            while json.loads(request("GET", f"{base}/v1/videos/{wid}", token)[1])["state"] != "done":
+                time.sleep(0.05)
+        start = time.monotonic()
+        for i in ids:
+            status, _ = request("PUT", f"{base}/v1/videos/{i}", token, body, {"Vcw-Subject": "s"})
+            assert status == 202, status
+        pending = set(ids)
+        while pending:
+            for i in list(pending):
+                state = json.loads(request("GET", f"{base}/v1/videos/{i}", token)[1])["state"]
+                if state in ("done", "failed", "dead"):
+                    assert state == "done", state
+                    pending.discard(i)
+            time.sleep(0.05)
+        service_rate = n / (time.monotonic() - start)
+        start = time.monotonic()
+        subprocess.run([VCW, "scan", "--json"] + [clip] * n, check=True, capture_output=True)
+        scan_rate = n / (time.monotonic() - start)
+        print(f"tiny jobs (2 s 128x96): vcw serve {service_rate:.1f} jobs/s (2 workers, "
+              f"upload+scan+seal+store) | vcw scan, one process: {scan_rate:.1f} videos/s")
+
+        # Uploads.
+        big = os.path.join(tmp, "big.bin")
+        with open(big, "wb") as f:
+            f.write(body[:32])  # an ftyp box: accepted as a container, fails in the job
+            chunk = os.urandom(1 << 20)
+            for _ in range(400):
+                f.write(chunk)
+        subprocess.run([VCW, "keys", "init", "--data-dir", os.path.join(tmp, "seal")],
+                       check=True, capture_output=True)
+        sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+        threading.Thread(target=sink.serve_forever, daemon=True).start()
+        sink_url = f"http://127.0.0.1:{sink.server_address[1]}/x"
+        hd = os.path.join(ROOT, "samples/generated/1080p_2min.mp4")
+        uploaded = []
+        for name, path in (("400 MB body", big), ("1080p_2min.mp4 (43 MB)", hd)):
+            # Measure with the workers idle: a running job's decoding would dominate RSS.
+            while json.loads(request("GET", f"{base}/readyz", token)[1]) and any(
+                    json.loads(request("GET", f"{base}/v1/videos/{v}", token)[1])["state"]
+                    in ("queued", "running") for v in uploaded):
+                time.sleep(0.2)
+            idle = rss_kb(server.pid)
+            peak = [idle]
+            done = threading.Event()
+
+            def sample():
+                while not done.is_set():
+                    peak[0] = max(peak[0], rss_kb(server.pid))
+                    time.sleep(0.02)
+            t = threading.Thread(target=sample)
+            t.start()
+            vid = os.urandom(16).hex()
+            uploaded.append(vid)
+            status, mbps = curl_put(f"{base}/v1/videos/{vid}", token, path)
+            done.set()
+            t.join()
+            assert status == 202, status
+            _, sink_mbps = curl_put(sink_url, token, path)
+            t0 = time.monotonic()
+            subprocess.run([VCW, "seal", path, os.path.join(tmp, "sealed"), "--subject", "b",
+                            "--data-dir", os.path.join(tmp, "seal")], check=True,
+                           capture_output=True)
+            seal_mbps = os.path.getsize(path) / 1e6 / (time.monotonic() - t0)
+            os.remove(os.path.join(tmp, "sealed"))
+            print(f"upload {name}: vcw PUT {mbps:.0f} MB/s (sealed to disk) | vcw seal alone "
+                  f"{seal_mbps:.0f} MB/s | curl to a discarding sink {sink_mbps:.0f} MB/s; "
+                  f"server RSS {idle // 1024} MB idle, {peak[0] // 1024} MB peak during upload")
+    finally:
+        server.terminate()
+        server.wait(timeout=120)
+        subprocess.run(["rm", "-rf", tmp])
+
+
+if __name__ == "__main__":
+    main()
