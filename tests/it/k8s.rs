@@ -57,3 +57,38 @@ fn manifests_validate_and_broken_ones_fail() {
     assert!(!ok, "{out}");
     assert!(out.contains("'two' is not of type"), "{out}");
 }
+
+/// Every `VCW__…` setting the manifests pass is one vcw accepts (it refuses unknown keys
+/// at start, which in a cluster would be a crash loop).
+#[test]
+fn manifest_settings_are_valid_vcw_configuration() {
+    let text = std::fs::read_to_string(repo().join("k8s/base/kustomization.yaml")).unwrap();
+    let mut env: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- VCW__"))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (format!("VCW__{k}"), v.to_string()))
+        .collect();
+    for f in ["api-deployment.yaml", "worker-deployment.yaml"] {
+        let text = std::fs::read_to_string(repo().join("k8s/base").join(f)).unwrap();
+        let mut lines = text.lines().map(str::trim);
+        while let Some(l) = lines.next() {
+            if let Some(name) = l.strip_prefix("- name: VCW__")
+                && let Some(value) = lines.next().and_then(|v| v.strip_prefix("value: "))
+            {
+                env.push((format!("VCW__{name}"), value.trim_matches('"').to_string()));
+            }
+        }
+    }
+    assert!(env.len() >= 8, "{env:?}");
+    let config =
+        vcw::config::Config::load(None, env.clone()).unwrap_or_else(|e| panic!("{e}: {env:?}"));
+    assert!(config.cluster.nats_url.is_some() && config.cluster.database_url.is_some());
+    assert!(
+        config
+            .server
+            .store
+            .as_deref()
+            .is_some_and(|s| s.starts_with("s3://"))
+    );
+}
