@@ -3,7 +3,7 @@
 //! Each upload request body (a tus PATCH, or a whole PUT) becomes one *part*: a sealed
 //! object for the video's data subject. The body is sealed as it streams in, through a
 //! temporary file that only ever holds ciphertext, then put in the blob store. A worker
-//! reads the parts back through [`StagedReader`], which decrypts and verifies ranges on
+//! reads the parts back through a [`StagedReader`], which decrypts and verifies ranges on
 //! demand and gives FFmpeg a seekable plaintext view held only in memory.
 
 use std::io::{self, Read, Seek, SeekFrom};
@@ -89,22 +89,89 @@ pub async fn discard_parts(
     Ok(())
 }
 
-/// A seekable plaintext view of an upload's sealed parts.
+/// Something read in windows: a length, and the bytes of the window holding a position.
+pub trait Windows: Send {
+    /// Total length in bytes.
+    fn size(&self) -> u64;
+    /// Loads the window that holds `pos` (< `size()`): its start offset and its bytes.
+    fn load(&mut self, pos: u64) -> io::Result<(u64, Vec<u8>)>;
+}
+
+/// `Read + Seek` over [`Windows`], keeping one window in memory.
+pub struct WindowedReader<W> {
+    inner: W,
+    pos: u64,
+    window: (u64, Vec<u8>),
+}
+
+impl<W: Windows> WindowedReader<W> {
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            pos: 0,
+            window: (0, Vec::new()),
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.inner.size()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<W: Windows> Read for WindowedReader<W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.inner.size() || buf.is_empty() {
+            return Ok(0);
+        }
+        let (start, bytes) = &self.window;
+        if self.pos < *start || self.pos >= start + bytes.len() as u64 {
+            self.window = self.inner.load(self.pos)?;
+        }
+        let (start, bytes) = &self.window;
+        let at = (self.pos - start) as usize;
+        let n = buf.len().min(bytes.len().saturating_sub(at));
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "empty window"));
+        }
+        buf[..n].copy_from_slice(&bytes[at..at + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<W: Windows> Seek for WindowedReader<W> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::End(d) => self.inner.size().checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = target
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
+        Ok(self.pos)
+    }
+}
+
+/// An upload's sealed parts, verified and decrypted a window at a time.
 ///
-/// Blocking: each read that leaves the current window fetches and verifies the next
-/// window through `handle`. Use it only on a blocking thread (the FFmpeg sampler).
-pub struct StagedReader {
+/// Blocking: loading a window fetches and verifies it through `handle`. Use it only on a
+/// blocking thread (the FFmpeg sampler).
+pub struct StagedParts {
     handle: Handle,
     vault: Arc<Vault>,
     store: Arc<dyn BlobStore>,
     parts: Vec<UploadPart>,
     len: u64,
-    pos: u64,
-    /// Plaintext window: its start offset and bytes.
-    window: (u64, Vec<u8>),
 }
 
-impl StagedReader {
+/// A plaintext view of an upload's sealed parts for FFmpeg.
+pub type StagedReader = WindowedReader<StagedParts>;
+
+impl StagedParts {
     pub fn new(
         handle: Handle,
         vault: Arc<Vault>,
@@ -118,21 +185,16 @@ impl StagedReader {
             store,
             parts,
             len,
-            pos: 0,
-            window: (0, Vec::new()),
         }
     }
+}
 
-    pub fn len(&self) -> u64 {
+impl Windows for StagedParts {
+    fn size(&self) -> u64 {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Loads the window holding `pos` (within one part).
-    fn load(&mut self, pos: u64) -> io::Result<()> {
+    fn load(&mut self, pos: u64) -> io::Result<(u64, Vec<u8>)> {
         let part = self
             .parts
             .iter()
@@ -154,40 +216,30 @@ impl StagedReader {
                 .map_err(io::Error::other)?;
             Ok::<_, io::Error>(out)
         })?;
-        self.window = (part_start + from, bytes);
-        Ok(())
+        Ok((part_start + from, bytes))
     }
 }
 
-impl Read for StagedReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos >= self.len || buf.is_empty() {
-            return Ok(0);
-        }
-        let (start, bytes) = &self.window;
-        if self.pos < *start || self.pos >= start + bytes.len() as u64 {
-            self.load(self.pos)?;
-        }
-        let (start, bytes) = &self.window;
-        let at = (self.pos - start) as usize;
-        let n = buf.len().min(bytes.len() - at);
-        buf[..n].copy_from_slice(&bytes[at..at + n]);
-        self.pos += n as u64;
-        Ok(n)
-    }
+/// A plaintext object in a blob store (an S3 source), read by ranged GETs.
+pub struct StoredObject {
+    pub handle: Handle,
+    pub store: Arc<dyn BlobStore>,
+    pub key: String,
+    pub len: u64,
 }
 
-impl Seek for StagedReader {
-    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let target = match to {
-            SeekFrom::Start(p) => Some(p),
-            SeekFrom::End(d) => self.len.checked_add_signed(d),
-            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
-        };
-        let target = target
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
-        self.pos = target;
-        Ok(target)
+impl Windows for StoredObject {
+    fn size(&self) -> u64 {
+        self.len
+    }
+
+    fn load(&mut self, pos: u64) -> io::Result<(u64, Vec<u8>)> {
+        let n = WINDOW.min(self.len - pos);
+        let bytes = self
+            .handle
+            .block_on(self.store.get_range(&self.key, pos, n))
+            .map_err(io::Error::other)?;
+        Ok((pos, bytes))
     }
 }
 
@@ -214,6 +266,40 @@ pub fn looks_like_video(head: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 10 000 bytes in windows of 3 000.
+    struct Mem(Vec<u8>, u32);
+    impl Windows for Mem {
+        fn size(&self) -> u64 {
+            self.0.len() as u64
+        }
+        fn load(&mut self, pos: u64) -> io::Result<(u64, Vec<u8>)> {
+            self.1 += 1;
+            let start = pos - pos % 3000;
+            let end = (start + 3000).min(self.size());
+            Ok((start, self.0[start as usize..end as usize].to_vec()))
+        }
+    }
+
+    #[test]
+    fn windowed_reads_and_seeks_match_the_bytes() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut r = WindowedReader::new(Mem(data.clone(), 0));
+        let mut all = Vec::new();
+        r.read_to_end(&mut all).unwrap();
+        assert_eq!(all, data);
+        assert_eq!(r.inner.1, 4, "each window loaded once");
+        let mut buf = [0u8; 100];
+        r.seek(SeekFrom::End(-50)).unwrap();
+        assert_eq!(r.read(&mut buf).unwrap(), 50);
+        assert_eq!(&buf[..50], &data[9950..]);
+        r.seek(SeekFrom::Start(2990)).unwrap();
+        r.read_exact(&mut buf[..20]).unwrap();
+        assert_eq!(&buf[..20], &data[2990..3010], "across a window boundary");
+        assert!(r.seek(SeekFrom::Current(-5000)).is_err());
+        r.seek(SeekFrom::Start(20_000)).unwrap();
+        assert_eq!(r.read(&mut buf).unwrap(), 0, "past the end reads nothing");
+    }
 
     #[test]
     fn sniffs_containers_and_rejects_others() {

@@ -27,7 +27,7 @@ use crate::queue::{JobMessage, Message};
 use crate::report::ScanReport;
 use crate::scan::{ScanError, scan_file};
 use crate::service::Service;
-use crate::staging::{StagedReader, discard_parts};
+use crate::staging::{StagedParts, StoredObject, WindowedReader, discard_parts};
 use crate::storage::open_store;
 
 /// Where a job's video comes from (stored as JSON in the catalog; also the `source` of
@@ -498,16 +498,14 @@ async fn open_source(
                 .await
                 .map_err(|e| transient(&e))?;
             let (vault, store) = (svc.vault.clone(), svc.store.clone());
-            let reader =
-                StagedReader::new(handle.clone(), vault.clone(), store.clone(), parts.clone());
-            let len = reader.len();
+            let len = parts.iter().map(|p| p.len.max(0) as u64).sum();
             let open: crate::media::OpenReader = Arc::new(move || {
-                Ok(Box::new(StagedReader::new(
+                Ok(Box::new(WindowedReader::new(StagedParts::new(
                     handle.clone(),
                     vault.clone(),
                     store.clone(),
                     parts.clone(),
-                )) as Box<dyn ReadSeek>)
+                ))) as Box<dyn ReadSeek>)
             });
             (format!("upload {upload_id}"), len, open)
         }
@@ -524,14 +522,12 @@ async fn open_source(
                 Err(e) => return Err(transient(&e)),
             };
             let open: crate::media::OpenReader = Arc::new(move || {
-                Ok(Box::new(RangeReader {
+                Ok(Box::new(WindowedReader::new(StoredObject {
                     handle: handle.clone(),
                     store: store.clone(),
                     key: key.clone(),
                     len,
-                    pos: 0,
-                    buf: (0, Vec::new()),
-                }) as Box<dyn ReadSeek>)
+                })) as Box<dyn ReadSeek>)
             });
             (url.clone(), len, open)
         }
@@ -552,54 +548,6 @@ fn split_s3_url(url: &str) -> Option<(String, String)> {
     let rest = url.strip_prefix("s3://")?;
     let (bucket, key) = rest.split_once('/')?;
     (!bucket.is_empty() && !key.is_empty()).then(|| (format!("s3://{bucket}"), key.to_string()))
-}
-
-/// A plaintext object in a blob store, read by ranged GETs of `WINDOW` bytes.
-struct RangeReader {
-    handle: tokio::runtime::Handle,
-    store: Arc<dyn crate::storage::BlobStore>,
-    key: String,
-    len: u64,
-    pos: u64,
-    buf: (u64, Vec<u8>),
-}
-
-const WINDOW: u64 = 1 << 20;
-
-impl Read for RangeReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.pos >= self.len || out.is_empty() {
-            return Ok(0);
-        }
-        let (start, bytes) = &self.buf;
-        if self.pos < *start || self.pos >= start + bytes.len() as u64 {
-            let n = WINDOW.min(self.len - self.pos);
-            let bytes = self
-                .handle
-                .block_on(self.store.get_range(&self.key, self.pos, n))
-                .map_err(io::Error::other)?;
-            self.buf = (self.pos, bytes);
-        }
-        let (start, bytes) = &self.buf;
-        let at = (self.pos - start) as usize;
-        let n = out.len().min(bytes.len() - at);
-        out[..n].copy_from_slice(&bytes[at..at + n]);
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl Seek for RangeReader {
-    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let target = match to {
-            SeekFrom::Start(p) => Some(p),
-            SeekFrom::End(d) => self.len.checked_add_signed(d),
-            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
-        };
-        self.pos = target
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
-        Ok(self.pos)
-    }
 }
 
 fn scan_failure(e: ScanError) -> Failure {

@@ -166,7 +166,20 @@ pub async fn status(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let video = visible_video(&app, &caller, &id).await?;
-    Ok(Json(video_json(&video)))
+    let mut doc = video_json(&video);
+    // Webhook delivery record: attempts so far, delivered or not, last HTTP status.
+    let webhooks: Vec<Value> = app
+        .svc
+        .catalog()
+        .deliveries(&id)
+        .await?
+        .into_iter()
+        .map(|(attempts, delivered, last_status)| {
+            json!({ "attempts": attempts, "delivered": delivered, "last_status": last_status })
+        })
+        .collect();
+    doc["webhooks"] = Value::Array(webhooks);
+    Ok(Json(doc))
 }
 
 pub async fn cancel(

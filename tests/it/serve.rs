@@ -451,6 +451,12 @@ fn tus_upload_to_verdict_playback_and_signed_webhook() {
         assert_eq!(event["verdict"], "allow");
     }
     assert_eq!(hooks[0].0["vcw-delivery"], hooks[1].0["vcw-delivery"]);
+    // ...and the delivery is recorded: two attempts, the last one a 200.
+    let (_, v) = get_json(&s.url(&format!("/v1/videos/{id}")), &uploader);
+    assert_eq!(
+        v["webhooks"],
+        serde_json::json!([{"attempts": 2, "delivered": true, "last_status": 200}])
+    );
     let mut tampered = hooks[0].1.clone();
     tampered[2] ^= 1;
     assert!(!signature_valid(&hooks[0].0["vcw-signature"], &tampered));
@@ -1001,4 +1007,35 @@ fn submit_drain_on_sigterm_and_tls() {
         "000",
         "no plaintext HTTP"
     );
+}
+
+#[test]
+fn cancelling_a_running_job_stops_it_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = token(dir.path(), Role::Uploader);
+    let other = token(dir.path(), Role::Uploader);
+    let s = Server::start(dir.path(), &[("VCW__SERVER__LEASE_SECONDS", "1.5")]);
+    let id = "ca9ce100000000000000000000000001";
+    let clip = asset("samples/generated/1080p_2min.mp4");
+    let (status, ..) = send(
+        "PUT",
+        &s.url(&format!("/v1/videos/{id}")),
+        Some(&up),
+        &[("vcw-subject", "s")],
+        &std::fs::read(clip).unwrap(),
+    );
+    assert_eq!(status, 202);
+    wait_for(&s, &up, id, 120, |v| state(v) == "running");
+    let cancel = s.url(&format!("/v1/videos/{id}/cancel"));
+    assert_eq!(
+        send("POST", &cancel, Some(&other), &[], b"").0,
+        404,
+        "not its video"
+    );
+    assert_eq!(send("POST", &cancel, Some(&up), &[], b"").0, 202);
+    let v = wait_for(&s, &up, id, 60, is_final);
+    assert_eq!(state(&v), "cancelled", "{v}");
+    assert_eq!(v["attempts"], 1);
+    assert!(stored_files(&s.dir, &format!("videos/{id}")).is_empty());
+    assert!(stored_files(&s.dir, "staging").is_empty());
 }
