@@ -48,8 +48,8 @@ pub struct SubmitArgs {
 
 type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
-pub fn run(global: &GlobalArgs, args: &SubmitArgs) -> anyhow::Result<Outcome> {
-    let _ = global;
+/// Needs no configuration: everything comes from flags (or VCW_SERVER / VCW_TOKEN).
+pub fn run(_global: &GlobalArgs, args: &SubmitArgs) -> anyhow::Result<Outcome> {
     let rt = super::runtime()?;
     rt.block_on(submit(args))
 }
