@@ -1016,7 +1016,18 @@ fn cancelling_a_running_job_stops_it_and_leaves_nothing() {
     let other = token(dir.path(), Role::Uploader);
     let s = Server::start(dir.path(), &[("VCW__SERVER__LEASE_SECONDS", "1.5")]);
     let id = "ca9ce100000000000000000000000001";
-    let clip = asset("samples/generated/1080p_2min.mp4");
+    // Long enough to be cancelled mid-way: the long-GOP clip six times over (stream copy).
+    let clip = dir.path().join("long.mp4");
+    let src = asset("samples/generated/longgop.mp4");
+    crate::util::ffmpeg(&[
+        "-stream_loop",
+        "5",
+        "-i",
+        src.to_str().unwrap(),
+        "-c",
+        "copy",
+        clip.to_str().unwrap(),
+    ]);
     let (status, ..) = send(
         "PUT",
         &s.url(&format!("/v1/videos/{id}")),
