@@ -103,6 +103,16 @@ pub struct ServerConfig {
     /// On SIGTERM, how long in-flight jobs may run before the process exits anyway
     /// (their leases then expire and another worker takes them over).
     pub drain_seconds: f64,
+    /// How often the reaper looks for expired leases, stale uploads and unfinished
+    /// erasures.
+    pub reaper_seconds: f64,
+    /// How often the reaper lists the store for orphaned objects (a full listing).
+    pub orphan_sweep_seconds: f64,
+    /// Objects and temporary files younger than this are never swept: they may belong to
+    /// work still in flight.
+    pub orphan_grace_seconds: f64,
+    /// An upload still receiving after this long is expired and its parts shredded.
+    pub upload_expiry_seconds: f64,
 }
 
 impl Default for ServerConfig {
@@ -124,6 +134,10 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             drain_seconds: 60.0,
+            reaper_seconds: 10.0,
+            orphan_sweep_seconds: 300.0,
+            orphan_grace_seconds: 3600.0,
+            upload_expiry_seconds: 86400.0,
         }
     }
 }
@@ -325,9 +339,15 @@ impl Config {
             v.rate_burst,
             v.webhook_retry_base_seconds,
             v.drain_seconds,
+            v.reaper_seconds,
+            v.orphan_sweep_seconds,
+            v.upload_expiry_seconds,
         ];
         if positive.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
             return bad("server durations and rates must be positive numbers");
+        }
+        if !(v.orphan_grace_seconds.is_finite() && v.orphan_grace_seconds >= 0.0) {
+            return bad("server.orphan_grace_seconds must be a number of seconds >= 0");
         }
         if !(v.segment_seconds.is_finite() && v.segment_seconds >= 1.0) {
             return bad("server.segment_seconds must be at least 1");

@@ -2,8 +2,10 @@
 //! the playlist and a manifest for the data subject, and put them in the blob store.
 //!
 //! Segments go from FFmpeg's in-memory muxer straight into the sealer; nothing plaintext
-//! touches the disk. If any step fails, whatever this job already stored is deleted and
-//! its catalog rows removed, so a failed job leaves no orphan objects behind.
+//! touches the disk. Each attempt stores under its own prefix (`videos/{id}/a{n}/`), so
+//! attempts of one video never overwrite or delete each other's objects: only the
+//! manifest of the attempt the catalog records as done is ever referenced. If any step
+//! fails, whatever this attempt already stored is deleted and its catalog rows removed.
 
 use std::io::Cursor;
 
@@ -17,6 +19,7 @@ use crate::vault::{Vault, VaultError, id_hex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
+    /// Bad input: no retry helps.
     #[error(transparent)]
     Media(#[from] MediaError),
     #[error(transparent)]
@@ -25,6 +28,18 @@ pub enum JobError {
     Storage(#[from] StorageError),
     #[error("{0}")]
     Other(String),
+}
+
+impl JobError {
+    /// Worth retrying (store, catalog or I/O trouble); media errors other than I/O mean
+    /// the input itself is bad.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            JobError::Media(m) => m.is_transient(),
+            JobError::Vault(v) => v.is_transient(),
+            JobError::Storage(_) | JobError::Other(_) => true,
+        }
+    }
 }
 
 /// One stored, sealed object.
@@ -101,15 +116,27 @@ pub fn video_prefix(video_id: &str) -> String {
     format!("videos/{video_id}/")
 }
 
-/// Removes whatever an earlier, interrupted attempt stored for `video_id`: objects under
-/// its prefix, and the catalog rows of objects sealed for that location.
-pub async fn remove_video_objects(
+/// Store keys of one attempt at a video all start with this.
+pub fn attempt_prefix(video_id: &str, attempt: i64) -> String {
+    format!("videos/{video_id}/a{attempt}/")
+}
+
+/// The attempt a store key under `videos/{id}/` belongs to, if it is one of ours.
+pub fn attempt_of(key: &str) -> Option<(&str, i64)> {
+    let rest = key.strip_prefix("videos/")?;
+    let (id, rest) = rest.split_once('/')?;
+    let (attempt, _) = rest.strip_prefix('a')?.split_once('/')?;
+    Some((id, attempt.parse().ok()?))
+}
+
+/// Removes the objects stored under `prefix` (one attempt's, or a whole video's) and the
+/// catalog rows of objects sealed for that location.
+pub async fn remove_objects(
     vault: &Vault,
     store: &dyn BlobStore,
-    video_id: &str,
+    prefix: &str,
 ) -> Result<usize, JobError> {
-    let prefix = video_prefix(video_id);
-    let keys = store.list(&prefix).await?;
+    let keys = store.list(prefix).await?;
     for key in &keys {
         store.delete(key).await?;
     }
@@ -134,6 +161,8 @@ pub struct StoreTarget<'a> {
     pub subject_hash: &'a str,
     /// Target segment length, seconds (cut on the next keyframe).
     pub segment_seconds: f64,
+    /// The attempt storing (its fencing token): objects go under its own prefix.
+    pub attempt: i64,
 }
 
 impl StoreTarget<'_> {
@@ -147,15 +176,22 @@ impl StoreTarget<'_> {
         limits: &Limits,
     ) -> Result<Manifest, JobError> {
         let (rt, vault, store, subject) = (self.handle, self.vault, self.store, self.subject_hash);
-        let prefix = video_prefix(video_id);
+        let prefix = attempt_prefix(video_id, self.attempt);
         let mut done: Vec<StoredObject> = Vec::new();
+        // A store or catalog failure inside the segmenter's callback keeps its type, so
+        // that it is retried rather than taken for bad media.
+        let mut sealing_failed: Option<JobError> = None;
         let result = (|| {
             let mut segments = Vec::new();
             let infos = segment(source, self.segment_seconds, limits, |seg| {
                 let key = format!("{prefix}seg-{:05}.ts.sealed", seg.index);
                 let object = rt
                     .block_on(put_sealed(vault, store, subject, &key, &seg.data))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| {
+                        let shown = e.to_string();
+                        sealing_failed = Some(e);
+                        shown
+                    })?;
                 done.push(object.clone());
                 segments.push(StoredSegment {
                     index: seg.index,
@@ -164,7 +200,8 @@ impl StoreTarget<'_> {
                     object,
                 });
                 Ok(())
-            })?;
+            })
+            .map_err(|e| sealing_failed.take().unwrap_or(JobError::Media(e)))?;
             let m3u8 = playlist(&infos, |i| format!("seg-{i:05}.ts"));
             let playlist_key = format!("{prefix}playlist.m3u8.sealed");
             let playlist = rt.block_on(put_sealed(
@@ -210,5 +247,21 @@ impl StoreTarget<'_> {
             });
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_keys_name_their_attempt() {
+        let key = format!("{}seg-00001.ts.sealed", attempt_prefix("ab", 3));
+        assert_eq!(key, "videos/ab/a3/seg-00001.ts.sealed");
+        assert_eq!(attempt_of(&key), Some(("ab", 3)));
+        assert!(key.starts_with(&video_prefix("ab")));
+        assert_eq!(attempt_of("videos/ab/seg-1.ts"), None);
+        assert_eq!(attempt_of("staging/ab/a1/x"), None);
+        assert_eq!(attempt_of("videos/ab/ax/x"), None);
     }
 }

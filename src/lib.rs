@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`api`]: the HTTP API (axum): tus/PUT uploads, jobs, results, playback, erasure.
-//! - [`catalog`]: wrapped keys and sealed objects in SQLite (sqlx).
+//! - [`catalog`]: wrapped keys, sealed objects, videos/jobs, uploads, tokens and the
+//!   outbox, in SQLite or PostgreSQL (sqlx); every multi-step change one transaction.
 //! - [`cli`]: one file per subcommand family (`scan`, `classify`, `keys`, `seal`/`open`);
 //!   argument parsing and exit codes.
 //! - [`config`]: defaults -> TOML file -> `VCW__` environment -> flags, validated once.
@@ -20,17 +21,26 @@
 //! - [`staging`]: uploads sealed as they stream in, and read back for FFmpeg in memory.
 //! - [`storage`]: the blob store for sealed objects: filesystem and S3.
 //! - [`telemetry`]: tracing setup.
+//! - [`events`]: the events a state change causes (outbox rows): plain data.
+//! - [`dispatcher`]: delivers outbox events at least once: webhooks, job announcements.
+//! - [`cleanup`]: removing what an attempt, an upload or an erased video stored.
+//! - [`reaper`]: expired leases, stale uploads, unfinished erasures, orphaned objects.
+//! - [`failpoint`]: `VCW_CRASH_AT` crash points for the crash tests.
 //! - [`queue`]: job queues (embedded: the catalog; cluster: NATS JetStream).
 //! - [`service`]: what the API and the workers share.
 //! - [`worker`]: the worker pool: claim, heartbeat, retry/abort, exactly-once results.
-//! - [`webhook`]: signed, retried, recorded job-completion callbacks.
+//! - [`webhook`]: signing and sending job-completion callbacks.
 //! - [`vault`]: sealing and opening objects with their keys and catalog rows; shredding.
 
 pub mod api;
 pub mod catalog;
+pub mod cleanup;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod dispatcher;
+pub mod events;
+pub mod failpoint;
 pub mod frame;
 pub mod hex;
 pub mod inference;
@@ -38,6 +48,7 @@ pub mod job;
 pub mod media;
 pub mod policy;
 pub mod queue;
+pub mod reaper;
 pub mod report;
 pub mod scan;
 pub mod service;

@@ -26,8 +26,17 @@ impl Service {
         self.vault.catalog()
     }
 
-    /// The store key of an upload part.
-    pub fn part_key(upload_id: &str, start: i64) -> String {
-        format!("staging/{upload_id}/{start:016}.sealed")
+    /// A fresh store key for an upload part at `start`. The random suffix means two
+    /// requests racing on one offset never write (or, losing, delete) each other's part.
+    pub fn part_key(upload_id: &str, start: i64) -> Result<String, crate::crypto::KeyError> {
+        let nonce = crate::hex::encode(&*crate::crypto::random::<8>()?);
+        Ok(format!("staging/{upload_id}/{start:016}-{nonce}.sealed"))
+    }
+
+    /// Publishes the job announcement a commit just wrote (see
+    /// [`crate::dispatcher::publish_now`]).
+    pub async fn announce(&self, video_id: &str) {
+        let event = crate::events::OutboxEvent::publish(video_id, 0);
+        crate::dispatcher::publish_now(self.catalog(), &*self.queue, &event).await;
     }
 }

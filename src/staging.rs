@@ -205,13 +205,14 @@ impl Windows for StagedParts {
         let from = within - within % WINDOW;
         let to = (from + WINDOW).min(part.len as u64) - 1;
         let (vault, store, key) = (&self.vault, &*self.store, part.store_key.clone());
+        let expected = <[u8; 16]>::try_from(part.object_id.as_slice()).ok();
         let bytes = self.handle.block_on(async move {
             let source = StoredSource::new(store, &key)
                 .await
                 .map_err(io::Error::other)?;
             let mut out = Vec::with_capacity((to - from + 1) as usize);
             vault
-                .open_range(&source, from, to, &mut out)
+                .open_range(&source, expected.as_ref(), from, to, &mut out)
                 .await
                 .map_err(io::Error::other)?;
             Ok::<_, io::Error>(out)

@@ -33,8 +33,25 @@ pub enum VaultError {
     Shredded(String),
     #[error("object {0} does not match the catalog: an older or altered copy of the object")]
     Mismatch(String),
+    #[error(
+        "object {found} is not the object expected here ({expected}): the store holds a swapped or misplaced object"
+    )]
+    WrongObject { expected: String, found: String },
+    #[error("subject key {0}…: created and shredded concurrently again and again; retry")]
+    Contended(String),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl VaultError {
+    /// Worth retrying: the catalog or the store may answer next time. Everything else
+    /// (a shredded, unknown, altered or swapped object, a bad key) stays as it is.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            VaultError::Catalog(_) | VaultError::Io(_) | VaultError::Contended(_)
+        )
+    }
 }
 
 /// The keys and catalog behind sealed objects.
@@ -91,38 +108,47 @@ impl Vault {
         &self.catalog
     }
 
-    /// The subject's live key, created on first use (or after a shred).
+    /// The subject's live key, created on first use (or after a shred). Creation is
+    /// insert-if-absent then re-read, so concurrent first uses of a subject all end up
+    /// with the one key that won; nothing sealed is ever under a key that lost.
     async fn subject_key(
         &self,
         subject_hash: &str,
     ) -> Result<(SubjectKeyRow, crate::crypto::Key16), VaultError> {
-        let existing = self.catalog.subject_key(subject_hash).await?;
-        if let Some(row) = &existing
-            && let Some(wrapped) = &row.wrapped
-        {
-            let key = self.kms.unwrap(
-                row.kek_version as u32,
-                wrapped,
-                &subject_context(subject_hash, row.version),
-            )?;
-            return Ok((row.clone(), key));
+        // Two rounds suffice: a lost race means a live key exists on the re-read, unless
+        // that key was shredded in between, which the second round replaces.
+        for _ in 0..3 {
+            let existing = self.catalog.subject_key(subject_hash).await?;
+            if let Some(row) = &existing
+                && let Some(wrapped) = &row.wrapped
+            {
+                let key = self.kms.unwrap(
+                    row.kek_version as u32,
+                    wrapped,
+                    &subject_context(subject_hash, row.version),
+                )?;
+                return Ok((row.clone(), key));
+            }
+            // First use, or the previous key was shredded: a new version, never the old key.
+            let replaces = existing.map(|old| old.version);
+            let version = replaces.map_or(1, |v| v + 1);
+            let key = random::<16>()?;
+            let (kek_version, wrapped) = self
+                .kms
+                .wrap(&key, &subject_context(subject_hash, version))?;
+            let row = SubjectKeyRow {
+                subject_hash: subject_hash.to_string(),
+                key_id: random::<16>()?.to_vec(),
+                version,
+                wrapped: Some(wrapped),
+                kek_version: i64::from(kek_version),
+                shredded_at: None,
+            };
+            if self.catalog.create_subject_key(&row, replaces).await? {
+                return Ok((row, key));
+            }
         }
-        // First use, or the previous key was shredded: a new version, never the old key.
-        let version = existing.map_or(1, |old| old.version + 1);
-        let key = random::<16>()?;
-        let (kek_version, wrapped) = self
-            .kms
-            .wrap(&key, &subject_context(subject_hash, version))?;
-        let row = SubjectKeyRow {
-            subject_hash: subject_hash.to_string(),
-            key_id: random::<16>()?.to_vec(),
-            version,
-            wrapped: Some(wrapped),
-            kek_version: i64::from(kek_version),
-            shredded_at: None,
-        };
-        self.catalog.put_subject_key(&row).await?;
-        Ok((row, key))
+        Err(VaultError::Contended(subject_hash.chars().take(8).collect()))
     }
 
     /// Keyed hash of a subject identifier (what the catalog stores).
@@ -199,9 +225,28 @@ impl Vault {
         Ok((row, summary.header))
     }
 
-    /// The data key of a sealed object whose header is `header`.
-    async fn data_key(&self, header: &Header) -> Result<DataKey, VaultError> {
+    /// The data key of a sealed object whose header is `header`. With `expected`, the
+    /// header must name that object: a catalog reference never opens another object that
+    /// was put in its place (for example one of an allowed video in place of a blocked one).
+    async fn data_key(
+        &self,
+        header: &Header,
+        expected: Option<&[u8; 16]>,
+    ) -> Result<DataKey, VaultError> {
         let id = id_hex(&header.object_id);
+        if let Some(want) = expected
+            && want != &header.object_id
+        {
+            tracing::warn!(
+                expected = %id_hex(want),
+                found = %id,
+                "sealed object does not match its catalog reference"
+            );
+            return Err(VaultError::WrongObject {
+                expected: id_hex(want),
+                found: id,
+            });
+        }
         let row = self
             .catalog
             .object(&header.object_id)
@@ -231,8 +276,14 @@ impl Vault {
         Ok(DataKey::from_bytes(*key))
     }
 
-    /// Verifies and decrypts a whole sealed stream into `output`.
-    pub async fn open<R, W>(&self, mut input: R, output: W) -> Result<u64, VaultError>
+    /// Verifies and decrypts a whole sealed stream into `output`; with `expected`, only if
+    /// it is that object.
+    pub async fn open<R, W>(
+        &self,
+        mut input: R,
+        expected: Option<&[u8; 16]>,
+        output: W,
+    ) -> Result<u64, VaultError>
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -247,17 +298,19 @@ impl Vault {
             got += n;
         }
         let header = Header::parse(&head)?;
-        let key = self.data_key(&header).await?;
+        let key = self.data_key(&header, expected).await?;
         let summary =
             crate::crypto::open(&key, std::io::Cursor::new(head).chain(input), output).await?;
         Ok(summary.plaintext_len)
     }
 
     /// Verifies and decrypts bytes `start..=end_inclusive` of the plaintext, reading only
-    /// the header and the chunks the range touches.
+    /// the header and the chunks the range touches; with `expected`, only if the source
+    /// holds that object.
     pub async fn open_range<S, W>(
         &self,
         source: &S,
+        expected: Option<&[u8; 16]>,
         start: u64,
         end_inclusive: u64,
         output: W,
@@ -268,7 +321,7 @@ impl Vault {
     {
         let head = source.read_at(0, HEADER_LEN).await?;
         let header = Header::parse(&head)?;
-        let key = self.data_key(&header).await?;
+        let key = self.data_key(&header, expected).await?;
         Ok(crate::crypto::open_range(&key, source, start, end_inclusive, output).await?)
     }
 

@@ -7,8 +7,12 @@
 //! - Bad input (not a video, corrupt, over a limit) fails the job at once; anything else
 //!   (store, catalog, I/O) is retried with exponential backoff, and after
 //!   `server.max_attempts` the job is dead.
-//! - A job redelivered after a crash first removes what the crashed attempt stored, and
-//!   its result is recorded only by the attempt that holds the claim.
+//! - Each attempt stores under its own prefix. A new attempt first removes what earlier,
+//!   fenced-off attempts stored; a result is recorded only by the attempt that holds the
+//!   claim, in one transaction with its webhook; an attempt whose result is refused (it
+//!   lost the claim, or the job was cancelled or erased) removes only its own objects.
+//! - A worker that cannot renew its lease for a whole lease period stops the attempt:
+//!   by then the reaper may have given the job to another worker.
 //! - Drain: when `stop` turns true, workers take no new jobs and finish the ones they hold.
 
 use std::io::{self, Read, Seek, SeekFrom};
@@ -19,15 +23,17 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::catalog::{ClaimOutcome, ClaimedJob, JobState, now_ms};
+use crate::catalog::{AttemptEnd, ClaimOutcome, ClaimedJob, JobState, UploadState};
+use crate::cleanup::{close_upload, remove_attempt, remove_earlier_attempts};
+use crate::events::video_ended;
 use crate::inference::Classifier;
-use crate::job::{JobError, Manifest, StoreTarget, remove_video_objects};
-use crate::media::{MediaError, MediaSource, ReadSeek};
+use crate::job::{JobError, Manifest, StoreTarget};
+use crate::media::{MediaSource, ReadSeek};
 use crate::queue::{JobMessage, Message};
 use crate::report::ScanReport;
 use crate::scan::{ScanError, scan_file};
 use crate::service::Service;
-use crate::staging::{StagedParts, StoredObject, WindowedReader, discard_parts};
+use crate::staging::{StagedParts, StoredObject, WindowedReader};
 use crate::storage::open_store;
 
 /// Where a job's video comes from (stored as JSON in the catalog; also the `source` of
@@ -120,36 +126,13 @@ async fn handle(
     tracing::info!(worker = slot, video = %job.video.id, attempt = job.attempt, "job started");
     let (outcome, classifier) = run_attempt(svc, &job, classifier, &*message.settle).await;
     let id = &job.video.id;
-    let catalog = svc.catalog();
     let recorded = match outcome {
-        Ok((report, manifest)) => {
-            let verdict = serde_json::to_value(report.verdict)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            let report_json = serde_json::to_string(&report).unwrap_or_default();
-            let manifest_json = serde_json::to_string(&manifest).unwrap_or_default();
-            match catalog
-                .complete(id, job.attempt, &verdict, &report_json, &manifest_json)
-                .await
-            {
-                Ok(true) => {
-                    tracing::info!(worker = slot, video = %id, verdict, "job done");
-                    finish_source(svc, &job).await;
-                    Some(JobState::Done)
-                }
-                Ok(false) => {
-                    // Cancelled, erased or taken over meanwhile: what we stored must go.
-                    let _ = remove_video_objects(&svc.vault, &*svc.store, id).await;
-                    None
-                }
-                Err(e) => {
-                    tracing::warn!(video = %id, "recording result: {e}");
-                    None
-                }
-            }
+        Ok((report, manifest)) => record_result(svc, &job, &report, &manifest, slot).await,
+        Err(Failure::LostClaim) => {
+            tracing::info!(worker = slot, video = %id, attempt = job.attempt, "lost the claim");
+            remove_own(svc, &job).await;
+            None
         }
-        Err(Failure::LostClaim) => None,
         Err(failure) => record_failure(svc, &job, failure).await,
     };
     match recorded {
@@ -157,15 +140,80 @@ async fn handle(
             let delay = retry_delay(svc, job.attempt);
             message.settle.retry_after(delay).await;
         }
-        Some(state) => {
-            if let Err(e) = enqueue_webhook(svc, id, state).await {
-                tracing::warn!(video = %id, "webhook: {e}");
-            }
-            message.settle.ack().await;
-        }
-        None => message.settle.ack().await,
+        _ => message.settle.ack().await,
     }
     classifier
+}
+
+/// Records a finished attempt's result with its webhook (one transaction); returns the
+/// state recorded, or None if the result was refused or could not be recorded.
+async fn record_result(
+    svc: &Service,
+    job: &ClaimedJob,
+    report: &ScanReport,
+    manifest: &Manifest,
+    slot: usize,
+) -> Option<JobState> {
+    let id = &job.video.id;
+    let verdict = serde_json::to_value(report.verdict)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let (report_json, manifest_json) =
+        match (serde_json::to_string(report), serde_json::to_string(manifest)) {
+            (Ok(r), Ok(m)) => (r, m),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(video = %id, "serialising the result: {e}");
+                remove_own(svc, job).await;
+                return None;
+            }
+        };
+    let event = video_ended(
+        &job.video,
+        JobState::Done,
+        Some(&verdict),
+        Some(&report_json),
+        None,
+    );
+    crate::failpoint::hit("before-complete");
+    match svc
+        .catalog()
+        .complete(
+            id,
+            job.attempt,
+            &verdict,
+            &report_json,
+            &manifest_json,
+            event.as_ref(),
+        )
+        .await
+    {
+        Ok(true) => {
+            crate::failpoint::hit("after-complete");
+            tracing::info!(worker = slot, video = %id, verdict, "job done");
+            finish_source(svc, job).await;
+            Some(JobState::Done)
+        }
+        Ok(false) => {
+            // Cancelled, erased or taken over meanwhile: what this attempt stored goes.
+            tracing::info!(worker = slot, video = %id, "result refused: the job moved on");
+            remove_own(svc, job).await;
+            None
+        }
+        Err(e) => {
+            // Whether it committed is unknown: the objects stay until the reaper decides
+            // from the catalog whether they are referenced.
+            tracing::warn!(video = %id, "recording result: {e}");
+            None
+        }
+    }
+}
+
+/// Removes this attempt's own objects (never another attempt's).
+async fn remove_own(svc: &Service, job: &ClaimedJob) {
+    if let Err(e) = remove_attempt(svc, &job.video.id, job.attempt).await {
+        tracing::warn!(video = %job.video.id, "removing the attempt's objects (the reaper retries): {e}");
+    }
 }
 
 /// Records a job that arrived whole on the queue (from another producer), once.
@@ -185,14 +233,17 @@ async fn record_job(svc: &Service, id: &str, job: &JobMessage) -> Result<(), Str
         .map_err(|e| e.to_string())?;
     let source = serde_json::to_string(source).map_err(|e| e.to_string())?;
     svc.catalog()
-        .insert_video(&crate::catalog::NewVideo {
-            id: &id,
-            subject_hash: &subject_hash,
-            owner: "queue",
-            source: &source,
-            max_attempts: svc.config.server.max_attempts,
-            callback_url: job.callback_url.as_deref(),
-        })
+        .insert_video(
+            &crate::catalog::NewVideo {
+                id: &id,
+                subject_hash: &subject_hash,
+                owner: "queue",
+                source: &source,
+                max_attempts: svc.config.server.max_attempts,
+                callback_url: job.callback_url.as_deref(),
+            },
+            false,
+        )
         .await
         .map_err(|e| e.to_string())?;
     Ok(())
@@ -203,10 +254,11 @@ fn retry_delay(svc: &Service, attempt: i64) -> Duration {
     Duration::from_secs_f64(base * f64::from(1u32 << (attempt.clamp(1, 10) - 1)))
 }
 
-/// Records a failed attempt; returns the state the job is now in.
+/// Records a failed attempt with its webhook (one transaction); returns the state the
+/// job is now in.
 async fn record_failure(svc: &Service, job: &ClaimedJob, failure: Failure) -> Option<JobState> {
     let id = &job.video.id;
-    let _ = remove_video_objects(&svc.vault, &*svc.store, id).await;
+    remove_own(svc, job).await;
     let (state, error, retry_ms) = match failure {
         Failure::Permanent(e) => (JobState::Failed, e, 0),
         Failure::Cancelled => (JobState::Cancelled, "cancelled".to_string(), 0),
@@ -223,13 +275,25 @@ async fn record_failure(svc: &Service, job: &ClaimedJob, failure: Failure) -> Op
         Failure::LostClaim => return None,
     };
     tracing::info!(video = %id, attempt = job.attempt, state = state.as_str(), "job ended: {error}");
+    let event = match state {
+        JobState::Queued => None,
+        _ => video_ended(&job.video, state, None, None, Some(&error)),
+    };
+    let end = AttemptEnd {
+        state,
+        error: &error,
+        retry_in_ms: retry_ms,
+    };
     match svc
         .catalog()
-        .fail(id, job.attempt, state, &error, retry_ms)
+        .fail(id, job.attempt, &end, event.as_ref())
         .await
     {
         Ok(true) => {
-            if matches!(state, JobState::Failed | JobState::Cancelled) {
+            if matches!(
+                state,
+                JobState::Failed | JobState::Cancelled | JobState::Dead
+            ) {
                 finish_source(svc, job).await;
             }
             Some(state)
@@ -242,80 +306,15 @@ async fn record_failure(svc: &Service, job: &ClaimedJob, failure: Failure) -> Op
     }
 }
 
-/// The job's staged upload is no longer needed: delete and shred its parts.
+/// The job's staged upload is no longer needed: end it and shred its parts.
 async fn finish_source(svc: &Service, job: &ClaimedJob) {
     let Ok(JobSource::Upload { upload_id }) = serde_json::from_str(&job.video.source) else {
         return;
     };
-    let catalog = svc.catalog();
-    let result = async {
-        let parts = catalog
-            .upload_parts(&upload_id)
-            .await
-            .map_err(|e| e.to_string())?;
-        discard_parts(&svc.vault, &*svc.store, &parts)
-            .await
-            .map_err(|e| e.to_string())?;
-        catalog
-            .close_upload(&upload_id, "consumed")
-            .await
-            .map_err(|e| e.to_string())
+    let from = [UploadState::Complete];
+    if let Err(e) = close_upload(svc, &upload_id, &from, UploadState::Consumed).await {
+        tracing::warn!(upload = %upload_id, "discarding staged upload (the reaper sweeps it): {e}");
     }
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(upload = %upload_id, "discarding staged upload: {e}");
-    }
-}
-
-/// The event a webhook carries.
-#[derive(Serialize)]
-struct Event<'a> {
-    event: &'static str,
-    video_id: &'a str,
-    state: JobState,
-    verdict: Option<&'a str>,
-    escalate: Option<bool>,
-    reasons: Option<serde_json::Value>,
-    error: Option<&'a str>,
-    at_ms: i64,
-}
-
-async fn enqueue_webhook(svc: &Service, id: &str, state: JobState) -> Result<(), String> {
-    let catalog = svc.catalog();
-    let Some(video) = catalog.video(id).await.map_err(|e| e.to_string())? else {
-        return Ok(());
-    };
-    let Some(url) = &video.callback_url else {
-        return Ok(());
-    };
-    let report: Option<serde_json::Value> = video
-        .report
-        .as_deref()
-        .and_then(|r| serde_json::from_str(r).ok());
-    let event = Event {
-        event: if state == JobState::Done {
-            "video.completed"
-        } else {
-            "video.failed"
-        },
-        video_id: id,
-        state,
-        verdict: video.verdict.as_deref(),
-        escalate: report
-            .as_ref()
-            .and_then(|r| r.get("escalate"))
-            .and_then(|e| e.as_bool()),
-        reasons: report.as_ref().and_then(|r| r.get("reasons")).cloned(),
-        error: video.error.as_deref(),
-        at_ms: now_ms(),
-    };
-    let body = serde_json::to_string(&event).map_err(|e| e.to_string())?;
-    // One delivery per job outcome: the id makes a repeated enqueue a no-op.
-    let delivery_id = format!("{id}-{}", state.as_str());
-    catalog
-        .insert_delivery(&delivery_id, id, url, &body)
-        .await
-        .map_err(|e| e.to_string())
 }
 
 /// A reader that fails once the job is cancelled, and remembers whether the underlying
@@ -360,7 +359,7 @@ async fn run_attempt(
     settle: &dyn crate::queue::Settle,
 ) -> (Result<(ScanReport, Manifest), Failure>, Option<Classifier>) {
     let id = job.video.id.clone();
-    if let Err(e) = remove_video_objects(&svc.vault, &*svc.store, &id).await {
+    if let Err(e) = remove_earlier_attempts(svc, &id, job.attempt).await {
         return (Err(Failure::Transient(e.to_string())), classifier);
     }
     let source: JobSource = match serde_json::from_str(&job.video.source) {
@@ -385,6 +384,7 @@ async fn run_attempt(
         let (svc, id, cancel, progress) =
             (svc.clone(), id.clone(), cancel.clone(), progress.clone());
         let subject_hash = job.video.subject_hash.clone();
+        let attempt = job.attempt;
         tokio::task::spawn_blocking(move || {
             let mut classifier = match classifier {
                 Some(c) => c,
@@ -416,6 +416,7 @@ async fn run_attempt(
                     store: &*svc.store,
                     subject_hash: &subject_hash,
                     segment_seconds: svc.config.server.segment_seconds,
+                    attempt,
                 };
                 target
                     .store_video(&id, &media, &report, &svc.config.limits)
@@ -435,18 +436,29 @@ async fn run_attempt(
     tokio::pin!(work);
     let beat = Duration::from_secs_f64((svc.config.server.lease_seconds / 3.0).max(0.05));
     let lease_ms = (svc.config.server.lease_seconds * 1000.0) as i64;
+    let lease = Duration::from_millis(lease_ms as u64);
+    let mut renewed = std::time::Instant::now();
     let mut lost = false;
     let joined = loop {
         tokio::select! {
             joined = &mut work => break joined,
-            _ = tokio::time::sleep(beat) => {
+            _ = tokio::time::sleep(beat), if !lost => {
                 let p = f64::from_bits(progress.load(Ordering::Relaxed));
                 match svc.catalog().heartbeat(&id, job.attempt, p, lease_ms).await {
                     Ok(Some(cancelled)) => {
+                        renewed = std::time::Instant::now();
                         if cancelled { cancel.store(true, Ordering::Relaxed); }
                     }
                     Ok(None) => { lost = true; cancel.store(true, Ordering::Relaxed); }
-                    Err(e) => tracing::warn!(video = %id, "heartbeat: {e}"),
+                    Err(e) => {
+                        tracing::warn!(video = %id, "heartbeat: {e}");
+                        // Unrenewed for a whole lease: the reaper may have handed the job
+                        // on already, so this attempt must stop.
+                        if renewed.elapsed() >= lease {
+                            lost = true;
+                            cancel.store(true, Ordering::Relaxed);
+                        }
+                    }
                 }
                 settle.in_progress().await;
             }
@@ -487,10 +499,12 @@ async fn open_source(
                 .await
                 .map_err(|e| transient(&e))?
                 .ok_or_else(|| Failure::Permanent(format!("upload {upload_id} does not exist")))?;
-            if upload.state != "complete" {
+            if upload.state != UploadState::Complete {
                 return Err(Failure::Permanent(format!(
                     "upload {upload_id} is {} ({} of {} bytes)",
-                    upload.state, upload.received, upload.length
+                    upload.state.as_str(),
+                    upload.received,
+                    upload.length
                 )));
             }
             let parts = catalog
@@ -552,22 +566,16 @@ fn split_s3_url(url: &str) -> Option<(String, String)> {
 
 fn scan_failure(e: ScanError) -> Failure {
     match e {
-        ScanError::Media(m) => media_failure(m),
-        ScanError::Inference { .. } => Failure::Transient(e.to_string()),
-    }
-}
-
-fn media_failure(e: MediaError) -> Failure {
-    match e {
-        MediaError::Io { .. } => Failure::Transient(e.to_string()),
-        other => Failure::Permanent(other.to_string()),
+        ScanError::Media(m) if !m.is_transient() => Failure::Permanent(m.to_string()),
+        e => Failure::Transient(e.to_string()),
     }
 }
 
 fn job_failure(e: JobError) -> Failure {
-    match e {
-        JobError::Media(m) => media_failure(m),
-        other => Failure::Transient(other.to_string()),
+    if e.is_transient() {
+        Failure::Transient(e.to_string())
+    } else {
+        Failure::Permanent(e.to_string())
     }
 }
 

@@ -71,7 +71,12 @@ impl ApiError {
 
 impl From<crate::catalog::CatalogError> for ApiError {
     fn from(e: crate::catalog::CatalogError) -> Self {
-        ApiError::internal(e)
+        if e.is_unavailable() {
+            tracing::warn!("catalog unavailable: {e}");
+            ApiError::Unavailable("the catalog database is not answering".into())
+        } else {
+            ApiError::internal(e)
+        }
     }
 }
 
@@ -87,6 +92,9 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::TooMany { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            ApiError::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(5u64));
             }
             ApiError::Unauthorized => {
                 headers.insert(

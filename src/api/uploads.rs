@@ -21,9 +21,10 @@ use tokio_util::io::StreamReader;
 use super::App;
 use super::auth::Caller;
 use super::error::ApiError;
-use crate::catalog::{NewVideo, UploadRow};
+use crate::catalog::{NewVideo, PartAdded, UploadRow, UploadState};
 use crate::service::Service;
 use crate::staging::{discard_parts, looks_like_video, stage_part};
+use crate::cleanup::close_upload;
 use crate::worker::JobSource;
 
 const TUS_VERSION: &str = "1.0.0";
@@ -157,7 +158,8 @@ pub async fn create(
         .vault
         .kms_subject_hash(&subject)
         .map_err(ApiError::internal)?;
-    svc.catalog()
+    let created = svc
+        .catalog()
         .insert_upload(&UploadRow {
             id: id.clone(),
             subject_hash,
@@ -166,9 +168,13 @@ pub async fn create(
             received: 0,
             filename: get("filename"),
             callback_url,
-            state: "receiving".into(),
+            state: UploadState::Receiving,
         })
         .await?;
+    if !created {
+        // 128 random bits collided: not going to happen, but never overwrite.
+        return Err(ApiError::Conflict(format!("upload {id} exists")));
+    }
     tracing::info!(upload = %id, length, owner = %caller.id, "upload created");
     let mut r = StatusCode::CREATED.into_response();
     r.headers_mut().insert(
@@ -201,7 +207,7 @@ pub async fn head(
 ) -> Result<Response, ApiError> {
     check_tus(&headers)?;
     let upload = owned_upload(&app, &caller, &id).await?;
-    if upload.state == "terminated" {
+    if upload.state == UploadState::Terminated {
         return Err(ApiError::Gone);
     }
     let mut r = StatusCode::OK.into_response();
@@ -258,8 +264,11 @@ pub async fn patch(
     let offset: i64 = header_str(&headers, "upload-offset")
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| ApiError::BadRequest("Upload-Offset required".into()))?;
-    if upload.state != "receiving" {
-        return Err(ApiError::Conflict(format!("upload is {}", upload.state)));
+    if upload.state != UploadState::Receiving {
+        return Err(ApiError::Conflict(format!(
+            "upload is {}",
+            upload.state.as_str()
+        )));
     }
     if offset != upload.received {
         return Err(ApiError::Conflict(format!(
@@ -281,17 +290,19 @@ pub async fn patch(
         ));
     }
     let body = std::io::Cursor::new(head).chain(reader);
+    let key = Service::part_key(&id, offset).map_err(ApiError::internal)?;
     let part = stage_part(
         &svc.vault,
         &*svc.store,
         &svc.tmp_dir,
         &upload.subject_hash,
-        &Service::part_key(&id, offset),
+        &key,
         offset,
         body,
     )
     .await
     .map_err(ApiError::internal)?;
+    crate::failpoint::hit("after-stage-part");
     if part.len as u64 > remaining {
         discard_parts(&svc.vault, &*svc.store, &[part])
             .await
@@ -301,53 +312,61 @@ pub async fn patch(
             upload.length
         )));
     }
-    let Some(received) = svc.catalog().add_upload_part(&id, &part).await? else {
+    let source = upload_source(&id)?;
+    let video = new_video(svc, &id, &upload, &source);
+    let added = svc.catalog().add_upload_part(&id, &part, &video).await;
+    if !matches!(added, Ok(PartAdded::Received(_) | PartAdded::Completed)) {
+        // Not recorded: this request's part goes (it has a key of its own).
         discard_parts(&svc.vault, &*svc.store, &[part])
             .await
             .map_err(ApiError::internal)?;
+        added?;
         return Err(ApiError::Conflict(
             "another request changed the upload's offset".into(),
         ));
-    };
-    let mut r = StatusCode::NO_CONTENT.into_response();
-    if received == upload.length {
-        tracing::info!(upload = %id, "upload complete");
-        let source = JobSource::Upload {
-            upload_id: id.clone(),
-        };
-        queue_video(svc, &id, &upload, &source).await?;
-        r.headers_mut().insert(
-            "vcw-video",
-            HeaderValue::from_str(&format!("/v1/videos/{id}")).map_err(ApiError::internal)?,
-        );
     }
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    let received = match added? {
+        PartAdded::Received(n) => n,
+        _ => {
+            tracing::info!(upload = %id, "upload complete");
+            crate::failpoint::hit("before-publish");
+            svc.announce(&id).await;
+            r.headers_mut().insert(
+                "vcw-video",
+                HeaderValue::from_str(&format!("/v1/videos/{id}"))
+                    .map_err(ApiError::internal)?,
+            );
+            upload.length
+        }
+    };
     offsets(&mut r, &upload, received);
     Ok(tus_headers(r))
 }
 
-/// Records the job for a completed upload (video id = upload id) and announces it.
-pub(super) async fn queue_video(
+/// The job source of an upload's video (video id = upload id), as stored.
+fn upload_source(id: &str) -> Result<String, ApiError> {
+    serde_json::to_string(&JobSource::Upload {
+        upload_id: id.to_string(),
+    })
+    .map_err(ApiError::internal)
+}
+
+/// The video row for an upload's (or a job's) source.
+pub(super) fn new_video<'a>(
     svc: &Service,
-    id: &str,
-    upload: &UploadRow,
-    source: &JobSource,
-) -> Result<bool, ApiError> {
-    let source = serde_json::to_string(source).map_err(ApiError::internal)?;
-    let created = svc
-        .catalog()
-        .insert_video(&NewVideo {
-            id,
-            subject_hash: &upload.subject_hash,
-            owner: &upload.owner,
-            source: &source,
-            max_attempts: svc.config.server.max_attempts,
-            callback_url: upload.callback_url.as_deref(),
-        })
-        .await?;
-    if created {
-        svc.queue.publish(id).await.map_err(ApiError::internal)?;
+    id: &'a str,
+    upload: &'a UploadRow,
+    source: &'a str,
+) -> NewVideo<'a> {
+    NewVideo {
+        id,
+        subject_hash: &upload.subject_hash,
+        owner: &upload.owner,
+        source,
+        max_attempts: svc.config.server.max_attempts,
+        callback_url: upload.callback_url.as_deref(),
     }
-    Ok(created)
 }
 
 pub async fn terminate(
@@ -359,17 +378,16 @@ pub async fn terminate(
     check_tus(&headers)?;
     let svc = &app.svc;
     let upload = owned_upload(&app, &caller, &id).await?;
-    if upload.state != "receiving" {
-        return Err(ApiError::Conflict(format!(
-            "upload is {}: it can no longer be terminated",
-            upload.state
-        )));
-    }
-    let parts = svc.catalog().upload_parts(&id).await?;
-    discard_parts(&svc.vault, &*svc.store, &parts)
+    let from = [UploadState::Receiving];
+    let closed = close_upload(svc, &id, &from, UploadState::Terminated)
         .await
         .map_err(ApiError::internal)?;
-    svc.catalog().close_upload(&id, "terminated").await?;
+    if closed.is_none() {
+        return Err(ApiError::Conflict(format!(
+            "upload is {}: it can no longer be terminated",
+            upload.state.as_str()
+        )));
+    }
     Ok(tus_headers(StatusCode::NO_CONTENT.into_response()))
 }
 
@@ -398,9 +416,6 @@ pub async fn put_video(
             "body of {n} bytes is over the limit of {limit} bytes"
         )));
     }
-    if svc.catalog().video(&id).await?.is_some() || svc.catalog().upload(&id).await?.is_some() {
-        return Err(ApiError::Conflict(format!("video {id} exists")));
-    }
     check_capacity(svc).await?;
     let mut reader = body_reader(body, false).take(limit + 1);
     let head = peek(&mut reader)
@@ -415,44 +430,59 @@ pub async fn put_video(
         .vault
         .kms_subject_hash(subject)
         .map_err(ApiError::internal)?;
-    let part = stage_part(
-        &svc.vault,
-        &*svc.store,
-        &svc.tmp_dir,
-        &subject_hash,
-        &Service::part_key(&id, 0),
-        0,
-        std::io::Cursor::new(head).chain(reader),
-    )
-    .await
-    .map_err(|e| ApiError::BadRequest(format!("storing the body: {e}")))?;
-    if part.len as u64 > limit {
-        discard_parts(&svc.vault, &*svc.store, &[part])
-            .await
-            .map_err(ApiError::internal)?;
-        return Err(ApiError::TooLarge(format!(
-            "body is over the limit of {limit} bytes"
-        )));
-    }
     let upload = UploadRow {
         id: id.clone(),
         subject_hash,
         owner: caller.id.clone(),
-        length: part.len,
+        length: 0,
         received: 0,
         filename: None,
         callback_url,
-        state: "receiving".into(),
+        state: UploadState::Receiving,
     };
+    // The row first: of concurrent PUTs with one id exactly one gets it, and nothing is
+    // staged for the others.
     let catalog = svc.catalog();
-    catalog.insert_upload(&upload).await?;
-    if catalog.add_upload_part(&id, &part).await?.is_none() {
+    if !catalog.insert_upload(&upload).await? {
         return Err(ApiError::Conflict(format!("video {id} exists")));
     }
-    let source = JobSource::Upload {
-        upload_id: id.clone(),
+    let staged = stage_part(
+        &svc.vault,
+        &*svc.store,
+        &svc.tmp_dir,
+        &upload.subject_hash,
+        &Service::part_key(&id, 0).map_err(ApiError::internal)?,
+        0,
+        std::io::Cursor::new(head).chain(reader),
+    )
+    .await;
+    let part = match staged {
+        Ok(part) if part.len as u64 <= limit => part,
+        other => {
+            // The id is free again; a part that was stored goes.
+            if let Ok(part) = &other {
+                discard_parts(&svc.vault, &*svc.store, std::slice::from_ref(part))
+                    .await
+                    .map_err(ApiError::internal)?;
+            }
+            catalog.drop_empty_upload(&id).await?;
+            return Err(match other {
+                Ok(_) => ApiError::TooLarge(format!("body is over the limit of {limit} bytes")),
+                Err(e) => ApiError::BadRequest(format!("storing the body: {e}")),
+            });
+        }
     };
-    queue_video(svc, &id, &upload, &source).await?;
+    crate::failpoint::hit("after-stage-part");
+    let source = upload_source(&id)?;
+    let video = new_video(svc, &id, &upload, &source);
+    if !catalog.complete_put(&part, &video).await? {
+        discard_parts(&svc.vault, &*svc.store, std::slice::from_ref(&part))
+            .await
+            .map_err(ApiError::internal)?;
+        return Err(ApiError::Conflict(format!("video {id} exists")));
+    }
+    crate::failpoint::hit("before-publish");
+    svc.announce(&id).await;
     tracing::info!(video = %id, bytes = part.len, owner = %caller.id, "video received");
     Ok((
         StatusCode::ACCEPTED,

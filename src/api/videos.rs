@@ -10,11 +10,10 @@ use serde_json::{Value, json};
 use super::App;
 use super::auth::Caller;
 use super::error::ApiError;
-use super::uploads::{check_callback, check_capacity, queue_video};
-use crate::catalog::{JobState, UploadRow, VideoRow};
-use crate::job::{Manifest, StoredObject, video_prefix};
+use super::uploads::{check_callback, check_capacity, new_video};
+use crate::catalog::{JobState, UploadRow, UploadState, VideoRow};
+use crate::job::{Manifest, StoredObject};
 use crate::service::Service;
-use crate::staging::discard_parts;
 use crate::storage::StoredSource;
 use crate::worker::JobSource;
 
@@ -92,10 +91,12 @@ pub async fn submit(
                     "an upload's video id is the upload id".into(),
                 ));
             }
-            if upload.state != "complete" {
+            if upload.state != UploadState::Complete {
                 return Err(ApiError::Conflict(format!(
                     "upload is {} ({} of {} bytes)",
-                    upload.state, upload.received, upload.length
+                    upload.state.as_str(),
+                    upload.received,
+                    upload.length
                 )));
             }
             let upload = UploadRow {
@@ -134,7 +135,7 @@ pub async fn submit(
                 received: 0,
                 filename: None,
                 callback_url: req.callback_url.clone(),
-                state: String::new(),
+                state: UploadState::Receiving,
             };
             (id, upload)
         }
@@ -146,7 +147,14 @@ pub async fn submit(
         return Ok((StatusCode::OK, Json(video_json(&existing))).into_response());
     }
     check_capacity(svc).await?;
-    queue_video(svc, &id, &upload, &req.source).await?;
+    let source = serde_json::to_string(&req.source).map_err(ApiError::internal)?;
+    if svc
+        .catalog()
+        .insert_video(&new_video(svc, &id, &upload, &source), true)
+        .await?
+    {
+        svc.announce(&id).await;
+    }
     let video = svc
         .catalog()
         .video(&id)
@@ -167,18 +175,9 @@ pub async fn status(
 ) -> Result<Json<Value>, ApiError> {
     let video = visible_video(&app, &caller, &id).await?;
     let mut doc = video_json(&video);
-    // Webhook delivery record: attempts so far, delivered or not, last HTTP status.
-    let webhooks: Vec<Value> = app
-        .svc
-        .catalog()
-        .deliveries(&id)
-        .await?
-        .into_iter()
-        .map(|(attempts, delivered, last_status)| {
-            json!({ "attempts": attempts, "delivered": delivered, "last_status": last_status })
-        })
-        .collect();
-    doc["webhooks"] = Value::Array(webhooks);
+    // Webhook delivery record: event id, attempts so far, delivered or not, last status.
+    let webhooks = app.svc.catalog().deliveries(&id).await?;
+    doc["webhooks"] = serde_json::to_value(webhooks).map_err(ApiError::internal)?;
     Ok(Json(doc))
 }
 
@@ -197,65 +196,25 @@ pub async fn cancel(
 }
 
 /// Crypto-shreds and deletes everything stored for the video: segments, playlist,
-/// manifest, and a staged upload not yet consumed. The row stays, marked erased.
+/// manifest (of every attempt), and a staged upload not yet consumed. A running job is
+/// stopped first. The row stays, marked erased.
 pub async fn erase(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let svc = &app.svc;
-    let video = visible_video(&app, &caller, &id).await?;
-    let catalog = svc.catalog();
-    catalog.request_cancel(&id).await?;
-    let mut shredded = 0usize;
-    if let Some(m) = video.manifest.as_deref() {
-        let manifest: Manifest = serde_json::from_str(m).map_err(ApiError::internal)?;
-        let objects = manifest
-            .segments
-            .iter()
-            .map(|s| &s.object)
-            .chain([&manifest.playlist]);
-        for object in objects {
-            if let Some(oid) = crate::vault::parse_id(&object.object_id)
-                && svc.vault.shred_object(&oid).await.is_ok()
-            {
-                shredded += 1;
-            }
-        }
-        let location = format!("{}/{}", svc.store.describe(), manifest.manifest_key);
-        for row in catalog.objects_at(&location).await? {
-            if let Ok(oid) = <[u8; 16]>::try_from(row.object_id.as_slice())
-                && svc.vault.shred_object(&oid).await.is_ok()
-            {
-                shredded += 1;
-            }
-        }
-    }
-    let keys = svc
-        .store
-        .list(&video_prefix(&id))
+    visible_video(&app, &caller, &id).await?;
+    let wait = std::time::Duration::from_secs_f64(svc.config.server.lease_seconds + 5.0);
+    let erasure = crate::cleanup::erase_video(svc, &id, wait)
         .await
         .map_err(ApiError::internal)?;
-    for key in &keys {
-        svc.store.delete(key).await.map_err(ApiError::internal)?;
-    }
-    if let JobSource::Upload { upload_id } =
-        serde_json::from_str(&video.source).map_err(ApiError::internal)?
-    {
-        let parts = catalog.upload_parts(&upload_id).await?;
-        shredded += parts.len();
-        discard_parts(&svc.vault, &*svc.store, &parts)
-            .await
-            .map_err(ApiError::internal)?;
-        catalog.close_upload(&upload_id, "erased").await?;
-    }
-    catalog.mark_erased(&id).await?;
-    tracing::info!(video = %id, by = %caller.id, shredded, "video erased");
+    tracing::info!(video = %id, by = %caller.id, shredded = erasure.objects_shredded, "video erased");
     Ok(Json(json!({
         "id": id,
         "erased": true,
-        "objects_shredded": shredded,
-        "objects_deleted": keys.len(),
+        "objects_shredded": erasure.objects_shredded,
+        "objects_deleted": erasure.objects_deleted,
     })))
 }
 
@@ -291,9 +250,11 @@ async fn open_object(
     let source = StoredSource::new(&*svc.store, &object.key)
         .await
         .map_err(ApiError::internal)?;
+    let expected = crate::vault::parse_id(&object.object_id)
+        .ok_or_else(|| ApiError::internal("manifest with a malformed object id"))?;
     let mut out = Vec::with_capacity(len as usize);
     svc.vault
-        .open_range(&source, start, start + len - 1, &mut out)
+        .open_range(&source, Some(&expected), start, start + len - 1, &mut out)
         .await
         .map_err(ApiError::internal)?;
     Ok(out)

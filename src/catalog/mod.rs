@@ -18,8 +18,8 @@ use sqlx::{AnyPool, Executor, Row};
 
 mod service;
 pub use service::{
-    ClaimOutcome, ClaimedJob, Delivery, JobState, NewVideo, TokenRow, UploadPart, UploadRow,
-    VideoRow, now_ms,
+    AttemptEnd, ClaimOutcome, ClaimedJob, DeliveryRecord, JobState, NewVideo, OutboxRow,
+    PartAdded, TokenRow, UploadPart, UploadRow, UploadState, VideoRow, now_ms,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +28,24 @@ pub enum CatalogError {
     Open { path: String, source: sqlx::Error },
     #[error("catalog: {0}")]
     Query(#[from] sqlx::Error),
+}
+
+impl CatalogError {
+    /// The database did not answer (down, restarting, unreachable, pool exhausted):
+    /// retry later. Other errors are about the query or the data.
+    pub fn is_unavailable(&self) -> bool {
+        let e = match self {
+            CatalogError::Open { source, .. } | CatalogError::Query(source) => source,
+        };
+        matches!(
+            e,
+            sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Tls(_)
+        ) || matches!(e, sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
+    }
 }
 
 /// `{INT}`, `{BLOB}` and `{REAL}` become the backend's 64-bit integer, byte string and
@@ -112,7 +130,14 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 #[derive(Clone)]
 pub struct Catalog {
     pool: AnyPool,
+    /// PostgreSQL rather than SQLite: decides the few spellings that differ.
+    postgres: bool,
 }
+
+/// The database's clock, Unix milliseconds. Leases and due times are computed here,
+/// never from a worker's clock.
+const SQLITE_NOW: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
+const POSTGRES_NOW: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
 
 /// The schema with the backend's type names.
 fn schema(postgres: bool) -> String {
@@ -201,7 +226,25 @@ impl Catalog {
         }
         created.map_err(open_err)?;
         drop(conn);
-        Ok(Self { pool })
+        Ok(Self { pool, postgres })
+    }
+
+    /// The SQL expression for the database's current time (Unix ms).
+    fn now_sql(&self) -> &'static str {
+        if self.postgres { POSTGRES_NOW } else { SQLITE_NOW }
+    }
+
+    /// `sql` with `{now}` spelled for this backend.
+    fn sql(&self, sql: &str) -> String {
+        sql.replace("{now}", self.now_sql())
+    }
+
+    /// The database's current time (Unix ms).
+    pub async fn now(&self) -> Result<i64, CatalogError> {
+        let row = sqlx::query(&self.sql("SELECT {now} AS now"))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("now")?)
     }
 
     pub async fn subject_key(
@@ -215,24 +258,38 @@ impl Catalog {
         row.map(|r| subject_row(&r)).transpose()
     }
 
-    /// Inserts or replaces (after a shred) a subject's key.
-    pub async fn put_subject_key(&self, row: &SubjectKeyRow) -> Result<(), CatalogError> {
-        sqlx::query(
-            "INSERT INTO subject_keys (subject_hash, key_id, version, wrapped, kek_version, created_at, shredded_at)
-             VALUES ($1, $2, $3, $4, $5, $6, NULL)
-             ON CONFLICT (subject_hash) DO UPDATE SET key_id = excluded.key_id, version = excluded.version,
-               wrapped = excluded.wrapped, kek_version = excluded.kek_version,
-               created_at = excluded.created_at, shredded_at = NULL",
-        )
-        .bind(&row.subject_hash)
-        .bind(&row.key_id)
-        .bind(row.version)
-        .bind(&row.wrapped)
-        .bind(row.kek_version)
-        .bind(unix_now())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+    /// Creates a subject's key unless one exists: the first key of a subject, or the
+    /// next version after `replaces` (the shredded version) was destroyed. Concurrent
+    /// callers race on one statement and exactly one wins; everyone then re-reads the
+    /// row, so all of them use the winner's key. Returns whether this call created it.
+    pub async fn create_subject_key(
+        &self,
+        row: &SubjectKeyRow,
+        replaces: Option<i64>,
+    ) -> Result<bool, CatalogError> {
+        let query = match replaces {
+            None => sqlx::query(
+                "INSERT INTO subject_keys (subject_hash, key_id, version, wrapped, kek_version, created_at, shredded_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, NULL)
+                 ON CONFLICT (subject_hash) DO NOTHING",
+            ),
+            Some(_) => sqlx::query(
+                "UPDATE subject_keys SET key_id = $2, version = $3, wrapped = $4, kek_version = $5,
+                   created_at = $6, shredded_at = NULL
+                 WHERE subject_hash = $1 AND wrapped IS NULL AND version = $7",
+            ),
+        };
+        let mut query = query
+            .bind(&row.subject_hash)
+            .bind(&row.key_id)
+            .bind(row.version)
+            .bind(&row.wrapped)
+            .bind(row.kek_version)
+            .bind(unix_now());
+        if let Some(old) = replaces {
+            query = query.bind(old);
+        }
+        Ok(query.execute(&self.pool).await?.rows_affected() == 1)
     }
 
     /// Every live (unshredded) subject key, for KEK rotation.

@@ -1,16 +1,23 @@
 //! Service tables: videos (each carries its job's state), uploads and their sealed parts,
-//! API tokens (hashed) and webhook deliveries.
+//! API tokens (hashed) and the outbox of events (webhooks, job announcements).
 //!
 //! The video row is the single source of truth for a job. Whatever queue delivers the job
 //! (the in-process one, or JetStream), a worker must *claim* the row before working on it:
 //! the claim bumps `attempts`, which then acts as a fencing token. Only the holder of the
 //! latest attempt can record a result, so a redelivered job never records a second one.
-//! Times are Unix milliseconds.
+//! docs/jobs.md draws the state machine and the lease rules.
+//!
+//! Every multi-step change is one transaction, and the events it causes are written to
+//! the outbox inside it: a crash either loses the change and its events together, or
+//! keeps both. Lease deadlines and due times use the database's clock (`{now}` in the
+//! SQL below), never a worker's, so workers with skewed clocks cannot steal or keep
+//! leases. Times are Unix milliseconds.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Catalog, CatalogError};
+use crate::events::{EventKind, OutboxEvent};
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS videos (
@@ -61,10 +68,11 @@ CREATE TABLE IF NOT EXISTS tokens (
     label TEXT,
     created_at {INT} NOT NULL
 );
-CREATE TABLE IF NOT EXISTS webhook_deliveries (
+CREATE TABLE IF NOT EXISTS outbox (
     id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
     video_id TEXT NOT NULL,
-    url TEXT NOT NULL,
+    target TEXT NOT NULL,
     body TEXT NOT NULL,
     attempts {INT} NOT NULL DEFAULT 0,
     next_at {INT} NOT NULL,
@@ -73,6 +81,9 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     last_error TEXT,
     created_at {INT} NOT NULL
 );
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (delivered_at, next_at);
+CREATE INDEX IF NOT EXISTS outbox_by_video ON outbox (video_id);
+CREATE INDEX IF NOT EXISTS uploads_by_state ON uploads (state, created_at);
 ";
 
 pub fn now_ms() -> i64 {
@@ -186,8 +197,51 @@ pub struct UploadRow {
     pub received: i64,
     pub filename: Option<String>,
     pub callback_url: Option<String>,
-    /// receiving, complete or terminated.
-    pub state: String,
+    pub state: UploadState,
+}
+
+/// Where an upload stands. Only `Receiving` takes bytes; `Complete` has its video queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadState {
+    Receiving,
+    Complete,
+    /// Ended by the client (tus termination).
+    Terminated,
+    /// Read by its job, which then discarded the staged parts.
+    Consumed,
+    Erased,
+    /// Left `Receiving` for longer than `server.upload_expiry_seconds`: the reaper ended it.
+    Expired,
+}
+
+impl UploadState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadState::Receiving => "receiving",
+            UploadState::Complete => "complete",
+            UploadState::Terminated => "terminated",
+            UploadState::Consumed => "consumed",
+            UploadState::Erased => "erased",
+            UploadState::Expired => "expired",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, CatalogError> {
+        Ok(match s {
+            "receiving" => UploadState::Receiving,
+            "complete" => UploadState::Complete,
+            "terminated" => UploadState::Terminated,
+            "consumed" => UploadState::Consumed,
+            "erased" => UploadState::Erased,
+            "expired" => UploadState::Expired,
+            other => {
+                return Err(CatalogError::Query(sqlx::Error::Decode(
+                    format!("unknown upload state {other:?}").into(),
+                )));
+            }
+        })
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -205,13 +259,32 @@ pub struct TokenRow {
     pub label: Option<String>,
 }
 
+/// An outbox event claimed for delivery.
 #[derive(Clone, Debug)]
-pub struct Delivery {
-    pub id: String,
-    pub video_id: String,
-    pub url: String,
-    pub body: String,
+pub struct OutboxRow {
+    pub event: OutboxEvent,
+    /// Delivery attempts so far, this one included.
     pub attempts: i64,
+}
+
+/// One webhook's delivery record, for the video's status.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeliveryRecord {
+    pub event_id: String,
+    pub attempts: i64,
+    pub delivered: bool,
+    pub last_status: Option<i64>,
+}
+
+/// How adding an upload part went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartAdded {
+    /// Bytes received so far; the upload is still open.
+    Received(i64),
+    /// The last part: the upload is complete and its video queued (in the same step).
+    Completed,
+    /// The offset no longer matched (a concurrent request won), or the upload is closed.
+    Conflict,
 }
 
 fn video_row(r: &AnyRow) -> Result<VideoRow, CatalogError> {
@@ -245,31 +318,58 @@ fn upload_row(r: &AnyRow) -> Result<UploadRow, CatalogError> {
         received: r.try_get("received")?,
         filename: r.try_get("filename")?,
         callback_url: r.try_get("callback_url")?,
-        state: r.try_get("state")?,
+        state: UploadState::parse(r.try_get("state")?)?,
     })
 }
 
+/// How long a fresh job announcement is left to the request that wrote it.
+const PUBLISH_GRACE_MS: i64 = 2_000;
+
+/// Inserts an outbox event inside the caller's transaction. Inserting an id that exists
+/// is a no-op: recording the same outcome twice causes one event.
+async fn insert_event(
+    conn: &mut sqlx::AnyConnection,
+    now_sql: &str,
+    e: &OutboxEvent,
+) -> Result<(), CatalogError> {
+    sqlx::query(&format!(
+        "INSERT INTO outbox (id, kind, video_id, target, body, next_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, {now_sql} + $6, {now_sql}) ON CONFLICT (id) DO NOTHING"
+    ))
+    .bind(&e.id)
+    .bind(e.kind.as_str())
+    .bind(&e.video_id)
+    .bind(&e.target)
+    .bind(&e.body)
+    .bind(match e.kind {
+        // The committing request publishes at once; the dispatcher steps in only if that
+        // did not go through, so it need not race the fast path.
+        EventKind::Publish => PUBLISH_GRACE_MS,
+        EventKind::Webhook => 0,
+    })
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The statement that ends an attempt, fenced by its attempt number; `extra` narrows it
+/// further (the reaper only ends attempts whose lease expired).
+const END_ATTEMPT: &str = "UPDATE videos SET state = $3, error = $4, available_at = {now} + $5,
+       lease_until = 0, updated_at = {now}
+     WHERE id = $1 AND attempts = $2 AND state = 'running'";
+
 impl Catalog {
-    /// Records a new queued video. Returns false if the id exists already (an idempotent
-    /// resubmission).
-    pub async fn insert_video(&self, v: &NewVideo<'_>) -> Result<bool, CatalogError> {
-        let now = now_ms();
-        let done = sqlx::query(
-            "INSERT INTO videos (id, subject_hash, owner, source, state, max_attempts, available_at,
-               callback_url, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $6, $6)
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(v.id)
-        .bind(v.subject_hash)
-        .bind(v.owner)
-        .bind(v.source)
-        .bind(v.max_attempts)
-        .bind(now)
-        .bind(v.callback_url)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+    /// Records a new queued video, with its announcement on the job queue when `publish`
+    /// (a job that arrived on the queue needs none). Returns false if the id exists
+    /// already (an idempotent resubmission); then nothing was written.
+    pub async fn insert_video(&self, v: &NewVideo<'_>, publish: bool) -> Result<bool, CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        let created = insert_video_row(&mut tx, self.now_sql(), v).await?;
+        if created && publish {
+            insert_event(&mut tx, self.now_sql(), &OutboxEvent::publish(v.id, 0)).await?;
+        }
+        tx.commit().await?;
+        Ok(created)
     }
 
     pub async fn video(&self, id: &str) -> Result<Option<VideoRow>, CatalogError> {
@@ -288,33 +388,33 @@ impl Catalog {
         Ok(n.try_get("n")?)
     }
 
-    /// The next job that is due, or whose worker's lease ran out (it crashed).
+    /// The next job that is due, or whose worker's lease ran out (it crashed). A
+    /// cancelled job whose worker died is the reaper's to end, not a worker's.
     pub async fn next_due(&self) -> Result<Option<String>, CatalogError> {
-        let now = now_ms();
-        let row = sqlx::query(
+        let row = sqlx::query(&self.sql(
             "SELECT id FROM videos
-             WHERE (state = 'queued' AND available_at <= $1) OR (state = 'running' AND lease_until < $1)
+             WHERE (state = 'queued' AND available_at <= {now})
+                OR (state = 'running' AND lease_until < {now} AND cancel_requested = 0)
              ORDER BY available_at LIMIT 1",
-        )
-        .bind(now)
+        ))
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| r.try_get("id")).transpose()?)
     }
 
-    /// Takes the job for `lease_ms`, unless it is finished or leased by another worker.
+    /// Takes the job for `lease_ms`, unless it is finished, cancelled or leased by
+    /// another worker. The claim bumps `attempts`: the new attempt's fencing token.
     pub async fn claim(&self, id: &str, lease_ms: i64) -> Result<ClaimOutcome, CatalogError> {
-        let now = now_ms();
-        let claimed = sqlx::query(
-            "UPDATE videos SET state = 'running', attempts = attempts + 1, lease_until = $2,
-               updated_at = $3
+        let claimed = sqlx::query(&self.sql(
+            "UPDATE videos SET state = 'running', attempts = attempts + 1,
+               lease_until = {now} + $2, updated_at = {now}
              WHERE id = $1 AND cancel_requested = 0
-               AND ((state = 'queued' AND available_at <= $3) OR (state = 'running' AND lease_until < $3))
+               AND ((state = 'queued' AND available_at <= {now})
+                 OR (state = 'running' AND lease_until < {now}))
              RETURNING *",
-        )
+        ))
         .bind(id)
-        .bind(now + lease_ms)
-        .bind(now)
+        .bind(lease_ms)
         .fetch_optional(&self.pool)
         .await?;
         if let Some(row) = claimed {
@@ -325,24 +425,18 @@ impl Catalog {
                 attempt,
             })));
         }
-        // A cancelled job that was still queued ends here, without running.
-        sqlx::query(
-            "UPDATE videos SET state = 'cancelled', updated_at = $2
-             WHERE id = $1 AND cancel_requested = 1 AND state = 'queued'",
-        )
-        .bind(id)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
         Ok(match self.video(id).await? {
             None => ClaimOutcome::Missing,
-            Some(v) if v.state.is_final() => ClaimOutcome::Finished,
+            // A cancelled job never runs again: a queued one was ended by the cancel
+            // itself, a running one whose worker died is ended by the reaper.
+            Some(v) if v.state.is_final() || v.cancel_requested => ClaimOutcome::Finished,
             Some(_) => ClaimOutcome::Busy,
         })
     }
 
     /// Extends the lease and records progress. Returns `Ok(None)` if the claim was lost
-    /// (another attempt took over), else whether cancellation was requested.
+    /// (another attempt took over, or the reaper ended this one), else whether
+    /// cancellation was requested.
     pub async fn heartbeat(
         &self,
         id: &str,
@@ -350,17 +444,15 @@ impl Catalog {
         progress: f64,
         lease_ms: i64,
     ) -> Result<Option<bool>, CatalogError> {
-        let now = now_ms();
-        let row = sqlx::query(
-            "UPDATE videos SET lease_until = $3, progress = $4, updated_at = $5
-             WHERE id = $1 AND attempts = $2 AND state = 'running'
+        let row = sqlx::query(&self.sql(
+            "UPDATE videos SET lease_until = {now} + $3, progress = $4, updated_at = {now}
+             WHERE id = $1 AND attempts = $2 AND state = 'running' AND lease_until >= {now}
              RETURNING cancel_requested",
-        )
+        ))
         .bind(id)
         .bind(attempt)
-        .bind(now + lease_ms)
+        .bind(lease_ms)
         .bind(progress)
-        .bind(now)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row
@@ -369,8 +461,9 @@ impl Catalog {
             .map(|c| c != 0))
     }
 
-    /// Records the result of attempt `attempt`. Returns false if that attempt no longer
-    /// holds the job, in which case nothing was recorded.
+    /// Records the result of attempt `attempt`, and its webhook, in one transaction.
+    /// Returns false if that attempt no longer holds the job or the job was cancelled
+    /// (or is being erased): then nothing was recorded.
     pub async fn complete(
         &self,
         id: &str,
@@ -378,101 +471,184 @@ impl Catalog {
         verdict: &str,
         report: &str,
         manifest: &str,
+        event: Option<&OutboxEvent>,
     ) -> Result<bool, CatalogError> {
-        let done = sqlx::query(
-            "UPDATE videos SET state = 'done', progress = 1, verdict = $3, report = $4, manifest = $5,
-               error = NULL, updated_at = $6
-             WHERE id = $1 AND attempts = $2 AND state = 'running'",
-        )
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(&self.sql(
+            "UPDATE videos SET state = 'done', progress = 1, verdict = $3, report = $4,
+               manifest = $5, error = NULL, lease_until = 0, updated_at = {now}
+             WHERE id = $1 AND attempts = $2 AND state = 'running' AND cancel_requested = 0",
+        ))
         .bind(id)
         .bind(attempt)
         .bind(verdict)
         .bind(report)
         .bind(manifest)
-        .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if let Some(e) = event {
+            insert_event(&mut tx, self.now_sql(), e).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
-    /// Ends attempt `attempt` without a result: `Failed`/`Cancelled`/`Dead` are final,
-    /// `Queued` retries after `retry_in_ms`. Returns false if the claim was lost.
+    /// Ends attempt `attempt` without a result, with its event, in one transaction:
+    /// `Failed`/`Cancelled`/`Dead` are final, `Queued` retries after `retry_in_ms`.
+    /// Returns false if the claim was lost (nothing recorded).
     pub async fn fail(
         &self,
         id: &str,
         attempt: i64,
-        state: JobState,
-        error: &str,
-        retry_in_ms: i64,
+        end: &AttemptEnd<'_>,
+        event: Option<&OutboxEvent>,
     ) -> Result<bool, CatalogError> {
-        let now = now_ms();
-        let done = sqlx::query(
-            "UPDATE videos SET state = $3, error = $4, available_at = $5, lease_until = 0,
-               updated_at = $6
-             WHERE id = $1 AND attempts = $2 AND state = 'running'",
-        )
-        .bind(id)
-        .bind(attempt)
-        .bind(state.as_str())
-        .bind(error)
-        .bind(now + retry_in_ms)
-        .bind(now)
-        .execute(&self.pool)
+        self.end_attempt(id, attempt, end, event, "").await
+    }
+
+    async fn end_attempt(
+        &self,
+        id: &str,
+        attempt: i64,
+        end: &AttemptEnd<'_>,
+        event: Option<&OutboxEvent>,
+        extra: &str,
+    ) -> Result<bool, CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(&self.sql(&format!("{END_ATTEMPT}{extra}")))
+            .bind(id)
+            .bind(attempt)
+            .bind(end.state.as_str())
+            .bind(end.error)
+            .bind(end.retry_in_ms)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if let Some(e) = event {
+            insert_event(&mut tx, self.now_sql(), e).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Running jobs whose lease ran out: their worker died, hangs, or lost its way to
+    /// the catalog (the reaper ends or requeues them).
+    pub async fn expired_leases(&self) -> Result<Vec<VideoRow>, CatalogError> {
+        let rows = sqlx::query(&self.sql(
+            "SELECT * FROM videos WHERE state = 'running' AND lease_until < {now} LIMIT 100",
+        ))
+        .fetch_all(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        rows.iter().map(video_row).collect()
+    }
+
+    /// [`Catalog::fail`] for the reaper: only while the attempt's lease is still expired,
+    /// so a worker that renewed meanwhile keeps its job.
+    pub async fn end_expired(
+        &self,
+        id: &str,
+        attempt: i64,
+        end: &AttemptEnd<'_>,
+        event: Option<&OutboxEvent>,
+    ) -> Result<bool, CatalogError> {
+        self.end_attempt(id, attempt, end, event, " AND lease_until < {now}")
+            .await
     }
 
     /// Asks for cancellation: a queued job is cancelled at once, a running one at its
-    /// next heartbeat. Returns the state after the request.
+    /// next heartbeat (or by the reaper if its worker is gone). Returns the state after
+    /// the request.
     pub async fn request_cancel(&self, id: &str) -> Result<Option<JobState>, CatalogError> {
-        let now = now_ms();
-        sqlx::query(
+        sqlx::query(&self.sql(
             "UPDATE videos SET cancel_requested = 1,
-               state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END, updated_at = $2
+               state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
+               updated_at = {now}
              WHERE id = $1 AND state IN ('queued', 'running')",
-        )
+        ))
         .bind(id)
-        .bind(now)
         .execute(&self.pool)
         .await?;
         Ok(self.video(id).await?.map(|v| v.state))
     }
 
-    /// Marks a video erased and drops its report and manifest (its objects are shredded
-    /// by the caller). The verdict stays, for the audit trail.
-    pub async fn mark_erased(&self, id: &str) -> Result<(), CatalogError> {
-        let now = now_ms();
-        sqlx::query(
-            "UPDATE videos SET erased_at = $2, report = NULL, manifest = NULL, cancel_requested = 1,
-               state = CASE WHEN state IN ('queued', 'running') THEN 'cancelled' ELSE state END,
-               updated_at = $2
+    /// First step of an erasure: from now on the video answers 410, no attempt may
+    /// record a result, and a queued job is cancelled. Returns the row as it now is.
+    pub async fn begin_erase(&self, id: &str) -> Result<Option<VideoRow>, CatalogError> {
+        sqlx::query(&self.sql(
+            "UPDATE videos SET cancel_requested = 1,
+               erased_at = COALESCE(erased_at, {now}),
+               state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
+               updated_at = {now}
              WHERE id = $1",
-        )
+        ))
         .bind(id)
-        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        self.video(id).await
+    }
+
+    /// Last step of an erasure, once its objects are shredded and deleted: drops the
+    /// report and manifest, and ends a job that never came back. The verdict stays, for
+    /// the audit trail.
+    pub async fn finish_erase(&self, id: &str) -> Result<(), CatalogError> {
+        sqlx::query(&self.sql(
+            "UPDATE videos SET report = NULL, manifest = NULL, lease_until = 0,
+               state = CASE WHEN state IN ('queued', 'running') THEN 'cancelled' ELSE state END,
+               updated_at = {now}
+             WHERE id = $1 AND erased_at IS NOT NULL",
+        ))
+        .bind(id)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
+    /// Erasures that started but did not finish (the process died midway).
+    pub async fn unfinished_erasures(&self) -> Result<Vec<VideoRow>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT * FROM videos WHERE erased_at IS NOT NULL
+               AND (manifest IS NOT NULL OR report IS NOT NULL OR state IN ('queued', 'running'))
+             LIMIT 100",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(video_row).collect()
+    }
+
     // --- uploads -------------------------------------------------------------------
 
-    pub async fn insert_upload(&self, u: &UploadRow) -> Result<(), CatalogError> {
-        sqlx::query(
-            "INSERT INTO uploads (id, subject_hash, owner, length, received, filename, callback_url,
-               state, created_at)
-             VALUES ($1, $2, $3, $4, 0, $5, $6, 'receiving', $7)",
-        )
+    /// Records a new upload before any of its bytes are stored. Returns false if the id
+    /// is taken, by an upload or by a video.
+    pub async fn insert_upload(&self, u: &UploadRow) -> Result<bool, CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(&self.sql(
+            "INSERT INTO uploads (id, subject_hash, owner, length, received, filename,
+               callback_url, state, created_at)
+             VALUES ($1, $2, $3, $4, 0, $5, $6, 'receiving', {now})
+             ON CONFLICT (id) DO NOTHING",
+        ))
         .bind(&u.id)
         .bind(&u.subject_hash)
         .bind(&u.owner)
         .bind(u.length)
         .bind(&u.filename)
         .bind(&u.callback_url)
-        .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        let video = sqlx::query("SELECT 1 AS one FROM videos WHERE id = $1")
+            .bind(&u.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if done.rows_affected() != 1 || video.is_some() {
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     pub async fn upload(&self, id: &str) -> Result<Option<UploadRow>, CatalogError> {
@@ -484,19 +660,20 @@ impl Catalog {
     }
 
     /// Appends a stored part at `part.start`, which must equal the bytes received so far
-    /// (a concurrent PATCH at the same offset loses). Returns the new received count, or
-    /// None if the offset no longer matched.
+    /// (a concurrent PATCH at the same offset loses). When it is the last part, the
+    /// upload's video `video` is recorded and announced in the same transaction.
     pub async fn add_upload_part(
         &self,
         upload_id: &str,
         part: &UploadPart,
-    ) -> Result<Option<i64>, CatalogError> {
+        video: &NewVideo<'_>,
+    ) -> Result<PartAdded, CatalogError> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "UPDATE uploads SET received = received + $3,
                state = CASE WHEN received + $3 = length THEN 'complete' ELSE state END
-             WHERE id = $1 AND received = $2 AND state = 'receiving'
-             RETURNING received",
+             WHERE id = $1 AND received = $2 AND state = 'receiving' AND received + $3 <= length
+             RETURNING received, length",
         )
         .bind(upload_id)
         .bind(part.start)
@@ -504,21 +681,60 @@ impl Catalog {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
-            return Ok(None);
+            return Ok(PartAdded::Conflict);
         };
-        sqlx::query(
-            "INSERT INTO upload_parts (upload_id, start, len, store_key, object_id)
-             VALUES ($1, $2, $3, $4, $5)",
+        insert_part(&mut tx, upload_id, part).await?;
+        let received: i64 = row.try_get("received")?;
+        if received < row.try_get::<i64, _>("length")? {
+            tx.commit().await?;
+            return Ok(PartAdded::Received(received));
+        }
+        if !insert_video_row(&mut tx, self.now_sql(), video).await? {
+            // The id was taken meanwhile (a job by reference): nothing is recorded.
+            return Ok(PartAdded::Conflict);
+        }
+        insert_event(&mut tx, self.now_sql(), &OutboxEvent::publish(video.id, 0)).await?;
+        tx.commit().await?;
+        Ok(PartAdded::Completed)
+    }
+
+    /// Completes a whole-body upload (PUT) with its only part, and records and announces
+    /// its video, in one transaction. False if the upload was not open and empty, or the
+    /// video id is taken; then nothing changed.
+    pub async fn complete_put(
+        &self,
+        part: &UploadPart,
+        video: &NewVideo<'_>,
+    ) -> Result<bool, CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE uploads SET length = $2, received = $2, state = 'complete'
+             WHERE id = $1 AND state = 'receiving' AND received = 0",
         )
-        .bind(upload_id)
-        .bind(part.start)
+        .bind(video.id)
         .bind(part.len)
-        .bind(&part.store_key)
-        .bind(&part.object_id)
         .execute(&mut *tx)
         .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_part(&mut tx, video.id, part).await?;
+        if !insert_video_row(&mut tx, self.now_sql(), video).await? {
+            return Ok(false);
+        }
+        insert_event(&mut tx, self.now_sql(), &OutboxEvent::publish(video.id, 0)).await?;
         tx.commit().await?;
-        Ok(Some(row.try_get("received")?))
+        Ok(true)
+    }
+
+    /// Forgets an upload that never received a byte (a PUT whose body failed): the id is
+    /// free again.
+    pub async fn drop_empty_upload(&self, id: &str) -> Result<(), CatalogError> {
+        sqlx::query("DELETE FROM uploads WHERE id = $1 AND state = 'receiving' AND received = 0")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn upload_parts(&self, upload_id: &str) -> Result<Vec<UploadPart>, CatalogError> {
@@ -526,33 +742,80 @@ impl Catalog {
             .bind(upload_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(UploadPart {
-                    start: r.try_get("start")?,
-                    len: r.try_get("len")?,
-                    store_key: r.try_get("store_key")?,
-                    object_id: r.try_get("object_id")?,
-                })
-            })
-            .collect()
+        rows.iter().map(part_row).collect()
     }
 
-    /// Ends an upload (terminated by the client, or consumed by its job) and forgets its
-    /// parts; the caller deletes and shreds the part objects.
-    pub async fn close_upload(&self, upload_id: &str, state: &str) -> Result<(), CatalogError> {
+    /// Whether any upload part is stored under `store_key` (the orphan sweep).
+    pub async fn part_exists(&self, store_key: &str) -> Result<bool, CatalogError> {
+        Ok(
+            sqlx::query("SELECT 1 AS one FROM upload_parts WHERE store_key = $1")
+                .bind(store_key)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
+    }
+
+    /// Ends an upload (`Terminated` by the client, `Consumed` by its job, `Erased`) if it
+    /// is in one of `from`, and takes its parts in the same transaction; the caller
+    /// deletes and shreds them (the orphan sweep catches them after a crash). Returns
+    /// None if the upload was not in one of `from`.
+    pub async fn close_upload(
+        &self,
+        upload_id: &str,
+        from: &[UploadState],
+        to: UploadState,
+    ) -> Result<Option<Vec<UploadPart>>, CatalogError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE uploads SET state = $2 WHERE id = $1")
+        let states: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
+        let done = sqlx::query(&format!(
+            "UPDATE uploads SET state = $2 WHERE id = $1 AND state IN ({})",
+            states.join(", ")
+        ))
+        .bind(upload_id)
+        .bind(to.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let parts = sqlx::query("DELETE FROM upload_parts WHERE upload_id = $1 RETURNING *")
             .bind(upload_id)
-            .bind(state)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM upload_parts WHERE upload_id = $1")
-            .bind(upload_id)
-            .execute(&mut *tx)
-            .await?;
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(part_row)
+            .collect::<Result<Vec<_>, _>>()?;
         tx.commit().await?;
-        Ok(())
+        Ok(Some(parts))
+    }
+
+    /// Uploads still receiving that were created more than `age_ms` ago.
+    pub async fn stale_uploads(&self, age_ms: i64) -> Result<Vec<String>, CatalogError> {
+        let rows = sqlx::query(&self.sql(
+            "SELECT id FROM uploads WHERE state = 'receiving' AND created_at < {now} - $1 LIMIT 100",
+        ))
+        .bind(age_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get("id")?))
+            .collect::<Result<_, CatalogError>>()
+    }
+
+    /// Complete uploads whose video has ended (a crash came between the job's end and
+    /// discarding its staged parts).
+    pub async fn finished_uploads(&self) -> Result<Vec<String>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT u.id AS id FROM uploads u JOIN videos v ON v.id = u.id
+             WHERE u.state = 'complete' AND v.state IN ('done', 'failed', 'dead', 'cancelled')
+             LIMIT 100",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get("id")?))
+            .collect::<Result<_, CatalogError>>()
     }
 
     // --- tokens --------------------------------------------------------------------
@@ -592,57 +855,43 @@ impl Catalog {
         .transpose()
     }
 
-    // --- webhook deliveries --------------------------------------------------------
+    // --- outbox --------------------------------------------------------------------
 
-    pub async fn insert_delivery(
+    /// Takes one due event, pushing its next attempt `lease_ms` out so that no other
+    /// dispatcher delivers it concurrently. Webhooks give up after `max_webhook_attempts`;
+    /// job announcements never do (a lost one would strand its job).
+    pub async fn claim_event(
         &self,
-        id: &str,
-        video_id: &str,
-        url: &str,
-        body: &str,
-    ) -> Result<(), CatalogError> {
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO webhook_deliveries (id, video_id, url, body, next_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(video_id)
-        .bind(url)
-        .bind(body)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Takes one due delivery, pushing its next attempt `lease_ms` out so that no other
-    /// dispatcher sends it concurrently.
-    pub async fn claim_delivery(
-        &self,
-        max_attempts: i64,
+        max_webhook_attempts: i64,
         lease_ms: i64,
-    ) -> Result<Option<Delivery>, CatalogError> {
-        let now = now_ms();
-        let row = sqlx::query(
-            "UPDATE webhook_deliveries SET next_at = $2, attempts = attempts + 1
-             WHERE id = (SELECT id FROM webhook_deliveries
-                         WHERE delivered_at IS NULL AND attempts < $3 AND next_at <= $1
+    ) -> Result<Option<OutboxRow>, CatalogError> {
+        let row = sqlx::query(&self.sql(
+            "UPDATE outbox SET next_at = {now} + $1, attempts = attempts + 1
+             WHERE id = (SELECT id FROM outbox
+                         WHERE delivered_at IS NULL AND next_at <= {now}
+                           AND (attempts < $2 OR kind = 'publish')
                          ORDER BY next_at LIMIT 1)
-               AND next_at <= $1
-             RETURNING id, video_id, url, body, attempts",
-        )
-        .bind(now)
-        .bind(now + lease_ms)
-        .bind(max_attempts)
+               AND next_at <= {now}
+             RETURNING *",
+        ))
+        .bind(lease_ms)
+        .bind(max_webhook_attempts)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
-            Ok(Delivery {
-                id: r.try_get("id")?,
-                video_id: r.try_get("video_id")?,
-                url: r.try_get("url")?,
-                body: r.try_get("body")?,
+            let kind: String = r.try_get("kind")?;
+            Ok(OutboxRow {
+                event: OutboxEvent {
+                    id: r.try_get("id")?,
+                    kind: EventKind::parse(&kind).ok_or_else(|| {
+                        CatalogError::Query(sqlx::Error::Decode(
+                            format!("unknown event kind {kind:?}").into(),
+                        ))
+                    })?,
+                    video_id: r.try_get("video_id")?,
+                    target: r.try_get("target")?,
+                    body: r.try_get("body")?,
+                },
                 attempts: r.try_get("attempts")?,
             })
         })
@@ -650,7 +899,7 @@ impl Catalog {
     }
 
     /// Records one delivery attempt: delivered, or due again after `retry_in_ms`.
-    pub async fn record_delivery(
+    pub async fn record_event(
         &self,
         id: &str,
         status: Option<u16>,
@@ -658,43 +907,108 @@ impl Catalog {
         delivered: bool,
         retry_in_ms: i64,
     ) -> Result<(), CatalogError> {
-        let now = now_ms();
-        sqlx::query(
-            "UPDATE webhook_deliveries SET last_status = $2, last_error = $3,
-               delivered_at = CASE WHEN $4 THEN $5 ELSE NULL END, next_at = $6
-             WHERE id = $1",
-        )
+        sqlx::query(&self.sql(
+            "UPDATE outbox SET last_status = $2, last_error = $3,
+               delivered_at = CASE WHEN $4 THEN {now} ELSE NULL END, next_at = {now} + $5
+             WHERE id = $1 AND delivered_at IS NULL",
+        ))
         .bind(id)
         .bind(status.map(i64::from))
         .bind(error)
         .bind(delivered)
-        .bind(now)
-        .bind(now + retry_in_ms)
+        .bind(retry_in_ms)
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// Delivery attempts for a video: (attempts, delivered, last status).
-    pub async fn deliveries(
-        &self,
-        video_id: &str,
-    ) -> Result<Vec<(i64, bool, Option<i64>)>, CatalogError> {
+    /// Events not delivered yet, of one kind (readiness, tests, the dashboard).
+    pub async fn pending_events(&self, kind: EventKind) -> Result<i64, CatalogError> {
+        let n = sqlx::query(
+            "SELECT COUNT(*) AS n FROM outbox WHERE kind = $1 AND delivered_at IS NULL",
+        )
+        .bind(kind.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n.try_get("n")?)
+    }
+
+    /// A video's webhook deliveries, oldest first.
+    pub async fn deliveries(&self, video_id: &str) -> Result<Vec<DeliveryRecord>, CatalogError> {
         let rows = sqlx::query(
-            "SELECT attempts, delivered_at, last_status FROM webhook_deliveries
-             WHERE video_id = $1 ORDER BY created_at",
+            "SELECT id, attempts, delivered_at, last_status FROM outbox
+             WHERE video_id = $1 AND kind = 'webhook' ORDER BY created_at, id",
         )
         .bind(video_id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
-                Ok((
-                    r.try_get("attempts")?,
-                    r.try_get::<Option<i64>, _>("delivered_at")?.is_some(),
-                    r.try_get("last_status")?,
-                ))
+                Ok(DeliveryRecord {
+                    event_id: r.try_get("id")?,
+                    attempts: r.try_get("attempts")?,
+                    delivered: r.try_get::<Option<i64>, _>("delivered_at")?.is_some(),
+                    last_status: r.try_get("last_status")?,
+                })
             })
             .collect()
     }
+}
+
+/// How an attempt ends without a result.
+pub struct AttemptEnd<'a> {
+    pub state: JobState,
+    pub error: &'a str,
+    /// For `Queued`: when the job is due again.
+    pub retry_in_ms: i64,
+}
+
+async fn insert_video_row(
+    conn: &mut sqlx::AnyConnection,
+    now_sql: &str,
+    v: &NewVideo<'_>,
+) -> Result<bool, CatalogError> {
+    let done = sqlx::query(&format!(
+        "INSERT INTO videos (id, subject_hash, owner, source, state, max_attempts, available_at,
+           callback_url, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, 'queued', $5, {now_sql}, $6, {now_sql}, {now_sql})
+         ON CONFLICT (id) DO NOTHING"
+    ))
+    .bind(v.id)
+    .bind(v.subject_hash)
+    .bind(v.owner)
+    .bind(v.source)
+    .bind(v.max_attempts)
+    .bind(v.callback_url)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+async fn insert_part(
+    conn: &mut sqlx::AnyConnection,
+    upload_id: &str,
+    part: &UploadPart,
+) -> Result<(), CatalogError> {
+    sqlx::query(
+        "INSERT INTO upload_parts (upload_id, start, len, store_key, object_id)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(upload_id)
+    .bind(part.start)
+    .bind(part.len)
+    .bind(&part.store_key)
+    .bind(&part.object_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn part_row(r: &AnyRow) -> Result<UploadPart, CatalogError> {
+    Ok(UploadPart {
+        start: r.try_get("start")?,
+        len: r.try_get("len")?,
+        store_key: r.try_get("store_key")?,
+        object_id: r.try_get("object_id")?,
+    })
 }

@@ -99,6 +99,7 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<Outcome> {
                         store: &**store,
                         subject_hash,
                         segment_seconds: args.segment_seconds,
+                        attempt: 1,
                     };
                     let video_id = crate::vault::id_hex(&*crate::crypto::random::<16>()?);
                     let manifest =

@@ -180,9 +180,9 @@ pub fn open(global: &GlobalArgs, args: &OpenArgs) -> anyhow::Result<Outcome> {
                 anyhow::ensure!(!is_stdio(&args.input), "--range needs a file, not stdin");
                 let source = FileSource::open(&args.input)
                     .with_context(|| format!("cannot open {}", args.input.display()))?;
-                vault.open_range(&source, start, end, &mut w).await
+                vault.open_range(&source, None, start, end, &mut w).await
             }
-            None => vault.open(reader(&args.input).await?, &mut w).await,
+            None => vault.open(reader(&args.input).await?, None, &mut w).await,
         };
         match result {
             Ok(_) => {

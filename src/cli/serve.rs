@@ -155,7 +155,8 @@ async fn run_embedded(
     let store: Arc<dyn BlobStore> = Arc::from(open_store(&store_uri, &config.s3)?);
     let tmp_dir = data_dir.join("tmp");
     create_private_dir(&tmp_dir)?;
-    sweep_tmp(&tmp_dir);
+    // Nothing is in flight yet: every staging file is a crash's leftover.
+    crate::reaper::remove_old_parts(&tmp_dir, Duration::ZERO);
     let queue: Arc<dyn JobQueue> = Arc::new(LocalQueue::new(vault.catalog().clone()));
     let svc = Arc::new(Service {
         config,
@@ -251,40 +252,30 @@ async fn cluster_service(
     }))
 }
 
-/// Removes sealed staging files a crash left behind (ciphertext, but useless).
-fn sweep_tmp(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(".vcw-part-")
-        {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
 /// Runs the API and/or the worker pool (with the webhook dispatcher) until SIGTERM or
 /// SIGINT, then drains: no new requests or jobs, in-flight jobs get `server.drain_seconds`.
 async fn run_service(svc: Arc<Service>, api: bool, work: bool) -> anyhow::Result<()> {
     let server = svc.config.server.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
     let workers = work.then(|| tokio::spawn(crate::worker::run_pool(svc.clone(), stop_rx.clone())));
-    let dispatcher = match (&server.webhook_secret, work) {
-        (Some(secret), true) => {
-            let d = crate::webhook::Dispatcher::new(
-                svc.catalog().clone(),
-                secret,
-                server.webhook_attempts,
-                Duration::from_secs_f64(server.webhook_retry_base_seconds),
-            )?;
-            Some(tokio::spawn(Arc::new(d).run(stop_rx.clone())))
-        }
-        _ => None,
+    // Every process delivers the outbox (an API replica's job announcements must go out
+    // even with no worker in it); the reaper runs where workers do.
+    let webhooks = match &server.webhook_secret {
+        Some(secret) => Some(crate::webhook::WebhookClient::new(secret)?),
+        None => None,
     };
+    let dispatcher = crate::dispatcher::Dispatcher::new(
+        svc.catalog().clone(),
+        svc.queue.clone(),
+        webhooks,
+        server.webhook_attempts,
+        Duration::from_secs_f64(server.webhook_retry_base_seconds),
+    );
+    let dispatcher = tokio::spawn(Arc::new(dispatcher).run(stop_rx.clone()));
+    let reaper = work.then(|| {
+        let stats = Arc::new(crate::reaper::ReaperStats::default());
+        tokio::spawn(crate::reaper::run(svc.clone(), stats, stop_rx.clone()))
+    });
     tokio::spawn(async move {
         wait_for_signal().await;
         eprintln!("vcw: stopping: draining in-flight work");
@@ -324,8 +315,9 @@ async fn run_service(svc: Arc<Service>, api: bool, work: bool) -> anyhow::Result
     {
         eprintln!("vcw: drain timed out; unfinished jobs will be retried after their lease");
     }
-    if let Some(d) = dispatcher {
-        let _ = tokio::time::timeout(Duration::from_secs(5), d).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), dispatcher).await;
+    if let Some(r) = reaper {
+        let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
     }
     Ok(())
 }

@@ -64,6 +64,14 @@ pub enum MediaError {
     Stopped { path: String, reason: String },
 }
 
+impl MediaError {
+    /// Reading failed (the store or the network): the same input may well work next
+    /// time. Every other variant is about the input itself.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, MediaError::Io { .. })
+    }
+}
+
 /// FFmpeg's own logging would interleave with ours; errors are reported through
 /// [`MediaError`] instead.
 pub fn init() {

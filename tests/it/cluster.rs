@@ -36,13 +36,13 @@ fn wait_port(port: u16, what: &str, log: &Path) {
 }
 
 /// nats-server with JetStream in a temp dir.
-struct Nats {
+pub(crate) struct Nats {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Nats {
-    fn start(dir: &Path) -> Nats {
+    pub(crate) fn start(dir: &Path) -> Nats {
         let port = free_port();
         let log = dir.join("nats.log");
         let child = Command::new("nats-server")
@@ -69,9 +69,9 @@ impl Drop for Nats {
 
 /// A throwaway PostgreSQL cluster (initdb + pg_ctl), run as the `postgres` user when the
 /// tests run as root (PostgreSQL refuses root).
-struct Postgres {
+pub(crate) struct Postgres {
     data: PathBuf,
-    url: String,
+    pub(crate) url: String,
 }
 
 fn pg_bin(name: &str) -> PathBuf {
@@ -103,7 +103,7 @@ unsafe extern "C" {
 }
 
 impl Postgres {
-    fn start(dir: &Path) -> Postgres {
+    pub(crate) fn start(dir: &Path) -> Postgres {
         use std::os::unix::fs::PermissionsExt;
         let base = dir.join("pg");
         std::fs::create_dir(&base).unwrap();

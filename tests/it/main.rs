@@ -2,10 +2,12 @@
 //! models, real FFmpeg and the real sample clips (`make test` fetches them first; a
 //! missing asset fails the test, it never skips).
 
+mod catalog;
 mod cluster;
 mod crypto;
 mod crypto_support;
 mod inputs;
+mod jobs;
 mod k8s;
 mod parity;
 mod scan;

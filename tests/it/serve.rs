@@ -47,7 +47,7 @@ pub(crate) fn token_with(dir: &Path, role: Role, env: &[(&str, &str)]) -> String
 }
 
 impl Server {
-    fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+    pub(crate) fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
         let data_dir = dir.to_str().unwrap();
         Server::launch(
             &["serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir],
@@ -104,6 +104,18 @@ impl Server {
         self.child.wait().unwrap()
     }
 
+    /// Waits for the process to exit by itself (a crash point), at most `secs`.
+    pub(crate) fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "vcw did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -132,6 +144,17 @@ pub(crate) fn send(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, http::HeaderMap, Vec<u8>) {
+    try_send(method, url, token, headers, body).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
+}
+
+/// [`send`], with transport errors (a server that died mid-request) as `Err`.
+pub(crate) fn try_send(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(u16, http::HeaderMap, Vec<u8>), ureq::Error> {
     let mut req = http::Request::builder().method(method).uri(url);
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
@@ -139,21 +162,15 @@ pub(crate) fn send(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let mut resp = agent()
-        .run(req.body(body.to_vec()).unwrap())
-        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let mut resp = agent().run(req.body(body.to_vec()).unwrap())?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = if method == "HEAD" {
         Vec::new()
     } else {
-        resp.body_mut()
-            .with_config()
-            .limit(64 << 20)
-            .read_to_vec()
-            .unwrap()
+        resp.body_mut().with_config().limit(64 << 20).read_to_vec()?
     };
-    (status, headers, body)
+    Ok((status, headers, body))
 }
 
 pub(crate) fn get_json(url: &str, token: &str) -> (u16, Value) {
@@ -303,7 +320,7 @@ pub(crate) fn tus_upload(s: &Server, token: &str, file: &Path, extra: &[&str]) -
 }
 
 /// Every stored file (relative) under the filesystem store, excluding directories.
-fn stored_files(dir: &Path, prefix: &str) -> Vec<String> {
+pub(crate) fn stored_files(dir: &Path, prefix: &str) -> Vec<String> {
     let root = dir.join("objects");
     let mut out = Vec::new();
     let mut stack = vec![root.join(prefix)];
@@ -455,7 +472,7 @@ fn tus_upload_to_verdict_playback_and_signed_webhook() {
     let (_, v) = get_json(&s.url(&format!("/v1/videos/{id}")), &uploader);
     assert_eq!(
         v["webhooks"],
-        serde_json::json!([{"attempts": 2, "delivered": true, "last_status": 200}])
+        serde_json::json!([{"event_id": format!("{id}-done"), "attempts": 2, "delivered": true, "last_status": 200}])
     );
     let mut tampered = hooks[0].1.clone();
     tampered[2] ^= 1;

@@ -174,18 +174,29 @@ fn scan_store_to_s3_and_read_back_ranges_through_the_store() {
             "{keys:?}"
         );
         let seg = stored["segments"][0]["key"].as_str().unwrap();
-        // The whole segment, streamed from S3.
+        let id = |v: &serde_json::Value| vcw::vault::parse_id(v.as_str().unwrap()).unwrap();
+        let seg_id = id(&stored["segments"][0]["object_id"]);
+        // The whole segment, streamed from S3, checked to be the object the manifest names.
         let mut plain = Vec::new();
         vault
-            .open(store.get(seg).await.unwrap(), &mut plain)
+            .open(store.get(seg).await.unwrap(), Some(&seg_id), &mut plain)
             .await
             .unwrap();
+        // The playlist's reference does not open the segment put in its place.
+        let playlist_id = id(&stored["playlist"]["object_id"]);
+        let swapped = vault
+            .open(store.get(seg).await.unwrap(), Some(&playlist_id), Vec::new())
+            .await;
+        assert!(
+            matches!(swapped, Err(vcw::vault::VaultError::WrongObject { .. })),
+            "{swapped:?}"
+        );
         assert_eq!(plain[0], 0x47, "an MPEG-TS segment");
         // A range through S3 Range GETs equals the same slice.
         let source = StoredSource::new(&store, seg).await.unwrap();
         let mut part = Vec::new();
         vault
-            .open_range(&source, 70_000, 70_999, &mut part)
+            .open_range(&source, Some(&seg_id), 70_000, 70_999, &mut part)
             .await
             .unwrap();
         assert_eq!(part, &plain[70_000..71_000]);

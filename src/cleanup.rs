@@ -1,0 +1,127 @@
+//! Removing what a video or an upload stored, for the worker (a failed or superseded
+//! attempt), the API (erasure, tus termination) and the reaper (whatever a crash left).
+//!
+//! Every step here is idempotent, so the reaper can simply run it again after a crash
+//! midway: the catalog change that decides the outcome comes first (one transaction),
+//! deleting bytes and shredding keys follows.
+
+use std::time::{Duration, Instant};
+
+use crate::catalog::{JobState, UploadState};
+use crate::job::{JobError, attempt_of, attempt_prefix, remove_objects, video_prefix};
+use crate::service::Service;
+use crate::staging::{StagingError, discard_parts};
+use crate::worker::JobSource;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CleanupError {
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+    #[error(transparent)]
+    Job(#[from] JobError),
+    #[error(transparent)]
+    Staging(#[from] StagingError),
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    #[error(transparent)]
+    Vault(#[from] crate::vault::VaultError),
+}
+
+/// Removes one attempt's objects (a failed attempt, or one that lost its claim).
+pub async fn remove_attempt(svc: &Service, video_id: &str, attempt: i64) -> Result<(), JobError> {
+    remove_objects(&svc.vault, &*svc.store, &attempt_prefix(video_id, attempt))
+        .await
+        .map(drop)
+}
+
+/// Removes the objects of every attempt before `attempt`: they can never be recorded
+/// (the claim fenced them off), and a crash may have left them.
+pub async fn remove_earlier_attempts(
+    svc: &Service,
+    video_id: &str,
+    attempt: i64,
+) -> Result<(), JobError> {
+    let mut earlier: Vec<i64> = svc
+        .store
+        .list(&video_prefix(video_id))
+        .await?
+        .iter()
+        .filter_map(|k| attempt_of(k).map(|(_, a)| a))
+        .filter(|a| *a < attempt)
+        .collect();
+    earlier.sort_unstable();
+    earlier.dedup();
+    for a in earlier {
+        remove_attempt(svc, video_id, a).await?;
+    }
+    Ok(())
+}
+
+/// Ends an upload (if it is in one of `from`) and deletes and shreds its staged parts.
+/// Returns how many parts were discarded.
+pub async fn close_upload(
+    svc: &Service,
+    upload_id: &str,
+    from: &[UploadState],
+    to: UploadState,
+) -> Result<Option<usize>, CleanupError> {
+    let Some(parts) = svc.catalog().close_upload(upload_id, from, to).await? else {
+        return Ok(None);
+    };
+    discard_parts(&svc.vault, &*svc.store, &parts).await?;
+    Ok(Some(parts.len()))
+}
+
+/// What an erasure removed.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Erasure {
+    pub objects_shredded: usize,
+    pub objects_deleted: usize,
+}
+
+/// Erases a video: stops its job first (and waits, at most `wait`, for the attempt to
+/// notice), then crypto-shreds and deletes every object any attempt stored and the staged
+/// upload, and finally drops the report and manifest. From the first step on the video
+/// answers 410 and no attempt can record a result; an attempt still sealing afterwards
+/// removes its own objects when its result is refused (or the reaper does, if it died).
+pub async fn erase_video(
+    svc: &Service,
+    video_id: &str,
+    wait: Duration,
+) -> Result<Erasure, CleanupError> {
+    let catalog = svc.catalog();
+    let Some(mut video) = catalog.begin_erase(video_id).await? else {
+        return Ok(Erasure::default());
+    };
+    let deadline = Instant::now() + wait;
+    while video.state == JobState::Running && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        match catalog.video(video_id).await? {
+            Some(v) => video = v,
+            None => break,
+        }
+    }
+    let mut erasure = Erasure::default();
+    let location = format!("{}/{}", svc.store.describe(), video_prefix(video_id));
+    for row in catalog.objects_at(&location).await? {
+        if let Ok(id) = <[u8; 16]>::try_from(row.object_id.as_slice())
+            && svc.vault.shred_object(&id).await?.objects.len() == 1
+        {
+            erasure.objects_shredded += 1;
+        }
+    }
+    crate::failpoint::hit("during-erase");
+    let keys = svc.store.list(&video_prefix(video_id)).await?;
+    for key in &keys {
+        svc.store.delete(key).await?;
+    }
+    erasure.objects_deleted = keys.len();
+    if let Ok(JobSource::Upload { upload_id }) = serde_json::from_str(&video.source) {
+        let from = [UploadState::Receiving, UploadState::Complete];
+        if let Some(n) = close_upload(svc, &upload_id, &from, UploadState::Erased).await? {
+            erasure.objects_shredded += n;
+        }
+    }
+    catalog.finish_erase(video_id).await?;
+    Ok(erasure)
+}

@@ -1,0 +1,17 @@
+//! Crash points for the crash tests: `VCW_CRASH_AT=NAME` makes the process abort (no
+//! destructors, no flushing: as abrupt as `kill -9`) the first time it reaches the point
+//! `NAME`. Unset, a point costs one load of a cached value. The points sit at the step
+//! boundaries where a crash could lose or orphan data; docs/jobs.md lists them.
+
+use std::sync::OnceLock;
+
+static TARGET: OnceLock<Option<String>> = OnceLock::new();
+
+/// Aborts the process here if `VCW_CRASH_AT` names this point.
+pub fn hit(name: &str) {
+    let target = TARGET.get_or_init(|| std::env::var("VCW_CRASH_AT").ok());
+    if target.as_deref() == Some(name) {
+        eprintln!("vcw: crash point {name} reached: aborting (VCW_CRASH_AT)");
+        std::process::abort();
+    }
+}

@@ -1,0 +1,269 @@
+//! The reaper: finishes what crashed or vanished processes left, on a timer, in every
+//! process that runs workers (embedded and cluster alike; any number may run at once,
+//! since every step it takes is a fenced catalog transaction or idempotent cleanup).
+//!
+//! Each pass:
+//! 1. **Expired leases.** A running job whose lease ran out (its worker died, hangs, or
+//!    lost the catalog) is requeued and announced again, or declared `dead` after
+//!    `server.max_attempts`; a cancelled one becomes `cancelled`. Its attempt's objects
+//!    are removed, and the webhook is written with the state change.
+//! 2. **Stale uploads.** Uploads left `receiving` longer than
+//!    `server.upload_expiry_seconds` become `expired`; their staged parts are shredded.
+//! 3. **Unfinished work**: staged uploads of videos that ended are discarded, and
+//!    interrupted erasures are run again to the end.
+//! 4. **Orphans** (every `server.orphan_sweep_seconds`): store objects no catalog row
+//!    references, older than `server.orphan_grace_seconds` (staged parts without an
+//!    upload, objects of attempts that can never be recorded, objects of erased or
+//!    unknown videos); sealed temporary files of this process older than the grace; and
+//!    the temporary directories of cluster processes that are gone.
+//!
+//! What it did is logged and counted in [`ReaperStats`] (for the dashboard).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::catalog::{AttemptEnd, JobState, UploadState, VideoRow};
+use crate::cleanup::{CleanupError, close_upload, erase_video, remove_attempt};
+use crate::events::{OutboxEvent, video_ended};
+use crate::job::attempt_of;
+use crate::service::Service;
+
+/// What the reaper has done since the process started.
+#[derive(Debug, Default)]
+pub struct ReaperStats {
+    pub passes: AtomicU64,
+    pub requeued: AtomicU64,
+    pub dead: AtomicU64,
+    pub cancelled: AtomicU64,
+    pub uploads_expired: AtomicU64,
+    pub erasures_finished: AtomicU64,
+    pub orphans_swept: AtomicU64,
+    pub temp_files_removed: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+impl ReaperStats {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Runs passes every `server.reaper_seconds` until `stop` turns true.
+pub async fn run(
+    svc: Arc<Service>,
+    stats: Arc<ReaperStats>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let every = Duration::from_secs_f64(svc.config.server.reaper_seconds);
+    let sweep_every = Duration::from_secs_f64(svc.config.server.orphan_sweep_seconds);
+    let mut last_sweep: Option<Instant> = None;
+    loop {
+        let sweep = last_sweep.is_none_or(|t| t.elapsed() >= sweep_every);
+        if sweep {
+            last_sweep = Some(Instant::now());
+        }
+        if let Err(e) = pass(&svc, &stats, sweep).await {
+            ReaperStats::add(&stats.errors, 1);
+            tracing::warn!("reaper: {e}");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// One pass; `sweep` includes the (costlier) orphan sweep.
+pub async fn pass(svc: &Service, stats: &ReaperStats, sweep: bool) -> Result<(), CleanupError> {
+    ReaperStats::add(&stats.passes, 1);
+    for video in svc.catalog().expired_leases().await? {
+        reap_lease(svc, stats, &video).await?;
+    }
+    let expiry_ms = (svc.config.server.upload_expiry_seconds * 1000.0) as i64;
+    for id in svc.catalog().stale_uploads(expiry_ms).await? {
+        let from = [UploadState::Receiving];
+        if let Some(parts) = close_upload(svc, &id, &from, UploadState::Expired).await? {
+            tracing::info!(upload = %id, parts, "reaper: upload expired unfinished");
+            ReaperStats::add(&stats.uploads_expired, 1);
+        }
+    }
+    for id in svc.catalog().finished_uploads().await? {
+        let from = [UploadState::Complete];
+        close_upload(svc, &id, &from, UploadState::Consumed).await?;
+    }
+    for video in svc.catalog().unfinished_erasures().await? {
+        erase_video(svc, &video.id, Duration::ZERO).await?;
+        tracing::info!(video = %video.id, "reaper: finished an interrupted erasure");
+        ReaperStats::add(&stats.erasures_finished, 1);
+    }
+    if sweep {
+        let n = sweep_orphans(svc).await?;
+        ReaperStats::add(&stats.orphans_swept, n);
+        let n = sweep_temp_files(svc);
+        ReaperStats::add(&stats.temp_files_removed, n);
+    }
+    Ok(())
+}
+
+/// Ends or requeues one job whose lease expired.
+async fn reap_lease(
+    svc: &Service,
+    stats: &ReaperStats,
+    video: &VideoRow,
+) -> Result<(), CleanupError> {
+    let attempt = video.attempts;
+    let (state, error, counter) = if video.cancel_requested {
+        (JobState::Cancelled, "cancelled".to_string(), &stats.cancelled)
+    } else if attempt >= video.max_attempts {
+        let error = format!("gave up after {attempt} attempts: the worker's lease expired");
+        (JobState::Dead, error, &stats.dead)
+    } else {
+        let error = "the worker's lease expired; requeued".to_string();
+        (JobState::Queued, error, &stats.requeued)
+    };
+    let event = match state {
+        JobState::Queued => Some(OutboxEvent::publish(&video.id, attempt)),
+        _ => video_ended(video, state, None, None, Some(&error)),
+    };
+    let end = AttemptEnd {
+        state,
+        error: &error,
+        retry_in_ms: 0,
+    };
+    if !svc
+        .catalog()
+        .end_expired(&video.id, attempt, &end, event.as_ref())
+        .await?
+    {
+        return Ok(()); // the worker renewed, or another reaper got there first
+    }
+    tracing::info!(video = %video.id, attempt, state = state.as_str(), "reaper: lease expired");
+    ReaperStats::add(counter, 1);
+    remove_attempt(svc, &video.id, attempt).await?;
+    if matches!(state, JobState::Cancelled | JobState::Dead)
+        && let Ok(crate::worker::JobSource::Upload { upload_id }) =
+            serde_json::from_str(&video.source)
+    {
+        let from = [UploadState::Complete];
+        close_upload(svc, &upload_id, &from, UploadState::Consumed).await?;
+    }
+    Ok(())
+}
+
+/// Whether the object stored under `key` was sealed more than the grace period ago (or
+/// has no catalog row at all, so nothing can open it).
+async fn past_grace(svc: &Service, key: &str, grace_s: i64) -> Result<bool, CleanupError> {
+    let location = format!("{}/{key}", svc.store.describe());
+    let rows = svc.catalog().objects_at(&location).await?;
+    let now = crate::catalog::unix_now();
+    Ok(rows
+        .iter()
+        .filter(|r| r.location == location)
+        .all(|r| r.created_at < now - grace_s))
+}
+
+/// Deletes store objects nothing references. Returns how many.
+async fn sweep_orphans(svc: &Service) -> Result<u64, CleanupError> {
+    let grace_s = svc.config.server.orphan_grace_seconds as i64;
+    let catalog = svc.catalog();
+    let mut swept = 0;
+    for key in svc.store.list("staging/").await? {
+        if catalog.part_exists(&key).await? || !past_grace(svc, &key, grace_s).await? {
+            continue;
+        }
+        forget_and_delete(svc, &key).await?;
+        swept += 1;
+    }
+    for key in svc.store.list("videos/").await? {
+        let referenced = match attempt_of(&key) {
+            Some((id, attempt)) => catalog.video(id).await?.is_some_and(|v| {
+                v.erased_at.is_none()
+                    && v.attempts == attempt
+                    && matches!(v.state, JobState::Running | JobState::Done)
+            }),
+            None => false,
+        };
+        if referenced || !past_grace(svc, &key, grace_s).await? {
+            continue;
+        }
+        forget_and_delete(svc, &key).await?;
+        swept += 1;
+    }
+    if swept > 0 {
+        tracing::info!(objects = swept, "reaper: swept orphaned store objects");
+    }
+    Ok(swept)
+}
+
+/// Deletes an unreferenced object's bytes, then its catalog rows.
+async fn forget_and_delete(svc: &Service, key: &str) -> Result<(), CleanupError> {
+    svc.store.delete(key).await?;
+    let location = format!("{}/{key}", svc.store.describe());
+    for row in svc.catalog().objects_at(&location).await? {
+        if row.location == location {
+            svc.vault.forget(&row.object_id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes sealed staging files older than the grace period from this process's
+/// temporary directory, and the temporary directories of cluster processes that no
+/// longer run. Returns how many files and directories went.
+fn sweep_temp_files(svc: &Service) -> u64 {
+    let grace = Duration::from_secs_f64(svc.config.server.orphan_grace_seconds);
+    let mut removed = remove_old_parts(&svc.tmp_dir, grace);
+    // Cluster processes keep theirs in the system temporary directory as `vcw-PID`.
+    let per_process = svc
+        .tmp_dir
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("vcw-"));
+    if per_process
+        && let Some(parent) = svc.tmp_dir.parent()
+        && let Ok(entries) = std::fs::read_dir(parent)
+    {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let gone = name
+                .strip_prefix("vcw-")
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+            if gone && std::fs::remove_dir_all(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "reaper: removed stale temporary files");
+    }
+    removed
+}
+
+/// Removes `.vcw-part-*` files in `dir` not modified within `grace` (a live upload
+/// writes to its file all the time). Returns how many.
+pub fn remove_old_parts(dir: &Path, grace: Duration) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|age| age >= grace);
+        if old
+            && entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".vcw-part-")
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}

@@ -1,0 +1,338 @@
+//! The catalog's state machine and its races, on SQLite and on a real PostgreSQL 15:
+//! concurrent first seals of one subject share a key; the claim fences attempts; results
+//! and their events commit together or not at all; a cancelled or erased job never
+//! records a result; the reaper's end of an attempt needs an expired lease; concurrent
+//! parts at one offset and concurrent uploads with one id have exactly one winner; an
+//! outbox event is handed to one dispatcher at a time.
+
+use std::sync::Arc;
+
+use vcw::catalog::{
+    AttemptEnd, Catalog, ClaimOutcome, JobState, NewVideo, PartAdded, UploadPart, UploadRow,
+    UploadState,
+};
+use vcw::crypto::LocalKms;
+use vcw::events::{EventKind, OutboxEvent};
+use vcw::vault::Vault;
+
+use crate::cluster::Postgres;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn video<'a>(id: &'a str, callback: Option<&'a str>) -> NewVideo<'a> {
+    NewVideo {
+        id,
+        subject_hash: "subject-hash",
+        owner: "owner",
+        source: r#"{"upload":{"upload_id":"x"}}"#,
+        max_attempts: 2,
+        callback_url: callback,
+    }
+}
+
+fn upload(id: &str, length: i64) -> UploadRow {
+    UploadRow {
+        id: id.into(),
+        subject_hash: "subject-hash".into(),
+        owner: "owner".into(),
+        length,
+        received: 0,
+        filename: None,
+        callback_url: None,
+        state: UploadState::Receiving,
+    }
+}
+
+fn part(start: i64, len: i64, key: &str) -> UploadPart {
+    UploadPart {
+        start,
+        len,
+        store_key: key.into(),
+        object_id: vec![7; 16],
+    }
+}
+
+fn webhook(id: &str) -> OutboxEvent {
+    OutboxEvent {
+        id: format!("{id}-done"),
+        kind: EventKind::Webhook,
+        video_id: id.into(),
+        target: "http://127.0.0.1:9/hook".into(),
+        body: "{}".into(),
+    }
+}
+
+/// Every check below, against one catalog.
+async fn state_machine(catalog: Catalog, keyring: &std::path::Path) {
+    // --- concurrent first seals of fresh subjects share one key each --------------------
+    let vault = Arc::new(Vault::with_catalog(keyring, catalog.clone()).unwrap());
+    let mut tasks = Vec::new();
+    for subject in 0..6 {
+        for copy in 0..4 {
+            let vault = vault.clone();
+            tasks.push(tokio::spawn(async move {
+                let hash = format!("fresh-subject-{subject}");
+                let plain = format!("subject {subject} copy {copy}").into_bytes();
+                let mut sealed = Vec::new();
+                vault
+                    .seal_for_hash(&hash, "test/loc", plain.as_slice(), &mut sealed)
+                    .await
+                    .unwrap();
+                (plain, sealed)
+            }));
+        }
+    }
+    for task in tasks {
+        let (plain, sealed) = task.await.unwrap();
+        let mut opened = Vec::new();
+        vault
+            .open(sealed.as_slice(), None, &mut opened)
+            .await
+            .expect("every object sealed in the race opens");
+        assert_eq!(opened, plain);
+    }
+    for subject in 0..6 {
+        let key = catalog
+            .subject_key(&format!("fresh-subject-{subject}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(key.version, 1, "one key, never replaced");
+    }
+
+    // --- claim, heartbeat, fencing ----------------------------------------------------
+    assert!(catalog.insert_video(&video("v1", Some("http://h/x")), true).await.unwrap());
+    assert!(!catalog.insert_video(&video("v1", None), true).await.unwrap(), "idempotent");
+    assert_eq!(catalog.pending_events(EventKind::Publish).await.unwrap(), 1);
+    let ClaimOutcome::Claimed(first) = catalog.claim("v1", 60_000).await.unwrap() else {
+        panic!("a queued job is claimed");
+    };
+    assert_eq!(first.attempt, 1);
+    assert!(matches!(
+        catalog.claim("v1", 60_000).await.unwrap(),
+        ClaimOutcome::Busy
+    ));
+    assert_eq!(
+        catalog.heartbeat("v1", 1, 0.5, 60_000).await.unwrap(),
+        Some(false)
+    );
+    assert_eq!(catalog.heartbeat("v1", 2, 0.5, 60_000).await.unwrap(), None);
+    // The reaper cannot end a live lease.
+    let expired = AttemptEnd {
+        state: JobState::Queued,
+        error: "lease expired",
+        retry_in_ms: 0,
+    };
+    assert!(!catalog.end_expired("v1", 1, &expired, None).await.unwrap());
+    assert!(catalog.expired_leases().await.unwrap().is_empty());
+    // A lease of 1 ms runs out: the reaper requeues it, the old attempt is fenced off.
+    assert!(catalog.heartbeat("v1", 1, 0.5, 1).await.unwrap().is_some());
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(catalog.expired_leases().await.unwrap().len(), 1);
+    assert_eq!(
+        catalog.heartbeat("v1", 1, 0.6, 60_000).await.unwrap(),
+        None,
+        "an expired lease is not renewed: the attempt must stop"
+    );
+    let requeue = OutboxEvent::publish("v1", 1);
+    assert!(catalog.end_expired("v1", 1, &expired, Some(&requeue)).await.unwrap());
+    assert!(!catalog.end_expired("v1", 1, &expired, None).await.unwrap(), "once");
+    assert_eq!(catalog.pending_events(EventKind::Publish).await.unwrap(), 2);
+    let ClaimOutcome::Claimed(second) = catalog.claim("v1", 60_000).await.unwrap() else {
+        panic!("the requeued job is claimed again");
+    };
+    assert_eq!(second.attempt, 2);
+    // The first attempt's result is refused and writes no event.
+    let ev = webhook("v1");
+    assert!(!catalog.complete("v1", 1, "allow", "{}", "{}", Some(&ev)).await.unwrap());
+    assert_eq!(catalog.pending_events(EventKind::Webhook).await.unwrap(), 0);
+    // The holder's result commits with its event, exactly once.
+    assert!(catalog.complete("v1", 2, "allow", "{}", "{}", Some(&ev)).await.unwrap());
+    assert!(!catalog.complete("v1", 2, "allow", "{}", "{}", Some(&ev)).await.unwrap());
+    assert_eq!(catalog.pending_events(EventKind::Webhook).await.unwrap(), 1);
+    let v = catalog.video("v1").await.unwrap().unwrap();
+    assert_eq!((v.state, v.attempts), (JobState::Done, 2));
+    assert!(matches!(
+        catalog.claim("v1", 60_000).await.unwrap(),
+        ClaimOutcome::Finished
+    ));
+
+    // --- cancel and erase refuse results; a dead worker's cancel is the reaper's --------
+    catalog.insert_video(&video("v2", None), false).await.unwrap();
+    let ClaimOutcome::Claimed(_) = catalog.claim("v2", 60_000).await.unwrap() else {
+        panic!("claim v2");
+    };
+    assert_eq!(
+        catalog.request_cancel("v2").await.unwrap(),
+        Some(JobState::Running)
+    );
+    assert_eq!(catalog.heartbeat("v2", 1, 0.1, 1).await.unwrap(), Some(true));
+    assert!(!catalog.complete("v2", 1, "allow", "{}", "{}", None).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert!(
+        catalog.next_due().await.unwrap().is_none(),
+        "a cancelled job whose worker died is not handed out again"
+    );
+    assert!(matches!(
+        catalog.claim("v2", 60_000).await.unwrap(),
+        ClaimOutcome::Finished
+    ));
+    let cancelled = AttemptEnd {
+        state: JobState::Cancelled,
+        error: "cancelled",
+        retry_in_ms: 0,
+    };
+    assert!(catalog.end_expired("v2", 1, &cancelled, None).await.unwrap());
+    assert_eq!(
+        catalog.video("v2").await.unwrap().unwrap().state,
+        JobState::Cancelled
+    );
+
+    catalog.insert_video(&video("v3", None), false).await.unwrap();
+    let ClaimOutcome::Claimed(_) = catalog.claim("v3", 60_000).await.unwrap() else {
+        panic!("claim v3");
+    };
+    let erasing = catalog.begin_erase("v3").await.unwrap().unwrap();
+    assert!(erasing.erased_at.is_some() && erasing.cancel_requested);
+    assert!(!catalog.complete("v3", 1, "allow", "{}", "{}", None).await.unwrap());
+    assert_eq!(catalog.unfinished_erasures().await.unwrap().len(), 1);
+    catalog.finish_erase("v3").await.unwrap();
+    assert!(catalog.unfinished_erasures().await.unwrap().is_empty());
+    assert_eq!(
+        catalog.video("v3").await.unwrap().unwrap().state,
+        JobState::Cancelled
+    );
+
+    // --- parts racing at one offset: one wins, the upload completes once ---------------
+    assert!(catalog.insert_upload(&upload("u1", 30)).await.unwrap());
+    assert!(!catalog.insert_upload(&upload("u1", 30)).await.unwrap());
+    assert!(
+        !catalog.insert_upload(&upload("v1", 30)).await.unwrap(),
+        "an upload id may not take a video's id"
+    );
+    let mut racers = Vec::new();
+    for n in 0..8 {
+        let catalog = catalog.clone();
+        racers.push(tokio::spawn(async move {
+            let source = r#"{"upload":{"upload_id":"u1"}}"#;
+            let v = NewVideo {
+                source,
+                ..video("u1", None)
+            };
+            catalog
+                .add_upload_part("u1", &part(0, 10, &format!("k{n}")), &v)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for r in racers {
+        outcomes.push(r.await.unwrap());
+    }
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == PartAdded::Received(10))
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == PartAdded::Conflict).count(),
+        7
+    );
+    let v = video("u1", None);
+    assert_eq!(
+        catalog.add_upload_part("u1", &part(10, 25, "big"), &v).await.unwrap(),
+        PartAdded::Conflict,
+        "a part past Upload-Length is refused"
+    );
+    assert_eq!(
+        catalog.add_upload_part("u1", &part(10, 20, "last"), &v).await.unwrap(),
+        PartAdded::Completed
+    );
+    assert_eq!(catalog.video("u1").await.unwrap().unwrap().state, JobState::Queued);
+    assert_eq!(catalog.upload_parts("u1").await.unwrap().len(), 2);
+    assert!(catalog.part_exists("last").await.unwrap());
+    let parts = catalog
+        .close_upload("u1", &[UploadState::Complete], UploadState::Consumed)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(parts.len(), 2);
+    assert!(
+        catalog
+            .close_upload("u1", &[UploadState::Complete], UploadState::Consumed)
+            .await
+            .unwrap()
+            .is_none(),
+        "closed once"
+    );
+
+    // --- whole-body uploads with one id: exactly one completes --------------------------
+    let mut racers = Vec::new();
+    for n in 0..6 {
+        let catalog = catalog.clone();
+        racers.push(tokio::spawn(async move {
+            if !catalog.insert_upload(&upload("p1", 0)).await.unwrap() {
+                return false;
+            }
+            catalog
+                .complete_put(&part(0, 5, &format!("p{n}")), &video("p1", None))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut won = 0;
+    for r in racers {
+        won += usize::from(r.await.unwrap());
+    }
+    assert_eq!(won, 1);
+    assert!(catalog.insert_upload(&upload("p2", 0)).await.unwrap());
+    catalog.drop_empty_upload("p2").await.unwrap();
+    assert!(catalog.upload("p2").await.unwrap().is_none(), "the id is free again");
+
+    // --- an event is handed to one dispatcher at a time, until delivered ----------------
+    let mut claims = Vec::new();
+    for _ in 0..6 {
+        let catalog = catalog.clone();
+        claims.push(tokio::spawn(async move {
+            catalog.claim_event(3, 60_000).await.unwrap()
+        }));
+    }
+    let mut ids = Vec::new();
+    for c in claims {
+        if let Some(row) = c.await.unwrap() {
+            ids.push(row.event.id);
+        }
+    }
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "no event claimed twice: {ids:?}");
+    for id in &ids {
+        catalog.record_event(id, Some(200), None, true, 0).await.unwrap();
+    }
+    assert_eq!(catalog.pending_events(EventKind::Webhook).await.unwrap(), 0);
+}
+
+#[test]
+fn catalog_state_machine_and_races_on_sqlite_and_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = dir.path().join("keyring.toml");
+    LocalKms::init(&keyring).unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let catalog = Catalog::open(&dir.path().join("sqlite")).await.unwrap();
+        state_machine(catalog, &keyring).await;
+    });
+    let pg = Postgres::start(dir.path());
+    rt.block_on(async {
+        let catalog = Catalog::connect(&pg.url).await.unwrap();
+        state_machine(catalog, &keyring).await;
+    });
+}

@@ -1,0 +1,298 @@
+//! The job path under concurrency and crashes, through a real `vcw serve`:
+//! - many parallel first uploads for fresh subjects, parallel PUTs with one id, parallel
+//!   tus PATCHes at one offset: every accepted video ends `done` and playable, and the
+//!   losers get 409, never a 500;
+//! - a crash matrix: the process aborts (`VCW_CRASH_AT`, as abrupt as kill -9) at each
+//!   step boundary, is restarted, and the reaper runs. Every accepted upload reaches one
+//!   terminal state, every stored object is the done attempt's or swept, every webhook
+//!   is delivered with its event id, and no plaintext byte of the video is on disk.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::serve::{
+    Server, get_json, is_final, send, state, stored_files, token, try_send, wait_for,
+    webhook_receiver,
+};
+use crate::util::ffmpeg;
+use vcw::api::Role;
+
+/// Reaper settings that make crash recovery quick in tests.
+const FAST_REAPER: [(&str, &str); 5] = [
+    ("VCW__SERVER__LEASE_SECONDS", "2"),
+    ("VCW__SERVER__REAPER_SECONDS", "0.2"),
+    ("VCW__SERVER__ORPHAN_SWEEP_SECONDS", "0.2"),
+    ("VCW__SERVER__ORPHAN_GRACE_SECONDS", "0"),
+    ("VCW__SERVER__UPLOAD_EXPIRY_SECONDS", "1"),
+];
+
+/// A 2-second 128x96 H.264 clip: cheap to scan many times.
+fn tiny_clip(dir: &Path) -> std::path::PathBuf {
+    let out = dir.join("tiny.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=128x96:rate=10",
+        "-t",
+        "2",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "10",
+        out.to_str().unwrap(),
+    ]);
+    out
+}
+
+fn put(s: &Server, tok: &str, id: &str, subject: &str, body: &[u8]) -> u16 {
+    send(
+        "PUT",
+        &s.url(&format!("/v1/videos/{id}")),
+        Some(tok),
+        &[("vcw-subject", subject)],
+        body,
+    )
+    .0
+}
+
+/// The playlist and every segment it names are served (200).
+fn playable(s: &Server, tok: &str, id: &str) -> bool {
+    let (status, _, body) = send(
+        "GET",
+        &s.url(&format!("/v1/videos/{id}/playlist.m3u8")),
+        Some(tok),
+        &[],
+        b"",
+    );
+    if status != 200 {
+        return false;
+    }
+    let text = String::from_utf8(body).unwrap_or_default();
+    let segments: Vec<&str> = text.lines().filter(|l| l.starts_with("segments/")).collect();
+    !segments.is_empty()
+        && segments.iter().all(|seg| {
+            let url = s.url(&format!("/v1/videos/{id}/{seg}"));
+            send("GET", &url, Some(tok), &[], b"").0 == 200
+        })
+}
+
+fn hex_id(n: usize) -> String {
+    format!("{n:032x}")
+}
+
+#[test]
+fn concurrent_uploads_one_id_and_one_offset_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = std::fs::read(tiny_clip(dir.path())).unwrap();
+    let up = token(dir.path(), Role::Uploader);
+    let env = [("VCW__SERVER__WORKERS", "2")];
+    let s = Server::start(dir.path(), &env);
+
+    // 10 fresh subjects, two first uploads each, all at once.
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..20)
+            .map(|n| {
+                let (s, up, clip) = (&s, &up, &clip);
+                scope.spawn(move || put(s, up, &hex_id(0xa000 + n), &format!("fresh-{}", n / 2), clip))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 202), "{statuses:?}");
+
+    // Six PUTs with one id: one 202, the rest 409.
+    let same = hex_id(0xb000);
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                let (s, up, clip, same) = (&s, &up, &clip, &same);
+                scope.spawn(move || put(s, up, same, "same-id", clip))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(statuses.iter().filter(|s| **s == 202).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 5, "{statuses:?}");
+
+    // Six tus PATCHes at offset 0 of one upload: one 204, the rest 409.
+    let length = clip.len().to_string();
+    let (status, headers, _) = send(
+        "POST",
+        &s.url("/v1/uploads"),
+        Some(&up),
+        &[
+            ("tus-resumable", "1.0.0"),
+            ("upload-length", &length),
+            ("upload-metadata", "subject dHVzLXJhY2U="),
+        ],
+        b"",
+    );
+    assert_eq!(status, 201);
+    let location = headers["location"].to_str().unwrap().to_string();
+    let tus_id = location.rsplit('/').next().unwrap().to_string();
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                let (s, up, clip, location) = (&s, &up, &clip, &location);
+                scope.spawn(move || {
+                    send(
+                        "PATCH",
+                        &s.url(location),
+                        Some(up),
+                        &[
+                            ("tus-resumable", "1.0.0"),
+                            ("upload-offset", "0"),
+                            ("content-type", "application/offset+octet-stream"),
+                        ],
+                        clip,
+                    )
+                    .0
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(statuses.iter().filter(|s| **s == 204).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 5, "{statuses:?}");
+
+    // Every accepted video ends done and playable.
+    let mut accepted: Vec<String> = (0..20).map(|n| hex_id(0xa000 + n)).collect();
+    accepted.push(same);
+    accepted.push(tus_id);
+    let mut done = 0;
+    let mut play = 0;
+    for id in &accepted {
+        let v = wait_for(&s, &up, id, 300, is_final);
+        if state(&v) == "done" {
+            done += 1;
+        }
+        if playable(&s, &up, id) {
+            play += 1;
+        }
+    }
+    println!(
+        "concurrency: {} accepted, {done} done, {play} playable",
+        accepted.len()
+    );
+    assert_eq!((done, play), (accepted.len(), accepted.len()));
+    // Only the done attempts' objects are stored; no staged part is left.
+    wait_until(30, || stored_files(&s.dir, "staging").is_empty());
+}
+
+fn wait_until(secs: u64, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !ok() {
+        assert!(Instant::now() < deadline, "condition not reached in {secs} s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// No file under `dir` contains `needle` (a run of the source video's bytes).
+fn no_plaintext(dir: &Path, needle: &[u8]) {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle),
+                    "plaintext of the video in {}",
+                    p.display()
+                );
+            }
+        }
+    }
+}
+
+/// One crash point: start with `VCW_CRASH_AT=point`, act, see the process die, restart
+/// it plain, and check the invariants.
+fn crash_at(point: &str, clip: &[u8], needle: &[u8]) {
+    let dir = tempfile::tempdir().unwrap();
+    let up = token(dir.path(), Role::Uploader);
+    let officer = token(dir.path(), Role::PrivacyOfficer);
+    let (hook_url, hooks) = webhook_receiver();
+    let id = hex_id(0xc000);
+    let mut env: Vec<(&str, &str)> = FAST_REAPER.to_vec();
+    env.push(("VCW_CRASH_AT", point));
+    let mut s = Server::start(dir.path(), &env);
+    let url = s.url(&format!("/v1/videos/{id}"));
+    let headers = [("vcw-subject", "crash-subject"), ("vcw-callback-url", hook_url.as_str())];
+    let answer = try_send("PUT", &url, Some(&up), &headers, clip);
+    if point == "during-erase" {
+        assert_eq!(answer.unwrap().0, 202);
+        wait_for(&s, &up, &id, 120, is_final);
+        assert!(try_send("DELETE", &url, Some(&officer), &[], b"").is_err());
+    }
+    let status = s.wait_exit(120);
+    assert!(!status.success(), "{point}: the crash point aborts the process");
+    drop(s);
+
+    let s = Server::start(dir.path(), &FAST_REAPER);
+    match point {
+        "after-stage-part" => {
+            // The client never heard back: nothing was accepted, and the staged part of the
+            // upload that never got its row goes (the upload expires, the sweep runs).
+            wait_until(60, || stored_files(&s.dir, "").is_empty());
+            let (code, _) = get_json(&url, &up);
+            assert_eq!(code, 404, "no video was recorded");
+        }
+        "during-erase" => {
+            // The reaper finishes the erasure: nothing of the video is left, and it is Gone.
+            wait_until(60, || stored_files(&s.dir, "").is_empty());
+            let playlist = format!("{url}/playlist.m3u8");
+            assert_eq!(send("GET", &playlist, Some(&up), &[], b"").0, 410);
+            let (_, v) = get_json(&url, &up);
+            assert_eq!(v["erased"], true, "{v}");
+        }
+        _ => {
+            // The job was recorded before the crash: it ends done exactly once.
+            let v = wait_for(&s, &up, &id, 180, is_final);
+            assert_eq!(state(&v), "done", "{point}: {v}");
+            assert!(playable(&s, &up, &id), "{point}: playable");
+            // Exactly the done attempt's objects remain: segments + playlist + manifest.
+            let attempt = v["attempts"].as_i64().unwrap();
+            wait_until(60, || {
+                let stored = stored_files(&s.dir, "");
+                stored
+                    .iter()
+                    .all(|k| k.starts_with(&format!("videos/{id}/a{attempt}/")))
+            });
+            // The webhook arrives with its event id (at least once, always the same id).
+            wait_until(60, || {
+                hooks.lock().unwrap().iter().any(|(h, _)| {
+                    h.get("vcw-delivery").map(String::as_str) == Some(&format!("{id}-done"))
+                })
+            });
+            let hooks = hooks.lock().unwrap();
+            for (h, body) in hooks.iter() {
+                let event: Value = serde_json::from_slice(body).unwrap();
+                assert_eq!(event["event_id"].as_str(), h.get("vcw-delivery").map(String::as_str));
+            }
+        }
+    }
+    no_plaintext(dir.path(), needle);
+}
+
+#[test]
+fn crash_matrix_every_accepted_upload_ends_once_and_nothing_leaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = std::fs::read(tiny_clip(dir.path())).unwrap();
+    // A run of encoded video data (past the container header) to look for on disk.
+    let needle = clip[clip.len() / 2..clip.len() / 2 + 48].to_vec();
+    for point in [
+        "after-stage-part",
+        "before-publish",
+        "before-complete",
+        "after-complete",
+        "during-erase",
+    ] {
+        crash_at(point, &clip, &needle);
+    }
+}
