@@ -121,7 +121,10 @@ impl Dispatcher {
 /// outbox and a dispatcher delivers it later; the caller's request still succeeded.
 pub async fn publish_now(catalog: &Catalog, queue: &dyn JobQueue, event: &OutboxEvent) {
     let result: Result<(), String> = async {
-        queue.publish(&event.video_id).await.map_err(|e| e.to_string())?;
+        queue
+            .publish(&event.video_id)
+            .await
+            .map_err(|e| e.to_string())?;
         crate::failpoint::hit("after-publish");
         catalog
             .record_event(&event.id, None, None, true, 0)

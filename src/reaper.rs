@@ -115,7 +115,11 @@ async fn reap_lease(
 ) -> Result<(), CleanupError> {
     let attempt = video.attempts;
     let (state, error, counter) = if video.cancel_requested {
-        (JobState::Cancelled, "cancelled".to_string(), &stats.cancelled)
+        (
+            JobState::Cancelled,
+            "cancelled".to_string(),
+            &stats.cancelled,
+        )
     } else if attempt >= video.max_attempts {
         let error = format!("gave up after {attempt} attempts: the worker's lease expired");
         (JobState::Dead, error, &stats.dead)

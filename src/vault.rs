@@ -148,7 +148,9 @@ impl Vault {
                 return Ok((row, key));
             }
         }
-        Err(VaultError::Contended(subject_hash.chars().take(8).collect()))
+        Err(VaultError::Contended(
+            subject_hash.chars().take(8).collect(),
+        ))
     }
 
     /// Keyed hash of a subject identifier (what the catalog stores).

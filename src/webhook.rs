@@ -17,7 +17,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use sha2::Sha256;
 
-
 /// `t=...,v1=...` for `body` sent at `timestamp` (Unix seconds).
 pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     let mut mac = <Hmac<Sha256>>::new_from_slice(secret).expect("HMAC takes any key length");
@@ -62,7 +61,10 @@ impl WebhookClient {
             .header("content-type", "application/json")
             .header("user-agent", concat!("vcw/", env!("CARGO_PKG_VERSION")))
             .header("vcw-delivery", event_id)
-            .header("vcw-signature", signature(&self.secret, ts, body.as_bytes()))
+            .header(
+                "vcw-signature",
+                signature(&self.secret, ts, body.as_bytes()),
+            )
             .body(Full::new(Bytes::from(body.to_string())))
             .map_err(|e| e.to_string())?;
         let response = tokio::time::timeout(ATTEMPT_TIMEOUT, self.client.request(request))

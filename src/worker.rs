@@ -159,15 +159,17 @@ async fn record_result(
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
-    let (report_json, manifest_json) =
-        match (serde_json::to_string(report), serde_json::to_string(manifest)) {
-            (Ok(r), Ok(m)) => (r, m),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::error!(video = %id, "serialising the result: {e}");
-                remove_own(svc, job).await;
-                return None;
-            }
-        };
+    let (report_json, manifest_json) = match (
+        serde_json::to_string(report),
+        serde_json::to_string(manifest),
+    ) {
+        (Ok(r), Ok(m)) => (r, m),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(video = %id, "serialising the result: {e}");
+            remove_own(svc, job).await;
+            return None;
+        }
+    };
     let event = video_ended(
         &job.video,
         JobState::Done,

@@ -22,9 +22,9 @@ use super::App;
 use super::auth::Caller;
 use super::error::ApiError;
 use crate::catalog::{NewVideo, PartAdded, UploadRow, UploadState};
+use crate::cleanup::close_upload;
 use crate::service::Service;
 use crate::staging::{discard_parts, looks_like_video, stage_part};
-use crate::cleanup::close_upload;
 use crate::worker::JobSource;
 
 const TUS_VERSION: &str = "1.0.0";
@@ -334,8 +334,7 @@ pub async fn patch(
             svc.announce(&id).await;
             r.headers_mut().insert(
                 "vcw-video",
-                HeaderValue::from_str(&format!("/v1/videos/{id}"))
-                    .map_err(ApiError::internal)?,
+                HeaderValue::from_str(&format!("/v1/videos/{id}")).map_err(ApiError::internal)?,
             );
             upload.length
         }

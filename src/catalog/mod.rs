@@ -18,8 +18,8 @@ use sqlx::{AnyPool, Executor, Row};
 
 mod service;
 pub use service::{
-    AttemptEnd, ClaimOutcome, ClaimedJob, DeliveryRecord, JobState, NewVideo, OutboxRow,
-    PartAdded, TokenRow, UploadPart, UploadRow, UploadState, VideoRow, now_ms,
+    AttemptEnd, ClaimOutcome, ClaimedJob, DeliveryRecord, JobState, NewVideo, OutboxRow, PartAdded,
+    TokenRow, UploadPart, UploadRow, UploadState, VideoRow, now_ms,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -231,7 +231,11 @@ impl Catalog {
 
     /// The SQL expression for the database's current time (Unix ms).
     fn now_sql(&self) -> &'static str {
-        if self.postgres { POSTGRES_NOW } else { SQLITE_NOW }
+        if self.postgres {
+            POSTGRES_NOW
+        } else {
+            SQLITE_NOW
+        }
     }
 
     /// `sql` with `{now}` spelled for this backend.

@@ -362,7 +362,11 @@ impl Catalog {
     /// Records a new queued video, with its announcement on the job queue when `publish`
     /// (a job that arrived on the queue needs none). Returns false if the id exists
     /// already (an idempotent resubmission); then nothing was written.
-    pub async fn insert_video(&self, v: &NewVideo<'_>, publish: bool) -> Result<bool, CatalogError> {
+    pub async fn insert_video(
+        &self,
+        v: &NewVideo<'_>,
+        publish: bool,
+    ) -> Result<bool, CatalogError> {
         let mut tx = self.pool.begin().await?;
         let created = insert_video_row(&mut tx, self.now_sql(), v).await?;
         if created && publish {
@@ -539,11 +543,12 @@ impl Catalog {
     /// Running jobs whose lease ran out: their worker died, hangs, or lost its way to
     /// the catalog (the reaper ends or requeues them).
     pub async fn expired_leases(&self) -> Result<Vec<VideoRow>, CatalogError> {
-        let rows = sqlx::query(&self.sql(
-            "SELECT * FROM videos WHERE state = 'running' AND lease_until < {now} LIMIT 100",
-        ))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query(&self.sql(
+                "SELECT * FROM videos WHERE state = 'running' AND lease_until < {now} LIMIT 100",
+            ))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(video_row).collect()
     }
 

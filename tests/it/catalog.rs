@@ -107,8 +107,19 @@ async fn state_machine(catalog: Catalog, keyring: &std::path::Path) {
     }
 
     // --- claim, heartbeat, fencing ----------------------------------------------------
-    assert!(catalog.insert_video(&video("v1", Some("http://h/x")), true).await.unwrap());
-    assert!(!catalog.insert_video(&video("v1", None), true).await.unwrap(), "idempotent");
+    assert!(
+        catalog
+            .insert_video(&video("v1", Some("http://h/x")), true)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !catalog
+            .insert_video(&video("v1", None), true)
+            .await
+            .unwrap(),
+        "idempotent"
+    );
     assert_eq!(catalog.pending_events(EventKind::Publish).await.unwrap(), 1);
     let ClaimOutcome::Claimed(first) = catalog.claim("v1", 60_000).await.unwrap() else {
         panic!("a queued job is claimed");
@@ -141,8 +152,16 @@ async fn state_machine(catalog: Catalog, keyring: &std::path::Path) {
         "an expired lease is not renewed: the attempt must stop"
     );
     let requeue = OutboxEvent::publish("v1", 1);
-    assert!(catalog.end_expired("v1", 1, &expired, Some(&requeue)).await.unwrap());
-    assert!(!catalog.end_expired("v1", 1, &expired, None).await.unwrap(), "once");
+    assert!(
+        catalog
+            .end_expired("v1", 1, &expired, Some(&requeue))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !catalog.end_expired("v1", 1, &expired, None).await.unwrap(),
+        "once"
+    );
     assert_eq!(catalog.pending_events(EventKind::Publish).await.unwrap(), 2);
     let ClaimOutcome::Claimed(second) = catalog.claim("v1", 60_000).await.unwrap() else {
         panic!("the requeued job is claimed again");
@@ -150,11 +169,26 @@ async fn state_machine(catalog: Catalog, keyring: &std::path::Path) {
     assert_eq!(second.attempt, 2);
     // The first attempt's result is refused and writes no event.
     let ev = webhook("v1");
-    assert!(!catalog.complete("v1", 1, "allow", "{}", "{}", Some(&ev)).await.unwrap());
+    assert!(
+        !catalog
+            .complete("v1", 1, "allow", "{}", "{}", Some(&ev))
+            .await
+            .unwrap()
+    );
     assert_eq!(catalog.pending_events(EventKind::Webhook).await.unwrap(), 0);
     // The holder's result commits with its event, exactly once.
-    assert!(catalog.complete("v1", 2, "allow", "{}", "{}", Some(&ev)).await.unwrap());
-    assert!(!catalog.complete("v1", 2, "allow", "{}", "{}", Some(&ev)).await.unwrap());
+    assert!(
+        catalog
+            .complete("v1", 2, "allow", "{}", "{}", Some(&ev))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !catalog
+            .complete("v1", 2, "allow", "{}", "{}", Some(&ev))
+            .await
+            .unwrap()
+    );
     assert_eq!(catalog.pending_events(EventKind::Webhook).await.unwrap(), 1);
     let v = catalog.video("v1").await.unwrap().unwrap();
     assert_eq!((v.state, v.attempts), (JobState::Done, 2));
@@ -164,7 +198,10 @@ async fn state_machine(catalog: Catalog, keyring: &std::path::Path) {
     ));
 
     // --- cancel and erase refuse results; a dead worker's cancel is the reaper's --------
-    catalog.insert_video(&video("v2", None), false).await.unwrap();
+    catalog
+        .insert_video(&video("v2", None), false)
+        .await
+        .unwrap();
     let ClaimOutcome::Claimed(_) = catalog.claim("v2", 60_000).await.unwrap() else {
         panic!("claim v2");
     };
@@ -172,8 +209,16 @@ async fn state_machine(catalog: Catalog, keyring: &std::path::Path) {
         catalog.request_cancel("v2").await.unwrap(),
         Some(JobState::Running)
     );
-    assert_eq!(catalog.heartbeat("v2", 1, 0.1, 1).await.unwrap(), Some(true));
-    assert!(!catalog.complete("v2", 1, "allow", "{}", "{}", None).await.unwrap());
+    assert_eq!(
+        catalog.heartbeat("v2", 1, 0.1, 1).await.unwrap(),
+        Some(true)
+    );
+    assert!(
+        !catalog
+            .complete("v2", 1, "allow", "{}", "{}", None)
+            .await
+            .unwrap()
+    );
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     assert!(
         catalog.next_due().await.unwrap().is_none(),
@@ -188,19 +233,32 @@ async fn state_machine(catalog: Catalog, keyring: &std::path::Path) {
         error: "cancelled",
         retry_in_ms: 0,
     };
-    assert!(catalog.end_expired("v2", 1, &cancelled, None).await.unwrap());
+    assert!(
+        catalog
+            .end_expired("v2", 1, &cancelled, None)
+            .await
+            .unwrap()
+    );
     assert_eq!(
         catalog.video("v2").await.unwrap().unwrap().state,
         JobState::Cancelled
     );
 
-    catalog.insert_video(&video("v3", None), false).await.unwrap();
+    catalog
+        .insert_video(&video("v3", None), false)
+        .await
+        .unwrap();
     let ClaimOutcome::Claimed(_) = catalog.claim("v3", 60_000).await.unwrap() else {
         panic!("claim v3");
     };
     let erasing = catalog.begin_erase("v3").await.unwrap().unwrap();
     assert!(erasing.erased_at.is_some() && erasing.cancel_requested);
-    assert!(!catalog.complete("v3", 1, "allow", "{}", "{}", None).await.unwrap());
+    assert!(
+        !catalog
+            .complete("v3", 1, "allow", "{}", "{}", None)
+            .await
+            .unwrap()
+    );
     assert_eq!(catalog.unfinished_erasures().await.unwrap().len(), 1);
     catalog.finish_erase("v3").await.unwrap();
     assert!(catalog.unfinished_erasures().await.unwrap().is_empty());
@@ -244,20 +302,32 @@ async fn state_machine(catalog: Catalog, keyring: &std::path::Path) {
         "{outcomes:?}"
     );
     assert_eq!(
-        outcomes.iter().filter(|o| **o == PartAdded::Conflict).count(),
+        outcomes
+            .iter()
+            .filter(|o| **o == PartAdded::Conflict)
+            .count(),
         7
     );
     let v = video("u1", None);
     assert_eq!(
-        catalog.add_upload_part("u1", &part(10, 25, "big"), &v).await.unwrap(),
+        catalog
+            .add_upload_part("u1", &part(10, 25, "big"), &v)
+            .await
+            .unwrap(),
         PartAdded::Conflict,
         "a part past Upload-Length is refused"
     );
     assert_eq!(
-        catalog.add_upload_part("u1", &part(10, 20, "last"), &v).await.unwrap(),
+        catalog
+            .add_upload_part("u1", &part(10, 20, "last"), &v)
+            .await
+            .unwrap(),
         PartAdded::Completed
     );
-    assert_eq!(catalog.video("u1").await.unwrap().unwrap().state, JobState::Queued);
+    assert_eq!(
+        catalog.video("u1").await.unwrap().unwrap().state,
+        JobState::Queued
+    );
     assert_eq!(catalog.upload_parts("u1").await.unwrap().len(), 2);
     assert!(catalog.part_exists("last").await.unwrap());
     let parts = catalog
@@ -296,7 +366,10 @@ async fn state_machine(catalog: Catalog, keyring: &std::path::Path) {
     assert_eq!(won, 1);
     assert!(catalog.insert_upload(&upload("p2", 0)).await.unwrap());
     catalog.drop_empty_upload("p2").await.unwrap();
-    assert!(catalog.upload("p2").await.unwrap().is_none(), "the id is free again");
+    assert!(
+        catalog.upload("p2").await.unwrap().is_none(),
+        "the id is free again"
+    );
 
     // --- an event is handed to one dispatcher at a time, until delivered ----------------
     let mut claims = Vec::new();
@@ -315,7 +388,10 @@ async fn state_machine(catalog: Catalog, keyring: &std::path::Path) {
     let unique: std::collections::HashSet<_> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "no event claimed twice: {ids:?}");
     for id in &ids {
-        catalog.record_event(id, Some(200), None, true, 0).await.unwrap();
+        catalog
+            .record_event(id, Some(200), None, true, 0)
+            .await
+            .unwrap();
     }
     assert_eq!(catalog.pending_events(EventKind::Webhook).await.unwrap(), 0);
 }

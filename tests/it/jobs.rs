@@ -73,7 +73,10 @@ fn playable(s: &Server, tok: &str, id: &str) -> bool {
         return false;
     }
     let text = String::from_utf8(body).unwrap_or_default();
-    let segments: Vec<&str> = text.lines().filter(|l| l.starts_with("segments/")).collect();
+    let segments: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("segments/"))
+        .collect();
     !segments.is_empty()
         && segments.iter().all(|seg| {
             let url = s.url(&format!("/v1/videos/{id}/{seg}"));
@@ -98,7 +101,15 @@ fn concurrent_uploads_one_id_and_one_offset_lose_nothing() {
         let handles: Vec<_> = (0..20)
             .map(|n| {
                 let (s, up, clip) = (&s, &up, &clip);
-                scope.spawn(move || put(s, up, &hex_id(0xa000 + n), &format!("fresh-{}", n / 2), clip))
+                scope.spawn(move || {
+                    put(
+                        s,
+                        up,
+                        &hex_id(0xa000 + n),
+                        &format!("fresh-{}", n / 2),
+                        clip,
+                    )
+                })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -116,8 +127,16 @@ fn concurrent_uploads_one_id_and_one_offset_lose_nothing() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert_eq!(statuses.iter().filter(|s| **s == 202).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 5, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 202).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        5,
+        "{statuses:?}"
+    );
 
     // Six tus PATCHes at offset 0 of one upload: one 204, the rest 409.
     let length = clip.len().to_string();
@@ -157,8 +176,16 @@ fn concurrent_uploads_one_id_and_one_offset_lose_nothing() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert_eq!(statuses.iter().filter(|s| **s == 204).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 5, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 204).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        5,
+        "{statuses:?}"
+    );
 
     // Every accepted video ends done and playable.
     let mut accepted: Vec<String> = (0..20).map(|n| hex_id(0xa000 + n)).collect();
@@ -187,7 +214,10 @@ fn concurrent_uploads_one_id_and_one_offset_lose_nothing() {
 fn wait_until(secs: u64, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !ok() {
-        assert!(Instant::now() < deadline, "condition not reached in {secs} s");
+        assert!(
+            Instant::now() < deadline,
+            "condition not reached in {secs} s"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -223,7 +253,10 @@ fn crash_at(point: &str, clip: &[u8], needle: &[u8]) {
     env.push(("VCW_CRASH_AT", point));
     let mut s = Server::start(dir.path(), &env);
     let url = s.url(&format!("/v1/videos/{id}"));
-    let headers = [("vcw-subject", "crash-subject"), ("vcw-callback-url", hook_url.as_str())];
+    let headers = [
+        ("vcw-subject", "crash-subject"),
+        ("vcw-callback-url", hook_url.as_str()),
+    ];
     let answer = try_send("PUT", &url, Some(&up), &headers, clip);
     if point == "during-erase" {
         assert_eq!(answer.unwrap().0, 202);
@@ -231,7 +264,10 @@ fn crash_at(point: &str, clip: &[u8], needle: &[u8]) {
         assert!(try_send("DELETE", &url, Some(&officer), &[], b"").is_err());
     }
     let status = s.wait_exit(120);
-    assert!(!status.success(), "{point}: the crash point aborts the process");
+    assert!(
+        !status.success(),
+        "{point}: the crash point aborts the process"
+    );
     drop(s);
 
     let s = Server::start(dir.path(), &FAST_REAPER);
@@ -273,7 +309,10 @@ fn crash_at(point: &str, clip: &[u8], needle: &[u8]) {
             let hooks = hooks.lock().unwrap();
             for (h, body) in hooks.iter() {
                 let event: Value = serde_json::from_slice(body).unwrap();
-                assert_eq!(event["event_id"].as_str(), h.get("vcw-delivery").map(String::as_str));
+                assert_eq!(
+                    event["event_id"].as_str(),
+                    h.get("vcw-delivery").map(String::as_str)
+                );
             }
         }
     }

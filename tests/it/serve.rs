@@ -168,7 +168,10 @@ pub(crate) fn try_send(
     let body = if method == "HEAD" {
         Vec::new()
     } else {
-        resp.body_mut().with_config().limit(64 << 20).read_to_vec()?
+        resp.body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_vec()?
     };
     Ok((status, headers, body))
 }

@@ -185,7 +185,11 @@ fn scan_store_to_s3_and_read_back_ranges_through_the_store() {
         // The playlist's reference does not open the segment put in its place.
         let playlist_id = id(&stored["playlist"]["object_id"]);
         let swapped = vault
-            .open(store.get(seg).await.unwrap(), Some(&playlist_id), Vec::new())
+            .open(
+                store.get(seg).await.unwrap(),
+                Some(&playlist_id),
+                Vec::new(),
+            )
             .await;
         assert!(
             matches!(swapped, Err(vcw::vault::VaultError::WrongObject { .. })),
