@@ -60,7 +60,7 @@ fn put(s: &Server, tok: &str, id: &str, subject: &str, body: &[u8]) -> u16 {
     .0
 }
 
-/// The playlist and every segment it names are served (200).
+/// The playlist and every segment it names are served (200) to a reviewer (`tok`).
 fn playable(s: &Server, tok: &str, id: &str) -> bool {
     let (status, _, body) = send(
         "GET",
@@ -93,6 +93,7 @@ fn concurrent_uploads_one_id_and_one_offset_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let clip = std::fs::read(tiny_clip(dir.path())).unwrap();
     let up = token(dir.path(), Role::Uploader);
+    let reviewer = token(dir.path(), Role::Reviewer);
     let env = [("VCW__SERVER__WORKERS", "2")];
     let s = Server::start(dir.path(), &env);
 
@@ -198,7 +199,7 @@ fn concurrent_uploads_one_id_and_one_offset_lose_nothing() {
         if state(&v) == "done" {
             done += 1;
         }
-        if playable(&s, &up, id) {
+        if playable(&s, &reviewer, id) {
             play += 1;
         }
     }
@@ -247,6 +248,7 @@ fn crash_at(point: &str, clip: &[u8], needle: &[u8]) {
     let dir = tempfile::tempdir().unwrap();
     let up = token(dir.path(), Role::Uploader);
     let officer = token(dir.path(), Role::PrivacyOfficer);
+    let reviewer = token(dir.path(), Role::Reviewer);
     let (hook_url, hooks) = webhook_receiver();
     let id = hex_id(0xc000);
     let mut env: Vec<(&str, &str)> = FAST_REAPER.to_vec();
@@ -271,6 +273,7 @@ fn crash_at(point: &str, clip: &[u8], needle: &[u8]) {
     drop(s);
 
     let s = Server::start(dir.path(), &FAST_REAPER);
+    let url = s.url(&format!("/v1/videos/{id}"));
     match point {
         "after-stage-part" => {
             // The client never heard back: nothing was accepted, and the staged part of the
@@ -283,7 +286,7 @@ fn crash_at(point: &str, clip: &[u8], needle: &[u8]) {
             // The reaper finishes the erasure: nothing of the video is left, and it is Gone.
             wait_until(60, || stored_files(&s.dir, "").is_empty());
             let playlist = format!("{url}/playlist.m3u8");
-            assert_eq!(send("GET", &playlist, Some(&up), &[], b"").0, 410);
+            assert_eq!(send("GET", &playlist, Some(&reviewer), &[], b"").0, 410);
             let (_, v) = get_json(&url, &up);
             assert_eq!(v["erased"], true, "{v}");
         }
@@ -291,7 +294,7 @@ fn crash_at(point: &str, clip: &[u8], needle: &[u8]) {
             // The job was recorded before the crash: it ends done exactly once.
             let v = wait_for(&s, &up, &id, 180, is_final);
             assert_eq!(state(&v), "done", "{point}: {v}");
-            assert!(playable(&s, &up, &id), "{point}: playable");
+            assert!(playable(&s, &reviewer, &id), "{point}: playable");
             // Exactly the done attempt's objects remain: segments + playlist + manifest.
             let attempt = v["attempts"].as_i64().unwrap();
             wait_until(60, || {
