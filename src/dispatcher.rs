@@ -30,6 +30,9 @@ pub struct Dispatcher {
 
 /// How long a claimed event is hidden from other dispatchers.
 const CLAIM_LEASE: Duration = Duration::from_secs(30);
+/// How long a request waits for the broker before leaving its announcement to the
+/// dispatcher.
+const PUBLISH_NOW_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest wait between retries of a job announcement.
 const MAX_PUBLISH_BACKOFF_MS: i64 = 30_000;
 
@@ -121,9 +124,11 @@ impl Dispatcher {
 /// outbox and a dispatcher delivers it later; the caller's request still succeeded.
 pub async fn publish_now(catalog: &Catalog, queue: &dyn JobQueue, event: &OutboxEvent) {
     let result: Result<(), String> = async {
-        queue
-            .publish(&event.video_id)
+        // Bounded: with the broker down, the request answers now and the dispatcher
+        // publishes later.
+        tokio::time::timeout(PUBLISH_NOW_TIMEOUT, queue.publish(&event.video_id))
             .await
+            .map_err(|_| "the queue did not answer in time".to_string())?
             .map_err(|e| e.to_string())?;
         crate::failpoint::hit("after-publish");
         catalog

@@ -195,6 +195,8 @@ impl Catalog {
         let postgres = url.starts_with("postgres");
         let pool = AnyPoolOptions::new()
             .max_connections(if postgres { 8 } else { 4 })
+            // A database that is down answers 503 within seconds, not after sqlx's 30 s.
+            .acquire_timeout(std::time::Duration::from_secs(5))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if !postgres {

@@ -39,11 +39,23 @@ fn wait_port(port: u16, what: &str, log: &Path) {
 pub(crate) struct Nats {
     child: Child,
     pub(crate) url: String,
+    port: u16,
+    dir: PathBuf,
 }
 
 impl Nats {
     pub(crate) fn start(dir: &Path) -> Nats {
         let port = free_port();
+        let child = Nats::spawn(dir, port);
+        Nats {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn spawn(dir: &Path, port: u16) -> Child {
         let log = dir.join("nats.log");
         let child = Command::new("nats-server")
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
@@ -53,10 +65,18 @@ impl Nats {
             .spawn()
             .expect("nats-server is installed (make setup)");
         wait_port(port, "nats-server", &log);
-        Nats {
-            child,
-            url: format!("nats://127.0.0.1:{port}"),
-        }
+        child
+    }
+
+    /// SIGKILL, as a crash would.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts again on the same port with the same JetStream store.
+    fn restart(&mut self) {
+        self.child = Nats::spawn(&self.dir, self.port);
     }
 }
 
@@ -72,6 +92,9 @@ impl Drop for Nats {
 pub(crate) struct Postgres {
     data: PathBuf,
     pub(crate) url: String,
+    /// `pg_ctl -o` options and log file, to start it again.
+    opts: String,
+    log: PathBuf,
 }
 
 fn pg_bin(name: &str) -> PathBuf {
@@ -152,7 +175,32 @@ impl Postgres {
         Postgres {
             data,
             url: format!("postgres://vcw@127.0.0.1:{port}/postgres"),
+            opts,
+            log: base.join("pg.log"),
         }
+    }
+
+    /// `pg_ctl stop -m immediate`: the server goes away at once.
+    fn stop(&self) {
+        let out = as_postgres(&pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pg_ctl stop");
+    }
+
+    fn start_again(&self) {
+        let out = as_postgres(&pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-o", &self.opts, "-l"])
+            .arg(&self.log)
+            .args(["-w", "start"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pg_ctl start");
     }
 }
 
@@ -359,4 +407,102 @@ fn cluster_mode_on_nats_postgres_and_s3() {
             "{key} holds plaintext"
         );
     }
+}
+
+/// Outages in cluster mode: NATS killed with SIGKILL while an upload arrives (accepted,
+/// then published and done once NATS is back); PostgreSQL stopped immediately (uploads
+/// refused with 503 and Retry-After, `/readyz` names the catalog; accepted again once it
+/// is back). Nothing accepted is lost.
+#[test]
+fn cluster_survives_nats_and_postgresql_outages() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = Nats::start(dir.path());
+    let pg = Postgres::start(dir.path());
+    let s3 = rt.block_on(S3sServer::start());
+    rt.block_on(s3.store("vcw", ""));
+    let s3c = s3.config();
+    let keyring = dir.path().join("keyring.toml");
+    let out = vcw()
+        .args(["keys", "init", "--keyring"])
+        .arg(&keyring)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let endpoint = s3c.endpoint.clone().unwrap();
+    let env: Vec<(&str, &str)> = vec![
+        ("VCW__CLUSTER__NATS_URL", &nats.url),
+        ("VCW__CLUSTER__DATABASE_URL", &pg.url),
+        ("VCW__SERVER__STORE", "s3://vcw/outage"),
+        ("VCW__S3__ENDPOINT", &endpoint),
+        ("VCW__S3__REGION", "us-east-1"),
+        ("VCW__S3__ACCESS_KEY", "vcw-test-access"),
+        ("VCW__S3__SECRET_KEY", "vcw-test-secret"),
+        ("VCW__SERVER__LEASE_SECONDS", "3"),
+        ("VCW__VAULT__KEYRING", keyring.to_str().unwrap()),
+        ("RUST_LOG", "info"),
+    ];
+    let admin = token_with(dir.path(), Role::Admin, &env);
+    let api = Server::launch(
+        &["api", "--listen", "127.0.0.1:0"],
+        dir.path(),
+        "server.log",
+        &env,
+    );
+    let _worker = Server::launch(&["worker"], dir.path(), "worker-0.log", &env);
+    let clip = std::fs::read(asset("samples/carphone_pristine.mp4")).unwrap();
+    let put = |id: &str| {
+        send(
+            "PUT",
+            &api.url(&format!("/v1/videos/{id}")),
+            Some(&admin),
+            &[("vcw-subject", "outage-subject")],
+            &clip,
+        )
+    };
+
+    // NATS dies: the upload is still accepted, and runs once NATS is back.
+    nats.kill();
+    let during_nats = "0a7a9e00000000000000000000000001";
+    let (status, _, body) = put(during_nats);
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    let (status, _, body) = send("GET", &api.url("/readyz"), None, &[], b"");
+    assert_eq!(status, 503);
+    let ready: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(ready["catalog"], "ok");
+    assert_ne!(ready["queue"], "ok", "{ready}");
+    nats.restart();
+    let v = wait_for(&api, &admin, during_nats, 240, is_final);
+    assert_eq!(state(&v), "done", "{v}");
+
+    // PostgreSQL stops: uploads are refused with 503 + Retry-After, nothing is half-stored.
+    pg.stop();
+    let during_pg = "0a7a9e00000000000000000000000002";
+    let (status, headers, body) = put(during_pg);
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    assert!(headers.contains_key("retry-after"));
+    assert!(
+        !String::from_utf8_lossy(&body).contains("postgres"),
+        "no internals"
+    );
+    let (status, _, body) = send("GET", &api.url("/readyz"), None, &[], b"");
+    assert_eq!(status, 503);
+    let ready: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_ne!(ready["catalog"], "ok", "{ready}");
+    pg.start_again();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let (status, ..) = put(during_pg);
+        if status != 503 || Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(status, 202);
+    let v = wait_for(&api, &admin, during_pg, 240, is_final);
+    assert_eq!(state(&v), "done", "{v}");
 }

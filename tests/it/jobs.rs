@@ -331,6 +331,7 @@ fn crash_matrix_every_accepted_upload_ends_once_and_nothing_leaks() {
     for point in [
         "after-stage-part",
         "before-publish",
+        "after-publish",
         "before-complete",
         "after-complete",
         "during-erase",
