@@ -8,10 +8,10 @@
 use std::time::{Duration, Instant};
 
 use crate::catalog::{JobState, UploadState};
+use crate::job::JobSource;
 use crate::job::{JobError, attempt_of, attempt_prefix, remove_objects, video_prefix};
 use crate::service::Service;
 use crate::staging::{StagingError, discard_parts};
-use crate::worker::JobSource;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CleanupError {

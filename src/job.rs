@@ -9,7 +9,7 @@
 
 use std::io::Cursor;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::Limits;
 use crate::media::{MediaError, MediaSource, playlist, segment};
@@ -40,6 +40,17 @@ impl JobError {
             JobError::Storage(_) | JobError::Other(_) => true,
         }
     }
+}
+
+/// Where a job's video comes from (stored as JSON in the catalog; also the `source` of
+/// `POST /v1/jobs` and of queue-driven job messages).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum JobSource {
+    /// A completed tus upload or PUT body, staged sealed.
+    Upload { upload_id: String },
+    /// An object in S3 (`s3://bucket/key`), read with the `[s3]` settings.
+    S3 { url: String },
 }
 
 /// One stored, sealed object.
@@ -253,6 +264,25 @@ impl StoreTarget<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_sources_have_a_documented_json_form() {
+        let s: JobSource = serde_json::from_str(r#"{"upload":{"upload_id":"ab"}}"#).unwrap();
+        assert_eq!(
+            s,
+            JobSource::Upload {
+                upload_id: "ab".into()
+            }
+        );
+        let s: JobSource = serde_json::from_str(r#"{"s3":{"url":"s3://b/k"}}"#).unwrap();
+        assert_eq!(
+            s,
+            JobSource::S3 {
+                url: "s3://b/k".into()
+            }
+        );
+        assert!(serde_json::from_str::<JobSource>(r#"{"file":{"path":"/etc/passwd"}}"#).is_err());
+    }
 
     #[test]
     fn store_keys_name_their_attempt() {

@@ -147,8 +147,7 @@ async fn reap_lease(
     ReaperStats::add(counter, 1);
     remove_attempt(svc, &video.id, attempt).await?;
     if matches!(state, JobState::Cancelled | JobState::Dead)
-        && let Ok(crate::worker::JobSource::Upload { upload_id }) =
-            serde_json::from_str(&video.source)
+        && let Ok(crate::job::JobSource::Upload { upload_id }) = serde_json::from_str(&video.source)
     {
         let from = [UploadState::Complete];
         close_upload(svc, &upload_id, &from, UploadState::Consumed).await?;
@@ -160,12 +159,9 @@ async fn reap_lease(
 /// has no catalog row at all, so nothing can open it).
 async fn past_grace(svc: &Service, key: &str, grace_s: i64) -> Result<bool, CleanupError> {
     let location = format!("{}/{key}", svc.store.describe());
-    let rows = svc.catalog().objects_at(&location).await?;
+    let rows = svc.catalog().objects_located(&location).await?;
     let now = crate::catalog::unix_now();
-    Ok(rows
-        .iter()
-        .filter(|r| r.location == location)
-        .all(|r| r.created_at < now - grace_s))
+    Ok(rows.iter().all(|r| r.created_at < now - grace_s))
 }
 
 /// Deletes store objects nothing references. Returns how many.
@@ -187,7 +183,15 @@ async fn sweep_orphans(svc: &Service) -> Result<u64, CleanupError> {
                     && v.attempts == attempt
                     && matches!(v.state, JobState::Running | JobState::Done)
             }),
-            None => false,
+            // Stored before objects were kept per attempt (`videos/{id}/seg-…`): kept
+            // while its video is done and not erased.
+            None => match key.strip_prefix("videos/").and_then(|k| k.split_once('/')) {
+                Some((id, _)) => catalog
+                    .video(id)
+                    .await?
+                    .is_some_and(|v| v.erased_at.is_none() && v.state == JobState::Done),
+                None => false,
+            },
         };
         if referenced || !past_grace(svc, &key, grace_s).await? {
             continue;
@@ -205,10 +209,8 @@ async fn sweep_orphans(svc: &Service) -> Result<u64, CleanupError> {
 async fn forget_and_delete(svc: &Service, key: &str) -> Result<(), CleanupError> {
     svc.store.delete(key).await?;
     let location = format!("{}/{key}", svc.store.describe());
-    for row in svc.catalog().objects_at(&location).await? {
-        if row.location == location {
-            svc.vault.forget(&row.object_id).await?;
-        }
+    for row in svc.catalog().objects_located(&location).await? {
+        svc.vault.forget(&row.object_id).await?;
     }
     Ok(())
 }

@@ -20,14 +20,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::catalog::{AttemptEnd, ClaimOutcome, ClaimedJob, JobState, UploadState};
 use crate::cleanup::{close_upload, remove_attempt, remove_earlier_attempts};
 use crate::events::video_ended;
 use crate::inference::Classifier;
-use crate::job::{JobError, Manifest, StoreTarget};
+use crate::job::{JobError, JobSource, Manifest, StoreTarget};
 use crate::media::{MediaSource, ReadSeek};
 use crate::queue::{JobMessage, Message};
 use crate::report::ScanReport;
@@ -36,18 +35,8 @@ use crate::service::Service;
 use crate::staging::{StagedParts, StoredObject, WindowedReader};
 use crate::storage::open_store;
 
-/// Where a job's video comes from (stored as JSON in the catalog; also the `source` of
-/// `POST /v1/jobs` and of queue-driven job messages).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum JobSource {
-    /// A completed tus upload or PUT body, staged sealed.
-    Upload { upload_id: String },
-    /// An object in S3 (`s3://bucket/key`), read with the `[s3]` settings.
-    S3 { url: String },
-}
-
 /// How an attempt ended.
+#[derive(Debug)]
 enum Failure {
     /// The input itself is bad: retrying cannot help.
     Permanent(String),
@@ -94,12 +83,21 @@ async fn handle(
     slot: usize,
 ) -> Option<Classifier> {
     let lease_ms = (svc.config.server.lease_seconds * 1000.0) as i64;
-    if let Some(job) = message.job.as_ref().filter(|j| j.source.is_some())
-        && let Err(e) = record_job(svc, &message.video_id, job).await
-    {
-        tracing::warn!(worker = slot, video = %message.video_id, "refusing job message: {e}");
-        message.settle.ack().await;
-        return classifier;
+    if let Some(job) = message.job.as_ref().filter(|j| j.source.is_some()) {
+        match record_job(svc, &message.video_id, job).await {
+            Ok(()) => {}
+            Err(Failure::Transient(e)) => {
+                // The catalog is down: the message stays on the queue, nothing is lost.
+                tracing::warn!(worker = slot, video = %message.video_id, "recording job message: {e}");
+                message.settle.retry_after(Duration::from_secs(1)).await;
+                return classifier;
+            }
+            Err(e) => {
+                tracing::warn!(worker = slot, video = %message.video_id, "refusing job message: {e:?}");
+                message.settle.ack().await;
+                return classifier;
+            }
+        }
     }
     let claim = match svc.catalog().claim(&message.video_id, lease_ms).await {
         Ok(c) => c,
@@ -219,21 +217,23 @@ async fn remove_own(svc: &Service, job: &ClaimedJob) {
 }
 
 /// Records a job that arrived whole on the queue (from another producer), once.
-async fn record_job(svc: &Service, id: &str, job: &JobMessage) -> Result<(), String> {
+/// Refused (`Permanent`) if the message is malformed; `Transient` if the catalog failed.
+async fn record_job(svc: &Service, id: &str, job: &JobMessage) -> Result<(), Failure> {
+    let bad = |e: &str| Failure::Permanent(e.to_string());
     let id = crate::vault::parse_id(id)
         .map(|b| crate::vault::id_hex(&b))
-        .ok_or("id must be 32 hex digits")?;
-    let source = job.source.as_ref().ok_or("no source")?;
+        .ok_or_else(|| bad("id must be 32 hex digits"))?;
+    let source = job.source.as_ref().ok_or_else(|| bad("no source"))?;
     let subject = job
         .subject
         .as_deref()
         .filter(|s| !s.is_empty())
-        .ok_or("subject required")?;
+        .ok_or_else(|| bad("subject required"))?;
     let subject_hash = svc
         .vault
         .kms_subject_hash(subject)
-        .map_err(|e| e.to_string())?;
-    let source = serde_json::to_string(source).map_err(|e| e.to_string())?;
+        .map_err(|e| bad(&e.to_string()))?;
+    let source = serde_json::to_string(source).map_err(|e| bad(&e.to_string()))?;
     svc.catalog()
         .insert_video(
             &crate::catalog::NewVideo {
@@ -247,7 +247,7 @@ async fn record_job(svc: &Service, id: &str, job: &JobMessage) -> Result<(), Str
             false,
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Failure::Transient(e.to_string()))?;
     Ok(())
 }
 
@@ -594,24 +594,5 @@ mod tests {
         assert_eq!(split_s3_url("s3://b"), None);
         assert_eq!(split_s3_url("s3:///k"), None);
         assert_eq!(split_s3_url("http://b/k"), None);
-    }
-
-    #[test]
-    fn job_sources_have_a_documented_json_form() {
-        let s: JobSource = serde_json::from_str(r#"{"upload":{"upload_id":"ab"}}"#).unwrap();
-        assert_eq!(
-            s,
-            JobSource::Upload {
-                upload_id: "ab".into()
-            }
-        );
-        let s: JobSource = serde_json::from_str(r#"{"s3":{"url":"s3://b/k"}}"#).unwrap();
-        assert_eq!(
-            s,
-            JobSource::S3 {
-                url: "s3://b/k".into()
-            }
-        );
-        assert!(serde_json::from_str::<JobSource>(r#"{"file":{"path":"/etc/passwd"}}"#).is_err());
     }
 }

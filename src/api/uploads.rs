@@ -23,9 +23,9 @@ use super::auth::Caller;
 use super::error::ApiError;
 use crate::catalog::{NewVideo, PartAdded, UploadRow, UploadState};
 use crate::cleanup::close_upload;
+use crate::job::JobSource;
 use crate::service::Service;
 use crate::staging::{discard_parts, looks_like_video, stage_part};
-use crate::worker::JobSource;
 
 const TUS_VERSION: &str = "1.0.0";
 /// Bytes looked at to recognise a container (MPEG-TS needs its second sync byte at 188).

@@ -12,10 +12,10 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::uploads::{check_callback, check_capacity, new_video};
 use crate::catalog::{JobState, UploadRow, UploadState, VideoRow};
+use crate::job::JobSource;
 use crate::job::{Manifest, StoredObject};
 use crate::service::Service;
 use crate::storage::StoredSource;
-use crate::worker::JobSource;
 
 /// `POST /v1/jobs` body (docs/api.md).
 #[derive(Debug, Deserialize)]

@@ -408,6 +408,15 @@ impl Catalog {
         rows.iter().map(object_row).collect()
     }
 
+    /// Objects sealed for exactly `location` (indexed; the orphan sweep asks per key).
+    pub async fn objects_located(&self, location: &str) -> Result<Vec<ObjectRow>, CatalogError> {
+        let rows = sqlx::query("SELECT * FROM objects WHERE location = $1")
+            .bind(location)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(object_row).collect()
+    }
+
     /// Whether the catalog answers (readiness).
     pub async fn ping(&self) -> Result<(), CatalogError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
