@@ -352,6 +352,24 @@ async fn insert_event(
     Ok(())
 }
 
+/// Commits `tx` with `event` if its fenced update `matched`; otherwise rolls back.
+/// Returns `matched`.
+async fn commit_with_event(
+    mut tx: sqlx::Transaction<'_, sqlx::Any>,
+    matched: bool,
+    now_sql: &str,
+    event: Option<&OutboxEvent>,
+) -> Result<bool, CatalogError> {
+    if !matched {
+        return Ok(false);
+    }
+    if let Some(e) = event {
+        insert_event(&mut tx, now_sql, e).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
 /// The statement that ends an attempt, fenced by its attempt number; `extra` narrows it
 /// further (the reaper only ends attempts whose lease expired).
 const END_ATTEMPT: &str = "UPDATE videos SET state = $3, error = $4, available_at = {now} + $5,
@@ -490,14 +508,7 @@ impl Catalog {
         .bind(manifest)
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        if let Some(e) = event {
-            insert_event(&mut tx, self.now_sql(), e).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        commit_with_event(tx, done.rows_affected() == 1, self.now_sql(), event).await
     }
 
     /// Ends attempt `attempt` without a result, with its event, in one transaction:
@@ -530,14 +541,7 @@ impl Catalog {
             .bind(end.retry_in_ms)
             .execute(&mut *tx)
             .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        if let Some(e) = event {
-            insert_event(&mut tx, self.now_sql(), e).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        commit_with_event(tx, done.rows_affected() == 1, self.now_sql(), event).await
     }
 
     /// Running jobs whose lease ran out: their worker died, hangs, or lost its way to

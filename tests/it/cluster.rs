@@ -214,6 +214,45 @@ impl Drop for Postgres {
     }
 }
 
+/// A new keyring in `dir` (`vcw keys init`).
+fn init_keyring(dir: &Path) -> String {
+    let keyring = dir.join("keyring.toml");
+    let out = vcw()
+        .args(["keys", "init", "--keyring"])
+        .arg(&keyring)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    keyring.to_str().unwrap().to_string()
+}
+
+/// The environment of every cluster process: NATS, PostgreSQL, the s3s store, the
+/// keyring, and a short lease.
+fn cluster_env<'a>(
+    nats: &'a str,
+    database: &'a str,
+    store: &'a str,
+    endpoint: &'a str,
+    keyring: &'a str,
+) -> Vec<(&'static str, &'a str)> {
+    vec![
+        ("VCW__CLUSTER__NATS_URL", nats),
+        ("VCW__CLUSTER__DATABASE_URL", database),
+        ("VCW__SERVER__STORE", store),
+        ("VCW__S3__ENDPOINT", endpoint),
+        ("VCW__S3__REGION", "us-east-1"),
+        ("VCW__S3__ACCESS_KEY", "vcw-test-access"),
+        ("VCW__S3__SECRET_KEY", "vcw-test-secret"),
+        ("VCW__SERVER__LEASE_SECONDS", "3"),
+        ("VCW__VAULT__KEYRING", keyring),
+        ("RUST_LOG", "info"),
+    ]
+}
+
 #[test]
 fn cluster_mode_on_nats_postgres_and_s3() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -228,30 +267,9 @@ fn cluster_mode_on_nats_postgres_and_s3() {
     let bucket = rt.block_on(s3.store("vcw", ""));
     let s3c = s3.config();
 
-    let keyring = dir.path().join("keyring.toml");
-    let out = vcw()
-        .args(["keys", "init", "--keyring"])
-        .arg(&keyring)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let keyring = init_keyring(dir.path());
     let endpoint = s3c.endpoint.clone().unwrap();
-    let env: Vec<(&str, &str)> = vec![
-        ("VCW__CLUSTER__NATS_URL", &nats.url),
-        ("VCW__CLUSTER__DATABASE_URL", &pg.url),
-        ("VCW__SERVER__STORE", "s3://vcw/cluster"),
-        ("VCW__S3__ENDPOINT", &endpoint),
-        ("VCW__S3__REGION", "us-east-1"),
-        ("VCW__S3__ACCESS_KEY", "vcw-test-access"),
-        ("VCW__S3__SECRET_KEY", "vcw-test-secret"),
-        ("VCW__SERVER__LEASE_SECONDS", "3"),
-        ("VCW__VAULT__KEYRING", keyring.to_str().unwrap()),
-        ("RUST_LOG", "info"),
-    ];
+    let env = cluster_env(&nats.url, &pg.url, "s3://vcw/cluster", &endpoint, &keyring);
     let admin = token_with(dir.path(), Role::Admin, &env);
     let uploader = token_with(dir.path(), Role::Uploader, &env);
     let api = Server::launch(
@@ -426,26 +444,10 @@ fn cluster_survives_nats_and_postgresql_outages() {
     let s3 = rt.block_on(S3sServer::start());
     rt.block_on(s3.store("vcw", ""));
     let s3c = s3.config();
-    let keyring = dir.path().join("keyring.toml");
-    let out = vcw()
-        .args(["keys", "init", "--keyring"])
-        .arg(&keyring)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let keyring = init_keyring(dir.path());
     let endpoint = s3c.endpoint.clone().unwrap();
-    let env: Vec<(&str, &str)> = vec![
-        ("VCW__CLUSTER__NATS_URL", &nats.url),
-        ("VCW__CLUSTER__DATABASE_URL", &pg.url),
-        ("VCW__SERVER__STORE", "s3://vcw/outage"),
-        ("VCW__S3__ENDPOINT", &endpoint),
-        ("VCW__S3__REGION", "us-east-1"),
-        ("VCW__S3__ACCESS_KEY", "vcw-test-access"),
-        ("VCW__S3__SECRET_KEY", "vcw-test-secret"),
-        ("VCW__SERVER__LEASE_SECONDS", "3"),
-        ("VCW__VAULT__KEYRING", keyring.to_str().unwrap()),
-        ("RUST_LOG", "info"),
-    ];
+    let nats_url = nats.url.clone();
+    let env = cluster_env(&nats_url, &pg.url, "s3://vcw/outage", &endpoint, &keyring);
     let admin = token_with(dir.path(), Role::Admin, &env);
     let api = Server::launch(
         &["api", "--listen", "127.0.0.1:0"],
