@@ -79,7 +79,10 @@ impl Dispatcher {
         let e = &row.event;
         let (status, error) = match e.kind {
             EventKind::Publish => match self.queue.publish(&e.video_id).await {
-                Ok(()) => (None, None),
+                Ok(()) => {
+                    crate::failpoint::hit("after-publish");
+                    (None, None)
+                }
                 Err(err) => (None, Some(err.to_string())),
             },
             EventKind::Webhook => match &self.webhooks {

@@ -265,7 +265,9 @@ fn crash_at(point: &str, clip: &[u8], needle: &[u8]) {
         wait_for(&s, &up, &id, 120, is_final);
         assert!(try_send("DELETE", &url, Some(&officer), &[], b"").is_err());
     }
-    let status = s.wait_exit(120);
+    let status = s
+        .wait_exit(120)
+        .unwrap_or_else(|| panic!("{point}: the crash point was never reached"));
     assert!(
         !status.success(),
         "{point}: the crash point aborts the process"
