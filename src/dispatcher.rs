@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::catalog::{Catalog, CatalogError, OutboxRow};
-use crate::events::{EventKind, OutboxEvent};
+use crate::domain::{EventKind, OutboxEvent};
 use crate::queue::JobQueue;
 use crate::webhook::WebhookClient;
 

@@ -16,39 +16,38 @@
 //! - [`inference`]: ONNX Runtime sessions and one module per model (open_nsfw, NudeNet, age).
 //! - [`policy`]: per-frame signals -> verdict with reasons, time ranges and evidence.
 //! - [`report`]: the scan/classify result documents (JSON schema in docs/scan-json.md) and tables.
+//! - [`domain`]: plain types without I/O: ids and store key layout, job and upload
+//!   states, job sources and manifests, the events a state change causes.
+//! - [`jobs`]: the job machinery: worker pool, the pipeline one job goes through
+//!   (read `jobs::pipeline` first), leases, failures, recording, cleanup, the reaper.
 //! - [`scan`]: one file end to end: sample, classify in batches, judge.
-//! - [`job`]: after judging: segment, seal and store a video, with its manifest.
+//! - [`package`]: after judging: segment, seal and store a video, with its manifest.
 //! - [`staging`]: uploads sealed as they stream in, and read back for FFmpeg in memory.
 //! - [`storage`]: the blob store for sealed objects: filesystem and S3.
 //! - [`telemetry`]: tracing setup.
-//! - [`events`]: the events a state change causes (outbox rows): plain data.
 //! - [`dispatcher`]: delivers outbox events at least once: webhooks, job announcements.
-//! - [`cleanup`]: removing what an attempt, an upload or an erased video stored.
-//! - [`reaper`]: expired leases, stale uploads, unfinished erasures, orphaned objects.
 //! - [`failpoint`]: `VCW_CRASH_AT` crash points for the crash tests.
 //! - [`queue`]: job queues (embedded: the catalog; cluster: NATS JetStream).
 //! - [`service`]: what the API and the workers share.
-//! - [`worker`]: the worker pool: claim, heartbeat, retry/abort, exactly-once results.
 //! - [`webhook`]: signing and sending job-completion callbacks.
 //! - [`vault`]: sealing and opening objects with their keys and catalog rows; shredding.
 
 pub mod api;
 pub mod catalog;
-pub mod cleanup;
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod dispatcher;
-pub mod events;
+pub mod domain;
 pub mod failpoint;
 pub mod frame;
 pub mod hex;
 pub mod inference;
-pub mod job;
+pub mod jobs;
 pub mod media;
+pub mod package;
 pub mod policy;
 pub mod queue;
-pub mod reaper;
 pub mod report;
 pub mod scan;
 pub mod service;
@@ -57,4 +56,3 @@ pub mod storage;
 pub mod telemetry;
 pub mod vault;
 pub mod webhook;
-pub mod worker;

@@ -59,7 +59,7 @@ pub struct ScanReport {
     pub vcw_version: &'static str,
     /// With `--store`: what was sealed and stored (segments, object ids, key ids).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub stored: Option<crate::job::Manifest>,
+    pub stored: Option<crate::domain::Manifest>,
 }
 
 /// `vcw classify --json`: one document per image.

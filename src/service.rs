@@ -36,7 +36,7 @@ impl Service {
     /// Publishes the job announcement a commit just wrote (see
     /// [`crate::dispatcher::publish_now`]).
     pub async fn announce(&self, video_id: &str) {
-        let event = crate::events::OutboxEvent::publish(video_id, 0);
+        let event = crate::domain::OutboxEvent::publish(video_id, 0);
         crate::dispatcher::publish_now(self.catalog(), &*self.queue, &event).await;
     }
 }

@@ -11,11 +11,13 @@ use std::path::Path;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
-use crate::catalog::{Catalog, CatalogError, ObjectRow, SubjectKeyRow, unix_now};
+use crate::catalog::{Catalog, CatalogError, ObjectRow, SubjectKeyRow};
 use crate::crypto::{
     CryptoError, DataKey, HEADER_LEN, Header, KeyError, Kms, LocalKms, RangeSource, SealParams,
     random, unwrap_key, wrap_key,
 };
+use crate::domain::clock::unix_now;
+use crate::domain::id_hex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
@@ -58,16 +60,6 @@ impl VaultError {
 pub struct Vault {
     kms: LocalKms,
     catalog: Catalog,
-}
-
-/// Identifiers are shown as hex (never secret).
-pub fn id_hex(id: &[u8]) -> String {
-    crate::hex::encode(id)
-}
-
-/// An object id from 32 hex digits (dashes allowed, as in a UUID).
-pub fn parse_id(s: &str) -> Option<[u8; 16]> {
-    crate::hex::decode(&s.replace('-', ""))?.try_into().ok()
 }
 
 fn subject_context(hash: &str, version: i64) -> String {

@@ -56,7 +56,7 @@ impl WebhookClient {
     /// POSTs `body` to `url`, signed, with the event id as `Vcw-Delivery` (the receiver's
     /// idempotency key). Returns the HTTP status.
     pub async fn send(&self, url: &str, event_id: &str, body: &str) -> Result<u16, String> {
-        let ts = crate::catalog::unix_now();
+        let ts = crate::domain::clock::unix_now();
         let request = hyper::Request::post(url)
             .header("content-type", "application/json")
             .header("user-agent", concat!("vcw/", env!("CARGO_PKG_VERSION")))

@@ -1,4 +1,4 @@
-//! Liveness, readiness and the OpenAPI document.
+//! Liveness and readiness.
 
 use axum::Json;
 use axum::extract::State;
@@ -37,8 +37,4 @@ pub async fn readyz(State(app): State<App>) -> (StatusCode, Json<Value>) {
         status,
         Json(json!({ "catalog": catalog, "queue": queue, "store": store })),
     )
-}
-
-pub async fn openapi() -> Json<Value> {
-    Json(super::routes::openapi())
 }

@@ -5,6 +5,7 @@
 //! the OpenAPI document.
 
 mod auth;
+mod caller;
 mod error;
 mod health;
 mod routes;
@@ -19,7 +20,8 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, header};
 
-pub use auth::{Role, create_token};
+pub use auth::create_token;
+pub use caller::Role;
 pub use error::ApiError;
 pub use routes::{ENDPOINTS, Endpoint, openapi};
 

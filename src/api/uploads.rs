@@ -19,11 +19,12 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::io::StreamReader;
 
 use super::App;
-use super::auth::Caller;
+use super::caller::Caller;
 use super::error::ApiError;
-use crate::catalog::{NewVideo, PartAdded, UploadRow, UploadState};
-use crate::cleanup::close_upload;
-use crate::job::JobSource;
+use crate::catalog::{NewVideo, PartAdded, UploadRow};
+use crate::domain::JobSource;
+use crate::domain::UploadState;
+use crate::jobs::cleanup::close_upload;
 use crate::service::Service;
 use crate::staging::{discard_parts, looks_like_video, stage_part};
 
@@ -99,7 +100,7 @@ pub(super) fn check_callback(svc: &Service, url: Option<&str>) -> Result<(), Api
 }
 
 fn new_id() -> Result<String, ApiError> {
-    Ok(crate::vault::id_hex(
+    Ok(crate::domain::id_hex(
         &*crate::crypto::random::<16>().map_err(ApiError::internal)?,
     ))
 }
@@ -399,8 +400,8 @@ pub async fn put_video(
     body: Body,
 ) -> Result<Response, ApiError> {
     let svc = &app.svc;
-    let id = crate::vault::parse_id(&id)
-        .map(|b| crate::vault::id_hex(&b))
+    let id = crate::domain::parse_id(&id)
+        .map(|b| crate::domain::id_hex(&b))
         .ok_or_else(|| ApiError::BadRequest("video id must be 32 hex digits (a UUID)".into()))?;
     let subject = header_str(&headers, "vcw-subject")
         .filter(|s| !s.is_empty())

@@ -8,12 +8,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::App;
-use super::auth::Caller;
+use super::caller::Caller;
 use super::error::ApiError;
 use super::uploads::{check_callback, check_capacity, new_video};
-use crate::catalog::{JobState, UploadRow, UploadState, VideoRow};
-use crate::job::JobSource;
-use crate::job::{Manifest, StoredObject};
+use crate::catalog::{UploadRow, VideoRow};
+use crate::domain::JobSource;
+use crate::domain::{JobState, UploadState};
+use crate::domain::{Manifest, StoredObject};
 use crate::service::Service;
 use crate::storage::StoredSource;
 
@@ -117,10 +118,10 @@ pub async fn submit(
                 .filter(|s| !s.is_empty())
                 .ok_or_else(|| ApiError::BadRequest("subject required".into()))?;
             let id = match &req.id {
-                Some(i) => crate::vault::parse_id(i)
-                    .map(|b| crate::vault::id_hex(&b))
+                Some(i) => crate::domain::parse_id(i)
+                    .map(|b| crate::domain::id_hex(&b))
                     .ok_or_else(|| ApiError::BadRequest("id must be 32 hex digits".into()))?,
-                None => crate::vault::id_hex(
+                None => crate::domain::id_hex(
                     &*crate::crypto::random::<16>().map_err(ApiError::internal)?,
                 ),
             };
@@ -206,7 +207,7 @@ pub async fn erase(
     let svc = &app.svc;
     visible_video(&app, &caller, &id).await?;
     let wait = std::time::Duration::from_secs_f64(svc.config.server.lease_seconds + 5.0);
-    let erasure = crate::cleanup::erase_video(svc, &id, wait)
+    let erasure = crate::jobs::cleanup::erase_video(svc, &id, wait)
         .await
         .map_err(ApiError::internal)?;
     tracing::info!(video = %id, by = %caller.id, shredded = erasure.objects_shredded, "video erased");
@@ -250,7 +251,7 @@ async fn open_object(
     let source = StoredSource::new(&*svc.store, &object.key)
         .await
         .map_err(ApiError::internal)?;
-    let expected = crate::vault::parse_id(&object.object_id)
+    let expected = crate::domain::parse_id(&object.object_id)
         .ok_or_else(|| ApiError::internal("manifest with a malformed object id"))?;
     let mut out = Vec::with_capacity(len as usize);
     svc.vault

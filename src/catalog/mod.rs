@@ -16,10 +16,12 @@ use std::path::Path;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
+use crate::domain::clock::unix_now;
+
 mod service;
 pub use service::{
-    AttemptEnd, ClaimOutcome, ClaimedJob, DeliveryRecord, JobState, NewVideo, OutboxRow, PartAdded,
-    TokenRow, UploadPart, UploadRow, UploadState, VideoRow, now_ms,
+    AttemptEnd, ClaimOutcome, ClaimedJob, DeliveryRecord, NewVideo, OutboxRow, PartAdded, TokenRow,
+    UploadPart, UploadRow, VideoRow,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -106,12 +108,6 @@ pub struct ObjectRow {
     pub location: String,
     pub created_at: i64,
     pub shredded_at: Option<i64>,
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Creates `dir` (and parents) readable only by the owner: it holds wrapped keys.

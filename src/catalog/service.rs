@@ -17,7 +17,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Catalog, CatalogError};
-use crate::events::{EventKind, OutboxEvent};
+use crate::domain::clock::now_ms;
+use crate::domain::{EventKind, JobState, OutboxEvent, UploadState};
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS videos (
@@ -86,60 +87,6 @@ CREATE INDEX IF NOT EXISTS outbox_by_video ON outbox (video_id);
 CREATE INDEX IF NOT EXISTS uploads_by_state ON uploads (state, created_at);
 ";
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Where a job stands. `Dead` means it failed transiently too many times.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    Queued,
-    Running,
-    Done,
-    Failed,
-    Dead,
-    Cancelled,
-}
-
-impl JobState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Queued => "queued",
-            JobState::Running => "running",
-            JobState::Done => "done",
-            JobState::Failed => "failed",
-            JobState::Dead => "dead",
-            JobState::Cancelled => "cancelled",
-        }
-    }
-
-    fn parse(s: &str) -> Result<Self, CatalogError> {
-        Ok(match s {
-            "queued" => JobState::Queued,
-            "running" => JobState::Running,
-            "done" => JobState::Done,
-            "failed" => JobState::Failed,
-            "dead" => JobState::Dead,
-            "cancelled" => JobState::Cancelled,
-            other => {
-                return Err(CatalogError::Query(sqlx::Error::Decode(
-                    format!("unknown job state {other:?}").into(),
-                )));
-            }
-        })
-    }
-
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            JobState::Done | JobState::Failed | JobState::Dead | JobState::Cancelled
-        )
-    }
-}
-
 /// A new video and its job.
 pub struct NewVideo<'a> {
     pub id: &'a str,
@@ -200,50 +147,6 @@ pub struct UploadRow {
     pub state: UploadState,
 }
 
-/// Where an upload stands. Only `Receiving` takes bytes; `Complete` has its video queued.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UploadState {
-    Receiving,
-    Complete,
-    /// Ended by the client (tus termination).
-    Terminated,
-    /// Read by its job, which then discarded the staged parts.
-    Consumed,
-    Erased,
-    /// Left `Receiving` for longer than `server.upload_expiry_seconds`: the reaper ended it.
-    Expired,
-}
-
-impl UploadState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UploadState::Receiving => "receiving",
-            UploadState::Complete => "complete",
-            UploadState::Terminated => "terminated",
-            UploadState::Consumed => "consumed",
-            UploadState::Erased => "erased",
-            UploadState::Expired => "expired",
-        }
-    }
-
-    fn parse(s: &str) -> Result<Self, CatalogError> {
-        Ok(match s {
-            "receiving" => UploadState::Receiving,
-            "complete" => UploadState::Complete,
-            "terminated" => UploadState::Terminated,
-            "consumed" => UploadState::Consumed,
-            "erased" => UploadState::Erased,
-            "expired" => UploadState::Expired,
-            other => {
-                return Err(CatalogError::Query(sqlx::Error::Decode(
-                    format!("unknown upload state {other:?}").into(),
-                )));
-            }
-        })
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct UploadPart {
     pub start: i64,
@@ -287,13 +190,23 @@ pub enum PartAdded {
     Conflict,
 }
 
+/// A state column, refusing a name this version does not know.
+fn parse_state<T>(r: &AnyRow, parse: fn(&str) -> Option<T>) -> Result<T, CatalogError> {
+    let name: String = r.try_get("state")?;
+    parse(&name).ok_or_else(|| {
+        CatalogError::Query(sqlx::Error::Decode(
+            format!("unknown state {name:?}").into(),
+        ))
+    })
+}
+
 fn video_row(r: &AnyRow) -> Result<VideoRow, CatalogError> {
     Ok(VideoRow {
         id: r.try_get("id")?,
         subject_hash: r.try_get("subject_hash")?,
         owner: r.try_get("owner")?,
         source: r.try_get("source")?,
-        state: JobState::parse(r.try_get("state")?)?,
+        state: parse_state(r, JobState::parse)?,
         attempts: r.try_get("attempts")?,
         max_attempts: r.try_get("max_attempts")?,
         progress: r.try_get("progress")?,
@@ -318,7 +231,7 @@ fn upload_row(r: &AnyRow) -> Result<UploadRow, CatalogError> {
         received: r.try_get("received")?,
         filename: r.try_get("filename")?,
         callback_url: r.try_get("callback_url")?,
-        state: UploadState::parse(r.try_get("state")?)?,
+        state: parse_state(r, UploadState::parse)?,
     })
 }
 

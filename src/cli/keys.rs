@@ -4,7 +4,8 @@ use clap::{Args, Subcommand};
 
 use super::{GlobalArgs, Outcome, VaultArgs, runtime};
 use crate::crypto::LocalKms;
-use crate::vault::{Vault, parse_id};
+use crate::domain::parse_id;
+use crate::vault::Vault;
 
 #[derive(Args, Debug)]
 pub struct KeysArgs {

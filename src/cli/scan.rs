@@ -93,7 +93,7 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<Outcome> {
             .and_then(|mut report| {
                 if let Some((rt, vault, store, subject_hash)) = &storage {
                     bar.set_message(format!("sealing {}", file.display()));
-                    let target = crate::job::StoreTarget {
+                    let target = crate::package::StoreTarget {
                         handle: rt.handle(),
                         vault,
                         store: &**store,
@@ -101,7 +101,7 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<Outcome> {
                         segment_seconds: args.segment_seconds,
                         attempt: 1,
                     };
-                    let video_id = crate::vault::id_hex(&*crate::crypto::random::<16>()?);
+                    let video_id = crate::domain::id_hex(&*crate::crypto::random::<16>()?);
                     let manifest =
                         target.store_video(&video_id, &source, &report, &config.limits)?;
                     report.stored = Some(manifest);

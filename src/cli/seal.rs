@@ -9,7 +9,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use super::{GlobalArgs, Outcome, VaultArgs, runtime};
 use crate::crypto::RangeSource;
-use crate::vault::{Vault, id_hex};
+use crate::domain::id_hex;
+use crate::vault::Vault;
 
 #[derive(Args, Debug)]
 pub struct SealArgs {

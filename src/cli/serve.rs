@@ -156,7 +156,7 @@ async fn run_embedded(
     let tmp_dir = data_dir.join("tmp");
     create_private_dir(&tmp_dir)?;
     // Nothing is in flight yet: every staging file is a crash's leftover.
-    crate::reaper::remove_old_parts(&tmp_dir, Duration::ZERO);
+    crate::jobs::reaper::remove_old_parts(&tmp_dir, Duration::ZERO);
     let queue: Arc<dyn JobQueue> = Arc::new(LocalQueue::new(vault.catalog().clone()));
     let svc = Arc::new(Service {
         config,
@@ -257,7 +257,8 @@ async fn cluster_service(
 async fn run_service(svc: Arc<Service>, api: bool, work: bool) -> anyhow::Result<()> {
     let server = svc.config.server.clone();
     let (stop_tx, stop_rx) = watch::channel(false);
-    let workers = work.then(|| tokio::spawn(crate::worker::run_pool(svc.clone(), stop_rx.clone())));
+    let workers =
+        work.then(|| tokio::spawn(crate::jobs::worker::run_pool(svc.clone(), stop_rx.clone())));
     // Every process delivers the outbox (an API replica's job announcements must go out
     // even with no worker in it); the reaper runs where workers do.
     let webhooks = match &server.webhook_secret {
@@ -273,8 +274,12 @@ async fn run_service(svc: Arc<Service>, api: bool, work: bool) -> anyhow::Result
     );
     let dispatcher = tokio::spawn(Arc::new(dispatcher).run(stop_rx.clone()));
     let reaper = work.then(|| {
-        let stats = Arc::new(crate::reaper::ReaperStats::default());
-        tokio::spawn(crate::reaper::run(svc.clone(), stats, stop_rx.clone()))
+        let stats = Arc::new(crate::jobs::reaper::ReaperStats::default());
+        tokio::spawn(crate::jobs::reaper::run(
+            svc.clone(),
+            stats,
+            stop_rx.clone(),
+        ))
     });
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -65,7 +65,7 @@ async fn submit(args: &SubmitArgs) -> anyhow::Result<Outcome> {
     let auth = format!("Bearer {}", args.token);
     let id = match &args.id {
         Some(id) => id.clone(),
-        None => crate::vault::id_hex(&*crate::crypto::random::<16>()?),
+        None => crate::domain::id_hex(&*crate::crypto::random::<16>()?),
     };
     let request = match (&args.file, &args.s3) {
         (Some(file), _) => {

@@ -33,14 +33,21 @@ pub enum Action {
     Block,
 }
 
-impl std::fmt::Display for Action {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl Action {
+    /// The name used in reports, the catalog and webhooks.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Action::Allow => "allow",
             Action::Review => "review",
             Action::Restrict => "restrict",
             Action::Block => "block",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

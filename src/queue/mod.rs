@@ -25,7 +25,7 @@ pub struct JobMessage {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub source: Option<crate::job::JobSource>,
+    pub source: Option<crate::domain::JobSource>,
     /// Data subject (hashed on receipt; never stored raw).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,

@@ -7,12 +7,9 @@
 
 use std::sync::Arc;
 
-use vcw::catalog::{
-    AttemptEnd, Catalog, ClaimOutcome, JobState, NewVideo, PartAdded, UploadPart, UploadRow,
-    UploadState,
-};
+use vcw::catalog::{AttemptEnd, Catalog, ClaimOutcome, NewVideo, PartAdded, UploadPart, UploadRow};
 use vcw::crypto::LocalKms;
-use vcw::events::{EventKind, OutboxEvent};
+use vcw::domain::{EventKind, JobState, OutboxEvent, UploadState};
 use vcw::vault::Vault;
 
 use crate::cluster::Postgres;

@@ -19,9 +19,10 @@ use crate::serve::{
 use crate::util::ffmpeg;
 use vcw::api::Role;
 
-/// Reaper settings that make crash recovery quick in tests.
+/// Reaper settings that make crash recovery quick in tests. A lease long enough that a loaded 2-core machine (the whole suite runs in parallel)
+/// renews it in time, short enough that the reaper soon requeues a crashed attempt.
 const FAST_REAPER: [(&str, &str); 5] = [
-    ("VCW__SERVER__LEASE_SECONDS", "2"),
+    ("VCW__SERVER__LEASE_SECONDS", "6"),
     ("VCW__SERVER__REAPER_SECONDS", "0.2"),
     ("VCW__SERVER__ORPHAN_SWEEP_SECONDS", "0.2"),
     ("VCW__SERVER__ORPHAN_GRACE_SECONDS", "0"),
@@ -267,7 +268,10 @@ fn crash_at(point: &str, clip: &[u8], needle: &[u8]) {
     }
     let status = s
         .wait_exit(120)
-        .unwrap_or_else(|| panic!("{point}: the crash point was never reached"));
+        .unwrap_or_else(|| {
+            let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+            panic!("{point}: the crash point was never reached; log:\n{log}")
+        });
     assert!(
         !status.success(),
         "{point}: the crash point aborts the process"

@@ -9,6 +9,7 @@ mod crypto_support;
 mod inputs;
 mod jobs;
 mod k8s;
+mod layout;
 mod parity;
 mod scan;
 mod segment;

@@ -174,7 +174,7 @@ fn scan_store_to_s3_and_read_back_ranges_through_the_store() {
             "{keys:?}"
         );
         let seg = stored["segments"][0]["key"].as_str().unwrap();
-        let id = |v: &serde_json::Value| vcw::vault::parse_id(v.as_str().unwrap()).unwrap();
+        let id = |v: &serde_json::Value| vcw::domain::parse_id(v.as_str().unwrap()).unwrap();
         let seg_id = id(&stored["segments"][0]["object_id"]);
         // The whole segment, streamed from S3, checked to be the object the manifest names.
         let mut plain = Vec::new();

@@ -1,5 +1,5 @@
-//! The whole job for one video after it has been judged: segment it, seal every segment,
-//! the playlist and a manifest for the data subject, and put them in the blob store.
+//! Packaging a judged video: segment it into HLS, seal every segment, the playlist and a
+//! manifest for the data subject, and put them in the blob store.
 //!
 //! Segments go from FFmpeg's in-memory muxer straight into the sealer; nothing plaintext
 //! touches the disk. Each attempt stores under its own prefix (`videos/{id}/a{n}/`), so
@@ -9,16 +9,15 @@
 
 use std::io::Cursor;
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::Limits;
+use crate::domain::{Manifest, StoredObject, StoredSegment, attempt_prefix, id_hex, parse_id};
 use crate::media::{MediaError, MediaSource, playlist, segment};
 use crate::report::ScanReport;
 use crate::storage::{BlobStore, StorageError};
-use crate::vault::{Vault, VaultError, id_hex};
+use crate::vault::{Vault, VaultError};
 
 #[derive(Debug, thiserror::Error)]
-pub enum JobError {
+pub enum PackageError {
     /// Bad input: no retry helps.
     #[error(transparent)]
     Media(#[from] MediaError),
@@ -30,67 +29,16 @@ pub enum JobError {
     Other(String),
 }
 
-impl JobError {
+impl PackageError {
     /// Worth retrying (store, catalog or I/O trouble); media errors other than I/O mean
     /// the input itself is bad.
     pub fn is_transient(&self) -> bool {
         match self {
-            JobError::Media(m) => m.is_transient(),
-            JobError::Vault(v) => v.is_transient(),
-            JobError::Storage(_) | JobError::Other(_) => true,
+            PackageError::Media(m) => m.is_transient(),
+            PackageError::Vault(v) => v.is_transient(),
+            PackageError::Storage(_) | PackageError::Other(_) => true,
         }
     }
-}
-
-/// Where a job's video comes from (stored as JSON in the catalog; also the `source` of
-/// `POST /v1/jobs` and of queue-driven job messages).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum JobSource {
-    /// A completed tus upload or PUT body, staged sealed.
-    Upload { upload_id: String },
-    /// An object in S3 (`s3://bucket/key`), read with the `[s3]` settings.
-    S3 { url: String },
-}
-
-/// One stored, sealed object.
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
-pub struct StoredObject {
-    /// Key in the blob store.
-    pub key: String,
-    pub object_id: String,
-    pub data_key_id: String,
-    pub subject_key_version: i64,
-    /// KEK version the subject key was wrapped under when this object was sealed.
-    pub kek_version: u32,
-    pub plaintext_len: i64,
-    pub sealed_len: i64,
-}
-
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
-pub struct StoredSegment {
-    pub index: usize,
-    pub start: f64,
-    pub duration: f64,
-    #[serde(flatten)]
-    pub object: StoredObject,
-}
-
-/// What was stored for one video; itself stored sealed next to the segments.
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
-pub struct Manifest {
-    pub video_id: String,
-    /// Keyed hash of the data subject (never the raw identifier).
-    pub subject_hash: String,
-    pub store: String,
-    pub verdict: crate::policy::Action,
-    pub escalate: bool,
-    pub policy_version: String,
-    pub segment_format: String,
-    pub segments: Vec<StoredSegment>,
-    pub playlist: StoredObject,
-    /// Where the sealed manifest itself is.
-    pub manifest_key: String,
 }
 
 /// Seals `bytes` for the subject and puts them under `key`; the catalog row is removed
@@ -101,7 +49,7 @@ async fn put_sealed(
     subject_hash: &str,
     key: &str,
     bytes: &[u8],
-) -> Result<StoredObject, JobError> {
+) -> Result<StoredObject, PackageError> {
     let mut sealed = Vec::with_capacity(bytes.len() + bytes.len() / 4000 + 256);
     let location = format!("{}/{key}", store.describe());
     let (row, header) = vault
@@ -120,47 +68,6 @@ async fn put_sealed(
         plaintext_len: row.plaintext_len,
         sealed_len: row.sealed_len,
     })
-}
-
-/// Store keys of one video all start with this.
-pub fn video_prefix(video_id: &str) -> String {
-    format!("videos/{video_id}/")
-}
-
-/// Store keys of one attempt at a video all start with this.
-pub fn attempt_prefix(video_id: &str, attempt: i64) -> String {
-    format!("videos/{video_id}/a{attempt}/")
-}
-
-/// The attempt a store key under `videos/{id}/` belongs to, if it is one of ours.
-pub fn attempt_of(key: &str) -> Option<(&str, i64)> {
-    let rest = key.strip_prefix("videos/")?;
-    let (id, rest) = rest.split_once('/')?;
-    let (attempt, _) = rest.strip_prefix('a')?.split_once('/')?;
-    Some((id, attempt.parse().ok()?))
-}
-
-/// Removes the objects stored under `prefix` (one attempt's, or a whole video's) and the
-/// catalog rows of objects sealed for that location.
-pub async fn remove_objects(
-    vault: &Vault,
-    store: &dyn BlobStore,
-    prefix: &str,
-) -> Result<usize, JobError> {
-    let keys = store.list(prefix).await?;
-    for key in &keys {
-        store.delete(key).await?;
-    }
-    let location = format!("{}/{prefix}", store.describe());
-    let rows = vault
-        .catalog()
-        .objects_at(&location)
-        .await
-        .map_err(VaultError::from)?;
-    for row in &rows {
-        vault.forget(&row.object_id).await?;
-    }
-    Ok(keys.len().max(rows.len()))
 }
 
 /// Where and for whom to store one video.
@@ -185,13 +92,13 @@ impl StoreTarget<'_> {
         source: &MediaSource,
         report: &ScanReport,
         limits: &Limits,
-    ) -> Result<Manifest, JobError> {
+    ) -> Result<Manifest, PackageError> {
         let (rt, vault, store, subject) = (self.handle, self.vault, self.store, self.subject_hash);
         let prefix = attempt_prefix(video_id, self.attempt);
         let mut done: Vec<StoredObject> = Vec::new();
         // A store or catalog failure inside the segmenter's callback keeps its type, so
         // that it is retried rather than taken for bad media.
-        let mut sealing_failed: Option<JobError> = None;
+        let mut sealing_failed: Option<PackageError> = None;
         let result = (|| {
             let mut segments = Vec::new();
             let infos = segment(source, self.segment_seconds, limits, |seg| {
@@ -212,7 +119,7 @@ impl StoreTarget<'_> {
                 });
                 Ok(())
             })
-            .map_err(|e| sealing_failed.take().unwrap_or(JobError::Media(e)))?;
+            .map_err(|e| sealing_failed.take().unwrap_or(PackageError::Media(e)))?;
             let m3u8 = playlist(&infos, |i| format!("seg-{i:05}.ts"));
             let playlist_key = format!("{prefix}playlist.m3u8.sealed");
             let playlist = rt.block_on(put_sealed(
@@ -235,8 +142,8 @@ impl StoreTarget<'_> {
                 playlist,
                 manifest_key: format!("{prefix}manifest.json.sealed"),
             };
-            let body =
-                serde_json::to_vec_pretty(&manifest).map_err(|e| JobError::Other(e.to_string()))?;
+            let body = serde_json::to_vec_pretty(&manifest)
+                .map_err(|e| PackageError::Other(e.to_string()))?;
             rt.block_on(put_sealed(
                 vault,
                 store,
@@ -251,47 +158,12 @@ impl StoreTarget<'_> {
             rt.block_on(async {
                 for object in &done {
                     let _ = store.delete(&object.key).await;
-                    if let Some(id) = crate::vault::parse_id(&object.object_id) {
+                    if let Some(id) = parse_id(&object.object_id) {
                         let _ = vault.forget(&id).await;
                     }
                 }
             });
         }
         result
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn job_sources_have_a_documented_json_form() {
-        let s: JobSource = serde_json::from_str(r#"{"upload":{"upload_id":"ab"}}"#).unwrap();
-        assert_eq!(
-            s,
-            JobSource::Upload {
-                upload_id: "ab".into()
-            }
-        );
-        let s: JobSource = serde_json::from_str(r#"{"s3":{"url":"s3://b/k"}}"#).unwrap();
-        assert_eq!(
-            s,
-            JobSource::S3 {
-                url: "s3://b/k".into()
-            }
-        );
-        assert!(serde_json::from_str::<JobSource>(r#"{"file":{"path":"/etc/passwd"}}"#).is_err());
-    }
-
-    #[test]
-    fn store_keys_name_their_attempt() {
-        let key = format!("{}seg-00001.ts.sealed", attempt_prefix("ab", 3));
-        assert_eq!(key, "videos/ab/a3/seg-00001.ts.sealed");
-        assert_eq!(attempt_of(&key), Some(("ab", 3)));
-        assert!(key.starts_with(&video_prefix("ab")));
-        assert_eq!(attempt_of("videos/ab/seg-1.ts"), None);
-        assert_eq!(attempt_of("staging/ab/a1/x"), None);
-        assert_eq!(attempt_of("videos/ab/ax/x"), None);
     }
 }

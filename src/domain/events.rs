@@ -1,11 +1,12 @@
 //! Events a state change causes, as plain data: they are written to the catalog's outbox
-//! in the same transaction as the change itself (see [`crate::catalog`]), and delivered
-//! at least once afterwards by [`crate::dispatcher`]. The event id is the idempotency
+//! in the same transaction as the change itself (see `catalog`), and delivered
+//! at least once afterwards by the dispatcher. The event id is the idempotency
 //! key: a receiver that has seen an id may drop the repeat.
 
 use serde::Serialize;
 
-use crate::catalog::{JobState, VideoRow};
+use super::clock::now_ms;
+use super::state::JobState;
 
 /// What delivering an event means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,16 +78,17 @@ struct VideoEvent<'a> {
 /// The webhook for a job that ended in `state`, with the verdict and report it ended
 /// with; `None` when the video has no callback URL.
 pub fn video_ended(
-    video: &VideoRow,
+    video_id: &str,
+    callback_url: Option<&str>,
     state: JobState,
     verdict: Option<&str>,
     report: Option<&str>,
     error: Option<&str>,
 ) -> Option<OutboxEvent> {
-    let url = video.callback_url.as_deref()?;
+    let url = callback_url?;
     let report: Option<serde_json::Value> = report.and_then(|r| serde_json::from_str(r).ok());
     // One event per job outcome: a repeated recording of the same end is the same event.
-    let id = format!("{}-{}", video.id, state.as_str());
+    let id = format!("{video_id}-{}", state.as_str());
     let body = VideoEvent {
         event_id: &id,
         event: if state == JobState::Done {
@@ -94,7 +96,7 @@ pub fn video_ended(
         } else {
             "video.failed"
         },
-        video_id: &video.id,
+        video_id,
         state,
         verdict,
         escalate: report
@@ -103,13 +105,13 @@ pub fn video_ended(
             .and_then(|e| e.as_bool()),
         reasons: report.as_ref().and_then(|r| r.get("reasons")).cloned(),
         error,
-        at_ms: crate::catalog::now_ms(),
+        at_ms: now_ms(),
     };
     Some(OutboxEvent {
         body: serde_json::to_string(&body).ok()?,
         id,
         kind: EventKind::Webhook,
-        video_id: video.id.clone(),
+        video_id: video_id.to_string(),
         target: url.to_string(),
     })
 }
@@ -118,33 +120,12 @@ pub fn video_ended(
 mod tests {
     use super::*;
 
-    fn video(callback: Option<&str>) -> VideoRow {
-        VideoRow {
-            id: "ab".into(),
-            subject_hash: "h".into(),
-            owner: "o".into(),
-            source: "{}".into(),
-            state: JobState::Running,
-            attempts: 1,
-            max_attempts: 3,
-            progress: 0.5,
-            verdict: None,
-            report: None,
-            manifest: None,
-            error: None,
-            callback_url: callback.map(str::to_string),
-            cancel_requested: false,
-            created_at: 0,
-            updated_at: 0,
-            erased_at: None,
-        }
-    }
-
     #[test]
     fn a_webhook_names_its_event_id_in_the_body() {
         let report = r#"{"escalate":false,"reasons":[{"code":"x"}]}"#;
         let e = video_ended(
-            &video(Some("http://h/x")),
+            "ab",
+            Some("http://h/x"),
             JobState::Done,
             Some("allow"),
             Some(report),
@@ -157,7 +138,7 @@ mod tests {
         assert_eq!(body["event_id"], "ab-done");
         assert_eq!(body["event"], "video.completed");
         assert_eq!(body["reasons"][0]["code"], "x");
-        assert!(video_ended(&video(None), JobState::Done, None, None, None).is_none());
+        assert!(video_ended("ab", None, JobState::Done, None, None, None).is_none());
     }
 
     #[test]

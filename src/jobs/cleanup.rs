@@ -7,18 +7,16 @@
 
 use std::time::{Duration, Instant};
 
-use crate::catalog::{JobState, UploadState};
-use crate::job::JobSource;
-use crate::job::{JobError, attempt_of, attempt_prefix, remove_objects, video_prefix};
+use crate::domain::{JobSource, JobState, UploadState, attempt_of, attempt_prefix, video_prefix};
 use crate::service::Service;
 use crate::staging::{StagingError, discard_parts};
+use crate::storage::BlobStore;
+use crate::vault::Vault;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CleanupError {
     #[error(transparent)]
     Catalog(#[from] crate::catalog::CatalogError),
-    #[error(transparent)]
-    Job(#[from] JobError),
     #[error(transparent)]
     Staging(#[from] StagingError),
     #[error(transparent)]
@@ -28,7 +26,11 @@ pub enum CleanupError {
 }
 
 /// Removes one attempt's objects (a failed attempt, or one that lost its claim).
-pub async fn remove_attempt(svc: &Service, video_id: &str, attempt: i64) -> Result<(), JobError> {
+pub async fn remove_attempt(
+    svc: &Service,
+    video_id: &str,
+    attempt: i64,
+) -> Result<(), CleanupError> {
     remove_objects(&svc.vault, &*svc.store, &attempt_prefix(video_id, attempt))
         .await
         .map(drop)
@@ -40,7 +42,7 @@ pub async fn remove_earlier_attempts(
     svc: &Service,
     video_id: &str,
     attempt: i64,
-) -> Result<(), JobError> {
+) -> Result<(), CleanupError> {
     let mut earlier: Vec<i64> = svc
         .store
         .list(&video_prefix(video_id))
@@ -124,4 +126,23 @@ pub async fn erase_video(
     }
     catalog.finish_erase(video_id).await?;
     Ok(erasure)
+}
+
+/// Removes the objects stored under `prefix` (one attempt's, or a whole video's) and the
+/// catalog rows of objects sealed for that location.
+pub async fn remove_objects(
+    vault: &Vault,
+    store: &dyn BlobStore,
+    prefix: &str,
+) -> Result<usize, CleanupError> {
+    let keys = store.list(prefix).await?;
+    for key in &keys {
+        store.delete(key).await?;
+    }
+    let location = format!("{}/{prefix}", store.describe());
+    let rows = vault.catalog().objects_at(&location).await?;
+    for row in &rows {
+        vault.forget(&row.object_id).await?;
+    }
+    Ok(keys.len().max(rows.len()))
 }

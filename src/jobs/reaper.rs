@@ -24,10 +24,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::catalog::{AttemptEnd, JobState, UploadState, VideoRow};
-use crate::cleanup::{CleanupError, close_upload, erase_video, remove_attempt};
-use crate::events::{OutboxEvent, video_ended};
-use crate::job::attempt_of;
+use crate::catalog::{AttemptEnd, VideoRow};
+use crate::domain::attempt_of;
+use crate::domain::{JobState, UploadState};
+use crate::domain::{OutboxEvent, video_ended};
+use crate::jobs::cleanup::{CleanupError, close_upload, erase_video, remove_attempt};
 use crate::service::Service;
 
 /// What the reaper has done since the process started.
@@ -129,7 +130,14 @@ async fn reap_lease(
     };
     let event = match state {
         JobState::Queued => Some(OutboxEvent::publish(&video.id, attempt)),
-        _ => video_ended(video, state, None, None, Some(&error)),
+        _ => video_ended(
+            &video.id,
+            video.callback_url.as_deref(),
+            state,
+            None,
+            None,
+            Some(&error),
+        ),
     };
     let end = AttemptEnd {
         state,
@@ -147,7 +155,8 @@ async fn reap_lease(
     ReaperStats::add(counter, 1);
     remove_attempt(svc, &video.id, attempt).await?;
     if matches!(state, JobState::Cancelled | JobState::Dead)
-        && let Ok(crate::job::JobSource::Upload { upload_id }) = serde_json::from_str(&video.source)
+        && let Ok(crate::domain::JobSource::Upload { upload_id }) =
+            serde_json::from_str(&video.source)
     {
         let from = [UploadState::Complete];
         close_upload(svc, &upload_id, &from, UploadState::Consumed).await?;
@@ -160,7 +169,7 @@ async fn reap_lease(
 async fn past_grace(svc: &Service, key: &str, grace_s: i64) -> Result<bool, CleanupError> {
     let location = format!("{}/{key}", svc.store.describe());
     let rows = svc.catalog().objects_located(&location).await?;
-    let now = crate::catalog::unix_now();
+    let now = crate::domain::clock::unix_now();
     Ok(rows.iter().all(|r| r.created_at < now - grace_s))
 }
 

@@ -1,0 +1,79 @@
+//! Where a job's video comes from, and what was stored for it: plain data, kept as JSON
+//! in the catalog (the source) and sealed next to the segments (the manifest).
+
+use serde::{Deserialize, Serialize};
+
+/// Where a job's video comes from (stored as JSON in the catalog; also the `source` of
+/// `POST /v1/jobs` and of queue-driven job messages).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum JobSource {
+    /// A completed tus upload or PUT body, staged sealed.
+    Upload { upload_id: String },
+    /// An object in S3 (`s3://bucket/key`), read with the `[s3]` settings.
+    S3 { url: String },
+}
+
+/// One stored, sealed object.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct StoredObject {
+    /// Key in the blob store.
+    pub key: String,
+    pub object_id: String,
+    pub data_key_id: String,
+    pub subject_key_version: i64,
+    /// KEK version the subject key was wrapped under when this object was sealed.
+    pub kek_version: u32,
+    pub plaintext_len: i64,
+    pub sealed_len: i64,
+}
+
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct StoredSegment {
+    pub index: usize,
+    pub start: f64,
+    pub duration: f64,
+    #[serde(flatten)]
+    pub object: StoredObject,
+}
+
+/// What was stored for one video; itself stored sealed next to the segments.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct Manifest {
+    pub video_id: String,
+    /// Keyed hash of the data subject (never the raw identifier).
+    pub subject_hash: String,
+    pub store: String,
+    pub verdict: crate::policy::Action,
+    pub escalate: bool,
+    pub policy_version: String,
+    pub segment_format: String,
+    pub segments: Vec<StoredSegment>,
+    pub playlist: StoredObject,
+    /// Where the sealed manifest itself is.
+    pub manifest_key: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_sources_have_a_documented_json_form() {
+        let s: JobSource = serde_json::from_str(r#"{"upload":{"upload_id":"ab"}}"#).unwrap();
+        assert_eq!(
+            s,
+            JobSource::Upload {
+                upload_id: "ab".into()
+            }
+        );
+        let s: JobSource = serde_json::from_str(r#"{"s3":{"url":"s3://b/k"}}"#).unwrap();
+        assert_eq!(
+            s,
+            JobSource::S3 {
+                url: "s3://b/k".into()
+            }
+        );
+        assert!(serde_json::from_str::<JobSource>(r#"{"file":{"path":"/etc/passwd"}}"#).is_err());
+    }
+}
