@@ -146,7 +146,12 @@ async fn run_embedded(
     keyring: &Path,
     data_dir: &Path,
 ) -> anyhow::Result<()> {
-    let vault = Arc::new(Vault::load(keyring, data_dir).await?);
+    // One node may still keep its catalog in PostgreSQL (like `vcw token create`, it then
+    // uses `cluster.database_url`); the job queue is the catalog itself either way.
+    let vault = Arc::new(match &config.cluster.database_url {
+        Some(url) => Vault::with_catalog(keyring, crate::catalog::Catalog::connect(url).await?)?,
+        None => Vault::load(keyring, data_dir).await?,
+    });
     let store_uri = config
         .server
         .store

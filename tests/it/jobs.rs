@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::serve::{
-    Server, get_json, is_final, send, state, stored_files, token, try_send, wait_for,
+    Server, get_json, is_final, send, state, stored_files, token, token_with, try_send, wait_for,
     webhook_receiver,
 };
 use crate::util::ffmpeg;
@@ -31,14 +31,20 @@ const FAST_REAPER: [(&str, &str); 5] = [
 
 /// A 2-second 128x96 H.264 clip: cheap to scan many times.
 fn tiny_clip(dir: &Path) -> std::path::PathBuf {
-    let out = dir.join("tiny.mp4");
+    clip(dir, "tiny.mp4", 2)
+}
+
+/// A `seconds`-long 128x96 H.264 clip with a keyframe every second.
+fn clip(dir: &Path, name: &str, seconds: u32) -> std::path::PathBuf {
+    let out = dir.join(name);
+    let seconds = seconds.to_string();
     ffmpeg(&[
         "-f",
         "lavfi",
         "-i",
         "testsrc=size=128x96:rate=10",
         "-t",
-        "2",
+        &seconds,
         "-c:v",
         "libx264",
         "-pix_fmt",
@@ -90,19 +96,40 @@ fn hex_id(n: usize) -> String {
 }
 
 #[test]
-fn concurrent_uploads_one_id_and_one_offset_lose_nothing() {
+fn concurrency_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let clip = std::fs::read(tiny_clip(dir.path())).unwrap();
-    let up = token(dir.path(), Role::Uploader);
-    let reviewer = token(dir.path(), Role::Reviewer);
-    let env = [("VCW__SERVER__WORKERS", "2")];
-    let s = Server::start(dir.path(), &env);
+    concurrency(dir.path(), &[]);
+}
+
+#[test]
+fn concurrency_on_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = crate::cluster::Postgres::start(dir.path());
+    concurrency(dir.path(), &[("VCW__CLUSTER__DATABASE_URL", &pg.url)]);
+}
+
+/// One server (with the catalog `env` selects) takes every race at once.
+fn concurrency(dir: &Path, env: &[(&str, &str)]) {
+    let mut env = env.to_vec();
+    env.push(("VCW__SERVER__WORKERS", "3"));
+    let up = token_with(dir, Role::Uploader, &env);
+    let officer = token_with(dir, Role::PrivacyOfficer, &env);
+    let reviewer = token_with(dir, Role::Reviewer, &env);
+    let s = Server::start(dir, &env);
+    erase_and_cancel_while_running(&s, &up, &officer, &reviewer);
+    concurrent_uploads_lose_nothing(&s, &up, &reviewer);
+}
+
+/// Concurrent first uploads of fresh subjects, PUTs with one id, and tus PATCHes at one
+/// offset: every accepted video ends done and playable.
+fn concurrent_uploads_lose_nothing(s: &Server, up: &str, reviewer: &str) {
+    let clip = std::fs::read(tiny_clip(&s.dir)).unwrap();
 
     // 10 fresh subjects, two first uploads each, all at once.
     let statuses: Vec<u16> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..20)
             .map(|n| {
-                let (s, up, clip) = (&s, &up, &clip);
+                let clip = &clip;
                 scope.spawn(move || {
                     put(
                         s,
@@ -123,7 +150,7 @@ fn concurrent_uploads_one_id_and_one_offset_lose_nothing() {
     let statuses: Vec<u16> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..6)
             .map(|_| {
-                let (s, up, clip, same) = (&s, &up, &clip, &same);
+                let (clip, same) = (&clip, &same);
                 scope.spawn(move || put(s, up, same, "same-id", clip))
             })
             .collect();
@@ -145,7 +172,7 @@ fn concurrent_uploads_one_id_and_one_offset_lose_nothing() {
     let (status, headers, _) = send(
         "POST",
         &s.url("/v1/uploads"),
-        Some(&up),
+        Some(up),
         &[
             ("tus-resumable", "1.0.0"),
             ("upload-length", &length),
@@ -159,7 +186,7 @@ fn concurrent_uploads_one_id_and_one_offset_lose_nothing() {
     let statuses: Vec<u16> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..6)
             .map(|_| {
-                let (s, up, clip, location) = (&s, &up, &clip, &location);
+                let (clip, location) = (&clip, &location);
                 scope.spawn(move || {
                     send(
                         "PATCH",
@@ -196,11 +223,11 @@ fn concurrent_uploads_one_id_and_one_offset_lose_nothing() {
     let mut done = 0;
     let mut play = 0;
     for id in &accepted {
-        let v = wait_for(&s, &up, id, 300, is_final);
+        let v = wait_for(s, up, id, 300, is_final);
         if state(&v) == "done" {
             done += 1;
         }
-        if playable(&s, &reviewer, id) {
+        if playable(s, reviewer, id) {
             play += 1;
         }
     }
@@ -211,6 +238,51 @@ fn concurrent_uploads_one_id_and_one_offset_lose_nothing() {
     assert_eq!((done, play), (accepted.len(), accepted.len()));
     // Only the done attempts' objects are stored; no staged part is left.
     wait_until(30, || stored_files(&s.dir, "staging").is_empty());
+}
+
+/// Erasures (two at once), a cancel, and a cancel racing an erasure, all while the jobs
+/// run: the erased videos are gone (410, nothing stored), the cancelled one ends
+/// `cancelled` with nothing stored, and no staged upload is left.
+fn erase_and_cancel_while_running(s: &Server, up: &str, officer: &str, reviewer: &str) {
+    let body = std::fs::read(clip(&s.dir, "long.mp4", 120)).unwrap();
+    let [erased, cancelled, both] = [0xe001, 0xe002, 0xe003].map(hex_id);
+    for id in [&erased, &cancelled, &both] {
+        assert_eq!(put(s, up, id, "busy-subject", &body), 202);
+    }
+    for id in [&erased, &cancelled, &both] {
+        wait_for(s, up, id, 120, |v| state(v) == "running");
+    }
+    let video = |id: &str| s.url(&format!("/v1/videos/{id}"));
+    let cancel = |id: &str| send("POST", &format!("{}/cancel", video(id)), Some(up), &[], b"");
+    let erase = |id: &str| send("DELETE", &video(id), Some(officer), &[], b"");
+    let answers: Vec<u16> = std::thread::scope(|scope| {
+        let calls = [
+            scope.spawn(|| erase(&erased).0),
+            scope.spawn(|| erase(&erased).0),
+            scope.spawn(|| cancel(&cancelled).0),
+            scope.spawn(|| cancel(&both).0),
+            scope.spawn(|| erase(&both).0),
+        ];
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    assert_eq!(answers, [200, 200, 202, 202, 200]);
+
+    let v = wait_for(s, up, &cancelled, 120, is_final);
+    assert_eq!(state(&v), "cancelled", "{v}");
+    for id in [&erased, &both] {
+        let (_, v) = get_json(&video(id), officer);
+        assert_eq!(v["erased"], true, "{v}");
+        let playlist = format!("{}/playlist.m3u8", video(id));
+        assert_eq!(send("GET", &playlist, Some(reviewer), &[], b"").0, 410);
+    }
+    // Nothing any attempt sealed survives, not even what it sealed after the erasure
+    // began; the staged uploads are shredded.
+    for id in [&erased, &cancelled, &both] {
+        wait_until(60, || {
+            stored_files(&s.dir, &format!("videos/{id}")).is_empty()
+        });
+    }
+    wait_until(60, || stored_files(&s.dir, "staging").is_empty());
 }
 
 fn wait_until(secs: u64, mut ok: impl FnMut() -> bool) {
@@ -266,12 +338,10 @@ fn crash_at(point: &str, clip: &[u8], needle: &[u8]) {
         wait_for(&s, &up, &id, 120, is_final);
         assert!(try_send("DELETE", &url, Some(&officer), &[], b"").is_err());
     }
-    let status = s
-        .wait_exit(120)
-        .unwrap_or_else(|| {
-            let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
-            panic!("{point}: the crash point was never reached; log:\n{log}")
-        });
+    let status = s.wait_exit(120).unwrap_or_else(|| {
+        let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+        panic!("{point}: the crash point was never reached; log:\n{log}")
+    });
     assert!(
         !status.success(),
         "{point}: the crash point aborts the process"
