@@ -1,5 +1,6 @@
-//! Packaging a judged video: segment it into HLS, seal every segment, the playlist and a
-//! manifest for the data subject, and put them in the blob store.
+//! Packaging a judged video: segment it into HLS (fMP4: an init segment and media
+//! segments), seal every piece, the playlist and a manifest for the data subject, and put
+//! them in the blob store.
 //!
 //! Segments go from FFmpeg's in-memory muxer straight into the sealer; nothing plaintext
 //! touches the disk. Each attempt stores under its own prefix (`videos/{id}/a{n}/`), so
@@ -11,7 +12,7 @@ use std::io::Cursor;
 
 use crate::config::Limits;
 use crate::domain::{Manifest, StoredObject, StoredSegment, attempt_prefix, id_hex, parse_id};
-use crate::media::{MediaError, MediaSource, playlist, segment};
+use crate::media::{MediaError, MediaSource, Piece, playlist, segment};
 use crate::report::ScanReport;
 use crate::storage::{BlobStore, StorageError};
 use crate::vault::{Vault, VaultError};
@@ -101,26 +102,36 @@ impl StoreTarget<'_> {
         let mut sealing_failed: Option<PackageError> = None;
         let result = (|| {
             let mut segments = Vec::new();
-            let infos = segment(source, self.segment_seconds, limits, |seg| {
-                let key = format!("{prefix}seg-{:05}.ts.sealed", seg.index);
+            let mut init = None;
+            let infos = segment(source, self.segment_seconds, limits, |piece| {
+                let (key, data) = match &piece {
+                    Piece::Init(data) => (format!("{prefix}init.mp4.sealed"), data),
+                    Piece::Media(seg) => (
+                        format!("{prefix}seg-{:05}.m4s.sealed", seg.index),
+                        &seg.data,
+                    ),
+                };
                 let object = rt
-                    .block_on(put_sealed(vault, store, subject, &key, &seg.data))
+                    .block_on(put_sealed(vault, store, subject, &key, data))
                     .map_err(|e| {
                         let shown = e.to_string();
                         sealing_failed = Some(e);
                         shown
                     })?;
                 done.push(object.clone());
-                segments.push(StoredSegment {
-                    index: seg.index,
-                    start: seg.start,
-                    duration: seg.duration,
-                    object,
-                });
+                match piece {
+                    Piece::Init(_) => init = Some(object),
+                    Piece::Media(seg) => segments.push(StoredSegment {
+                        index: seg.index,
+                        start: seg.start,
+                        duration: seg.duration,
+                        object,
+                    }),
+                }
                 Ok(())
             })
             .map_err(|e| sealing_failed.take().unwrap_or(PackageError::Media(e)))?;
-            let m3u8 = playlist(&infos, |i| format!("seg-{i:05}.ts"));
+            let m3u8 = playlist(&infos, "init.mp4", |i| format!("seg-{i:05}.m4s"));
             let playlist_key = format!("{prefix}playlist.m3u8.sealed");
             let playlist = rt.block_on(put_sealed(
                 vault,
@@ -137,7 +148,8 @@ impl StoreTarget<'_> {
                 verdict: report.verdict,
                 escalate: report.escalate,
                 policy_version: report.policy_version.clone(),
-                segment_format: "mpegts".into(),
+                segment_format: "fmp4".into(),
+                init,
                 segments,
                 playlist,
                 manifest_key: format!("{prefix}manifest.json.sealed"),

@@ -177,7 +177,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
     Endpoint {
         method: "GET",
         path: "/v1/videos/{id}/segments/{n}",
-        summary: "One MPEG-TS segment, verified and decrypted; HTTP Range supported",
+        summary: "One segment (a number, or `init` for the fMP4 init segment), verified and decrypted; HTTP Range supported",
         roles: PLAY,
         responses: &[
             (200, "segment"),

@@ -26,7 +26,7 @@ use crate::domain::JobSource;
 use crate::domain::UploadState;
 use crate::jobs::cleanup::close_upload;
 use crate::service::Service;
-use crate::staging::{discard_parts, looks_like_video, stage_part};
+use crate::staging::{StagingError, discard_parts, looks_like_video, stage_part};
 
 const TUS_VERSION: &str = "1.0.0";
 /// Bytes looked at to recognise a container (MPEG-TS needs its second sync byte at 188).
@@ -468,7 +468,9 @@ pub async fn put_video(
             catalog.drop_empty_upload(&id).await?;
             return Err(match other {
                 Ok(_) => ApiError::TooLarge(format!("body is over the limit of {limit} bytes")),
-                Err(e) => ApiError::BadRequest(format!("storing the body: {e}")),
+                // Reading the body failed (the client), or our own store did.
+                Err(StagingError::Io(e)) => ApiError::BadRequest(format!("reading the body: {e}")),
+                Err(e) => ApiError::internal(e),
             });
         }
     };

@@ -270,20 +270,9 @@ pub async fn playlist(
     let object = &manifest.playlist;
     let bytes = open_object(&app.svc, object, 0, object.plaintext_len as u64).await?;
     let text = String::from_utf8(bytes).map_err(ApiError::internal)?;
-    // Stored playlists name files (seg-00003.ts); served ones point at the API.
-    let text: String = text
-        .lines()
-        .map(|line| {
-            match line
-                .strip_prefix("seg-")
-                .and_then(|rest| rest.strip_suffix(".ts"))
-                .and_then(|n| n.parse::<usize>().ok())
-            {
-                Some(n) => format!("segments/{n}\n"),
-                None => format!("{line}\n"),
-            }
-        })
-        .collect();
+    // Stored playlists name files (init.mp4, seg-00003.m4s, or seg-00003.ts from earlier
+    // versions); served ones point at the API.
+    let text: String = text.lines().map(|line| served_line(line) + "\n").collect();
     Ok((
         [
             (header::CONTENT_TYPE, "application/vnd.apple.mpegurl"),
@@ -292,6 +281,24 @@ pub async fn playlist(
         text,
     )
         .into_response())
+}
+
+/// One line of a stored playlist as served: file names become API paths.
+fn served_line(line: &str) -> String {
+    if line == "#EXT-X-MAP:URI=\"init.mp4\"" {
+        return "#EXT-X-MAP:URI=\"segments/init\"".into();
+    }
+    let n = line
+        .strip_prefix("seg-")
+        .and_then(|rest| {
+            rest.strip_suffix(".m4s")
+                .or_else(|| rest.strip_suffix(".ts"))
+        })
+        .and_then(|n| n.parse::<usize>().ok());
+    match n {
+        Some(n) => format!("segments/{n}"),
+        None => line.to_string(),
+    }
 }
 
 /// `bytes=a-b`, `bytes=a-` or `bytes=-n` against a length: (start, len).
@@ -319,13 +326,17 @@ pub async fn segment(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let manifest = playable(&app, &caller, &id).await?;
-    let index: usize = n.parse().map_err(|_| ApiError::NotFound("segment"))?;
-    let seg = manifest
-        .segments
-        .iter()
-        .find(|s| s.index == index)
-        .ok_or(ApiError::NotFound("segment"))?;
-    let total = seg.object.plaintext_len as u64;
+    // `init`: the fMP4 init segment; a number: a media segment.
+    let object = match n.as_str() {
+        "init" => manifest.init.as_ref(),
+        n => {
+            let index: usize = n.parse().map_err(|_| ApiError::NotFound("segment"))?;
+            let seg = manifest.segments.iter().find(|s| s.index == index);
+            seg.map(|s| &s.object)
+        }
+    }
+    .ok_or(ApiError::NotFound("segment"))?;
+    let total = object.plaintext_len as u64;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, start, len) = match range {
         None => (StatusCode::OK, 0, total),
@@ -335,10 +346,14 @@ pub async fn segment(
             (StatusCode::PARTIAL_CONTENT, start, len)
         }
     };
-    let bytes = open_object(&app.svc, &seg.object, start, len).await?;
+    let bytes = open_object(&app.svc, object, start, len).await?;
     let mut r = (status, bytes).into_response();
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp2t"));
+    let kind = match manifest.segment_format.as_str() {
+        "mpegts" => "video/mp2t",
+        _ => "video/mp4",
+    };
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(
         header::CACHE_CONTROL,
@@ -356,7 +371,19 @@ pub async fn segment(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_range;
+    use super::{parse_range, served_line};
+
+    #[test]
+    fn served_playlists_point_at_the_api() {
+        assert_eq!(
+            served_line("#EXT-X-MAP:URI=\"init.mp4\""),
+            "#EXT-X-MAP:URI=\"segments/init\""
+        );
+        assert_eq!(served_line("seg-00003.m4s"), "segments/3");
+        assert_eq!(served_line("seg-00012.ts"), "segments/12");
+        assert_eq!(served_line("#EXTINF:4.000,"), "#EXTINF:4.000,");
+        assert_eq!(served_line("seg-x.m4s"), "seg-x.m4s");
+    }
 
     #[test]
     fn ranges() {

@@ -47,7 +47,12 @@ pub struct Manifest {
     pub verdict: crate::policy::Action,
     pub escalate: bool,
     pub policy_version: String,
+    /// `fmp4` (init segment + CMAF media segments), or `mpegts` for videos stored by
+    /// earlier versions.
     pub segment_format: String,
+    /// The fMP4 init segment (`ftyp` + `moov`); none for MPEG-TS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<StoredObject>,
     pub segments: Vec<StoredSegment>,
     pub playlist: StoredObject,
     /// Where the sealed manifest itself is.

@@ -14,8 +14,8 @@
 //! 4. **Orphans** (every `server.orphan_sweep_seconds`): store objects no catalog row
 //!    references, older than `server.orphan_grace_seconds` (staged parts without an
 //!    upload, objects of attempts that can never be recorded, objects of erased or
-//!    unknown videos); sealed temporary files of this process older than the grace; and
-//!    the temporary directories of cluster processes that are gone.
+//!    unknown videos); and the temporary directories of cluster processes that are gone
+//!    (this process's own staging files are removed at its start, never while it runs).
 //!
 //! What it did is logged and counted in [`ReaperStats`] (for the dashboard).
 
@@ -224,12 +224,13 @@ async fn forget_and_delete(svc: &Service, key: &str) -> Result<(), CleanupError>
     Ok(())
 }
 
-/// Removes sealed staging files older than the grace period from this process's
-/// temporary directory, and the temporary directories of cluster processes that no
-/// longer run. Returns how many files and directories went.
+/// Removes the temporary directories of cluster processes that no longer run. Returns
+/// how many went. This process's own staging files are never swept while it runs: each
+/// is removed when its upload ends, and a crash's leftovers at the next start
+/// ([`remove_old_parts`]); sweeping by age would delete the file of an upload that is
+/// merely slow or paused.
 fn sweep_temp_files(svc: &Service) -> u64 {
-    let grace = Duration::from_secs_f64(svc.config.server.orphan_grace_seconds);
-    let mut removed = remove_old_parts(&svc.tmp_dir, grace);
+    let mut removed = 0;
     // Cluster processes keep theirs in the system temporary directory as `vcw-PID`.
     let per_process = svc
         .tmp_dir

@@ -11,7 +11,7 @@ mod source;
 
 pub use probe::{Probe, probe};
 pub use sampler::{SampleReason, SampleStats, SampledFrame, Sampler};
-pub use segmenter::{Segment, SegmentInfo, playlist, segment};
+pub use segmenter::{Piece, Segment, SegmentInfo, playlist, segment};
 pub use source::{MediaSource, OpenReader, ReadSeek};
 
 /// Everything that can be wrong with a media input, each naming the file.
@@ -60,6 +60,10 @@ pub enum MediaError {
     },
     #[error("{path}: cannot segment: {detail}")]
     Segment { path: String, detail: String },
+    #[error(
+        "{path}: {codec} cannot be stored as HLS (fMP4 segments carry H.264, HEVC, VP9 and AV1 video; AAC, MP3, AC-3, E-AC-3, Opus, FLAC and ALAC audio); keeping such uploads as the sealed original is not built yet"
+    )]
+    NotStreamable { path: String, codec: String },
     #[error("{path}: scan stopped: {reason}")]
     Stopped { path: String, reason: String },
 }

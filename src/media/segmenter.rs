@@ -1,10 +1,20 @@
-//! Remuxing a video into MPEG-TS segments of about N seconds, cut on keyframes, without
-//! re-encoding, plus the HLS playlist that plays them.
+//! Remuxing a video into fragmented MP4 (CMAF) segments of about N seconds, cut on
+//! keyframes, without re-encoding, plus the HLS playlist that plays them.
 //!
-//! Each segment is muxed into memory (libavformat's dynamic buffer), never to a file: the
-//! caller seals it before anything touches the disk, so no plaintext is ever at rest.
-//! MPEG-TS keeps every segment self-contained (no init segment), and players take
-//! original timestamps across segments, so decrypted segments concatenate into one stream.
+//! One MP4 muxer writes the whole video into memory (libavformat's dynamic buffer), never
+//! to a file: the caller seals each piece before anything touches the disk, so no
+//! plaintext is ever at rest. Its output is cut at top-level box boundaries: the init
+//! segment (`ftyp` + `moov`: codecs and their parameters) and then one media segment
+//! (`styp` + `moof` + `mdat`) per cut, each cut asked for (`frag_custom`) at the first
+//! video keyframe after the target length. Decrypted and concatenated, init + segments
+//! are one fragmented MP4 with the source's packets, bit for bit.
+//!
+//! Why fMP4 and not MPEG-TS: MPEG-TS has no mapping for VP9, AV1 or Opus (FFmpeg writes
+//! them as opaque data streams that no player decodes, so such uploads would be lost),
+//! while fMP4 carries every codec HLS players play (H.264, HEVC, VP9, AV1; AAC, MP3,
+//! AC-3, E-AC-3, Opus, FLAC, ALAC). What it cannot carry as HLS (VP8, Theora, Vorbis,
+//! MPEG-4 Part 2, MJPEG, ...) is refused with [`MediaError::NotStreamable`] instead of
+//! being stored wrong.
 
 use std::ffi::CString;
 use std::ptr;
@@ -17,7 +27,15 @@ use ffmpeg_next as ff;
 use super::{MediaError, MediaSource};
 use crate::config::Limits;
 
-/// One finished segment, in memory.
+/// One piece of the segmented video, in memory, in the order it is produced.
+#[derive(Debug)]
+pub enum Piece {
+    /// The init segment (`ftyp` + `moov`), first.
+    Init(Vec<u8>),
+    Media(Segment),
+}
+
+/// One finished media segment.
 #[derive(Debug)]
 pub struct Segment {
     pub index: usize,
@@ -25,7 +43,7 @@ pub struct Segment {
     pub start: f64,
     /// Duration, seconds (until the next segment's first keyframe, or the end).
     pub duration: f64,
-    /// MPEG-TS bytes.
+    /// `styp` + `moof` + `mdat` bytes.
     pub data: Vec<u8>,
 }
 
@@ -38,13 +56,41 @@ pub struct SegmentInfo {
     pub bytes: u64,
 }
 
-/// Splits `source` into segments of at least `target` seconds (cut at the first keyframe
-/// after that), handing each to `sink` as soon as it is complete.
+/// Video codecs HLS players take in fMP4.
+const STREAMABLE_VIDEO: &[ffi::AVCodecID] = &[
+    ffi::AVCodecID::AV_CODEC_ID_H264,
+    ffi::AVCodecID::AV_CODEC_ID_HEVC,
+    ffi::AVCodecID::AV_CODEC_ID_VP9,
+    ffi::AVCodecID::AV_CODEC_ID_AV1,
+];
+
+/// Audio codecs HLS players take in fMP4.
+const STREAMABLE_AUDIO: &[ffi::AVCodecID] = &[
+    ffi::AVCodecID::AV_CODEC_ID_AAC,
+    ffi::AVCodecID::AV_CODEC_ID_MP3,
+    ffi::AVCodecID::AV_CODEC_ID_AC3,
+    ffi::AVCodecID::AV_CODEC_ID_EAC3,
+    ffi::AVCodecID::AV_CODEC_ID_OPUS,
+    ffi::AVCodecID::AV_CODEC_ID_FLAC,
+    ffi::AVCodecID::AV_CODEC_ID_ALAC,
+];
+
+/// FFmpeg's short name of a codec, for messages.
+fn codec_name(id: ffi::AVCodecID) -> String {
+    // SAFETY: avcodec_get_name returns a static string for any id.
+    unsafe { std::ffi::CStr::from_ptr(ffi::avcodec_get_name(id)) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Splits `source` into an init segment and media segments of at least `target` seconds
+/// (cut at the first video keyframe after that), handing each to `sink` as soon as it is
+/// complete. Every packet of the video and the best audio stream is kept, in order.
 pub fn segment(
     source: &MediaSource,
     target: f64,
     limits: &Limits,
-    mut sink: impl FnMut(Segment) -> Result<(), String>,
+    mut sink: impl FnMut(Piece) -> Result<(), String>,
 ) -> Result<Vec<SegmentInfo>, MediaError> {
     let shown = source.name().to_string();
     let fail = |detail: String| MediaError::Segment {
@@ -54,37 +100,70 @@ pub fn segment(
     let (mut ictx, video, _) = super::probe::open(source, limits)?;
     let audio = ictx.streams().best(MediaType::Audio).map(|s| s.index());
     let inputs: Vec<usize> = std::iter::once(video).chain(audio).collect();
-    let time_bases: Vec<ffi::AVRational> = inputs
-        .iter()
-        .map(|&i| ictx.stream(i).map(|s| s.time_base().into()))
-        .collect::<Option<_>>()
-        .ok_or_else(|| fail("stream vanished".into()))?;
+    let mut time_bases = Vec::new();
+    let mut params: Vec<*const ffi::AVCodecParameters> = Vec::new();
+    for (slot, &i) in inputs.iter().enumerate() {
+        let stream = ictx
+            .stream(i)
+            .ok_or_else(|| fail("stream vanished".into()))?;
+        let id: ffi::AVCodecID = stream.parameters().id().into();
+        let allowed = if slot == 0 {
+            STREAMABLE_VIDEO
+        } else {
+            STREAMABLE_AUDIO
+        };
+        if !allowed.contains(&id) {
+            return Err(MediaError::NotStreamable {
+                path: shown.clone(),
+                codec: codec_name(id),
+            });
+        }
+        time_bases.push(ffi::AVRational::from(stream.time_base()));
+        // SAFETY: the parameters live as long as `ictx`, which outlives the muxer.
+        params.push(unsafe { stream.parameters().as_ptr() });
+    }
     let video_tb = f64::from(ff::Rational::from(time_bases[0]));
-    let params: Vec<*const ffi::AVCodecParameters> = inputs
-        .iter()
-        .map(|&i| ictx.stream(i).map(|s| unsafe { s.parameters().as_ptr() }))
-        .collect::<Option<_>>()
-        .ok_or_else(|| fail("stream vanished".into()))?;
 
-    let mut infos = Vec::new();
-    let mut current: Option<(MemMuxer, f64)> = None;
-    // One timestamp shift for the whole video (B-frames start at a negative dts): each
-    // segment's muxer would otherwise shift only its own first segment, and the segments
-    // would overlap in time.
-    let mut shift: Option<f64> = None;
+    let mut muxer = FragMuxer::new(&params, &time_bases).map_err(&fail)?;
+    let mut infos: Vec<SegmentInfo> = Vec::new();
+    let mut init_sent = false;
+    // Start of the segment being written (video time, seconds); None before any video.
+    let mut current: Option<f64> = None;
     let mut last_end = 0.0f64;
     let mut packet = ff::Packet::empty();
-    let mut finish = |muxer: MemMuxer,
-                      start: f64,
-                      end: f64,
-                      infos: &mut Vec<SegmentInfo>|
+    // Cuts the fragment written so far into the pieces it holds and hands them on.
+    let mut cut = |muxer: &mut FragMuxer,
+                   start: f64,
+                   end: f64,
+                   infos: &mut Vec<SegmentInfo>,
+                   init_sent: &mut bool|
      -> Result<(), MediaError> {
-        let data = muxer.finish().map_err(&fail)?;
+        let mut bytes = muxer.cut().map_err(&fail)?;
+        let stopped = |reason| MediaError::Stopped {
+            path: shown.clone(),
+            reason,
+        };
+        if !*init_sent {
+            // With `delay_moov` the first flush writes only `ftyp` + `moov`; the samples
+            // go out with the next one.
+            if first_box(&bytes, &[b"moof"]).is_none() {
+                bytes.extend(muxer.cut().map_err(&fail)?);
+            }
+            let at = first_box(&bytes, &[b"styp", b"moof"])
+                .ok_or_else(|| fail("the muxer wrote no fragment".into()))?;
+            let media = bytes.split_off(at);
+            sink(Piece::Init(bytes)).map_err(stopped)?;
+            *init_sent = true;
+            bytes = media;
+        }
+        if first_box(&bytes, &[b"moof"]).is_none() {
+            return Ok(());
+        }
         let seg = Segment {
             index: infos.len(),
             start,
             duration: (end - start).max(0.0),
-            data,
+            data: bytes,
         };
         infos.push(SegmentInfo {
             index: seg.index,
@@ -92,10 +171,7 @@ pub fn segment(
             duration: seg.duration,
             bytes: seg.data.len() as u64,
         });
-        sink(seg).map_err(|reason| MediaError::Stopped {
-            path: shown.clone(),
-            reason,
-        })
+        sink(Piece::Media(seg)).map_err(stopped)
     };
     loop {
         match packet.read(&mut ictx) {
@@ -110,43 +186,58 @@ pub fn segment(
             let t = packet.pts().or(packet.dts()).unwrap_or(0) as f64 * video_tb;
             let end = t + packet.duration().max(0) as f64 * video_tb;
             last_end = last_end.max(end);
-            let cut = packet.is_key()
-                && current
-                    .as_ref()
-                    .is_none_or(|(_, start)| t - start >= target - 1e-6);
-            if cut {
-                if let Some((muxer, start)) = current.take() {
-                    finish(muxer, start, t, &mut infos)?;
+            match current {
+                None => current = Some(t),
+                Some(start) if packet.is_key() && t - start >= target - 1e-6 => {
+                    cut(&mut muxer, start, t, &mut infos, &mut init_sent)?;
+                    current = Some(t);
                 }
-                current = Some((MemMuxer::new(&params).map_err(&fail)?, t));
+                Some(_) => {}
             }
         }
-        // Audio before the first video keyframe has no segment to go to; it is dropped,
-        // as a player starting at the first keyframe would.
-        if let Some((muxer, _)) = current.as_mut() {
-            let tb = time_bases[slot];
-            let tb_seconds = f64::from(ff::Rational::from(tb));
-            let shift = *shift.get_or_insert_with(|| {
-                let first = packet.dts().or(packet.pts()).unwrap_or(0) as f64 * tb_seconds;
-                (-first).max(0.0)
-            });
-            let ticks = (shift / tb_seconds).round() as i64;
-            packet.set_pts(packet.pts().map(|t| t + ticks));
-            packet.set_dts(packet.dts().map(|t| t + ticks));
-            muxer.write(&mut packet, slot, tb).map_err(&fail)?;
-        }
+        // Timestamps go through as they are: a negative start (B-frames, AAC priming)
+        // becomes the MP4's edit list, so players skip exactly what the source skipped.
+        muxer
+            .write(&mut packet, slot, time_bases[slot])
+            .map_err(&fail)?;
     }
-    if let Some((muxer, start)) = current.take() {
-        finish(muxer, start, last_end, &mut infos)?;
-    }
+    let Some(start) = current else {
+        return Err(fail("no video packet to segment".into()));
+    };
+    cut(&mut muxer, start, last_end, &mut infos, &mut init_sent)?;
+    muxer.finish().map_err(&fail)?;
     if infos.is_empty() {
-        return Err(fail("no keyframe to start a segment at".into()));
+        return Err(fail("no segment was written".into()));
     }
     Ok(infos)
 }
 
-/// An HLS (version 3, VOD) playlist for `segments`, naming each with `uri(index)`.
-pub fn playlist(segments: &[SegmentInfo], uri: impl Fn(usize) -> String) -> String {
+/// Offset of the first top-level box of one of `kinds` in `bytes`.
+fn first_box(bytes: &[u8], kinds: &[&[u8; 4]]) -> Option<usize> {
+    let mut at = 0usize;
+    while at + 8 <= bytes.len() {
+        let size = u32::from_be_bytes(bytes[at..at + 4].try_into().ok()?) as usize;
+        let kind = &bytes[at + 4..at + 8];
+        if kinds.iter().any(|k| k.as_slice() == kind) {
+            return Some(at);
+        }
+        let size = match size {
+            // 64-bit size follows the type.
+            1 => u64::from_be_bytes(bytes.get(at + 8..at + 16)?.try_into().ok()?) as usize,
+            0 => return None,
+            n => n,
+        };
+        if size < 8 {
+            return None;
+        }
+        at = at.checked_add(size)?;
+    }
+    None
+}
+
+/// An HLS (version 7, VOD) playlist for fMP4 `segments`: the init segment at `init_uri`,
+/// each media segment at `uri(index)`.
+pub fn playlist(segments: &[SegmentInfo], init_uri: &str, uri: impl Fn(usize) -> String) -> String {
     let target = segments
         .iter()
         .map(|s| s.duration.ceil() as u64)
@@ -154,7 +245,7 @@ pub fn playlist(segments: &[SegmentInfo], uri: impl Fn(usize) -> String) -> Stri
         .unwrap_or(1)
         .max(1);
     let mut m3u8 = format!(
-        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n"
+        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"{init_uri}\"\n"
     );
     for s in segments {
         m3u8.push_str(&format!("#EXTINF:{:.3},\n{}\n", s.duration, uri(s.index)));
@@ -163,19 +254,25 @@ pub fn playlist(segments: &[SegmentInfo], uri: impl Fn(usize) -> String) -> Stri
     m3u8
 }
 
-/// An MPEG-TS muxer writing into memory. Owns its AVFormatContext and dynamic buffer.
-struct MemMuxer {
+/// A fragmented-MP4 muxer writing into memory, cut on request. Owns its
+/// AVFormatContext and dynamic buffer.
+struct FragMuxer {
     ctx: *mut ffi::AVFormatContext,
-    finished: bool,
 }
 
 fn averr(what: &str, code: i32) -> String {
     format!("{what}: {}", ff::Error::from(code))
 }
 
-impl MemMuxer {
-    fn new(params: &[*const ffi::AVCodecParameters]) -> Result<Self, String> {
-        let format = CString::new("mpegts").map_err(|e| e.to_string())?;
+/// `hvc1`: the HEVC sample entry Apple's players require (FFmpeg's default is `hev1`).
+const HVC1: u32 = u32::from_le_bytes(*b"hvc1");
+
+impl FragMuxer {
+    fn new(
+        params: &[*const ffi::AVCodecParameters],
+        time_bases: &[ffi::AVRational],
+    ) -> Result<Self, String> {
+        let format = CString::new("mp4").map_err(|e| e.to_string())?;
         let mut ctx = ptr::null_mut();
         // SAFETY: plain libavformat allocation calls; every pointer is checked, and `Drop`
         // releases what was allocated even on the error paths below.
@@ -187,13 +284,10 @@ impl MemMuxer {
                 ptr::null(),
             );
             if rc < 0 || ctx.is_null() {
-                return Err(averr("cannot create the MPEG-TS muxer", rc));
+                return Err(averr("cannot create the MP4 muxer", rc));
             }
-            let muxer = MemMuxer {
-                ctx,
-                finished: false,
-            };
-            for &p in params {
+            let muxer = FragMuxer { ctx };
+            for (&p, &tb) in params.iter().zip(time_bases) {
                 let stream = ffi::avformat_new_stream(ctx, ptr::null());
                 if stream.is_null() {
                     return Err("cannot add a stream to the muxer".into());
@@ -202,15 +296,35 @@ impl MemMuxer {
                 if rc < 0 {
                     return Err(averr("cannot copy codec parameters", rc));
                 }
-                (*(*stream).codecpar).codec_tag = 0;
+                let par = (*stream).codecpar;
+                (*par).codec_tag = if (*par).codec_id == ffi::AVCodecID::AV_CODEC_ID_HEVC {
+                    HVC1
+                } else {
+                    0
+                };
+                (*stream).time_base = tb;
             }
             let rc = ffi::avio_open_dyn_buf(&mut (*ctx).pb);
             if rc < 0 {
                 return Err(averr("cannot open an in-memory buffer", rc));
             }
-            let rc = ffi::avformat_write_header(ctx, ptr::null_mut());
+            // Fragments only where we cut; the moov waits for the first fragment (some
+            // codecs, AC-3 for one, know their parameters only from their packets); no
+            // index or trailer after the last fragment: HLS needs neither.
+            let mut options = ptr::null_mut();
+            let (key, value) = (
+                CString::new("movflags").map_err(|e| e.to_string())?,
+                CString::new("frag_custom+dash+delay_moov+skip_sidx+skip_trailer")
+                    .map_err(|e| e.to_string())?,
+            );
+            ffi::av_dict_set(&mut options, key.as_ptr(), value.as_ptr(), 0);
+            let rc = ffi::avformat_write_header(ctx, &mut options);
+            ffi::av_dict_free(&mut options);
             if rc < 0 {
-                return Err(averr("this codec cannot be segmented into MPEG-TS", rc));
+                return Err(averr(
+                    "these codecs cannot be written as fragmented MP4",
+                    rc,
+                ));
             }
             Ok(muxer)
         }
@@ -223,14 +337,14 @@ impl MemMuxer {
         tb: ffi::AVRational,
     ) -> Result<(), String> {
         // SAFETY: ctx is a live muxer with `stream` < nb_streams (one per input slot); the
-        // packet is a valid reference that av_interleaved_write_frame takes over.
+        // packet is a valid reference, which av_write_frame leaves to us.
         unsafe {
             let out = *(*self.ctx).streams.add(stream);
             let raw = packet.as_mut_ptr();
             (*raw).stream_index = stream as i32;
             (*raw).pos = -1;
             ffi::av_packet_rescale_ts(raw, tb, (*out).time_base);
-            let rc = ffi::av_interleaved_write_frame(self.ctx, raw);
+            let rc = ffi::av_write_frame(self.ctx, raw);
             if rc < 0 {
                 return Err(averr("muxing failed", rc));
             }
@@ -238,40 +352,63 @@ impl MemMuxer {
         Ok(())
     }
 
-    /// Writes the trailer and returns the segment's bytes.
-    fn finish(mut self) -> Result<Vec<u8>, String> {
-        // SAFETY: ctx and its dynamic buffer are live; the buffer returned by
-        // avio_close_dyn_buf is copied and then freed with av_free exactly once.
+    /// Ends the current fragment and returns every byte written since the last cut.
+    fn cut(&mut self) -> Result<Vec<u8>, String> {
+        // SAFETY: ctx and its dynamic buffer are live; the buffer handed back by
+        // avio_close_dyn_buf is copied, freed once, and replaced by a fresh one.
         unsafe {
-            let rc = ffi::av_write_trailer(self.ctx);
-            self.finished = true;
-            let mut buf = ptr::null_mut();
-            let len = ffi::avio_close_dyn_buf((*self.ctx).pb, &mut buf);
-            (*self.ctx).pb = ptr::null_mut();
-            let data = if len > 0 && !buf.is_null() {
-                std::slice::from_raw_parts(buf, len as usize).to_vec()
-            } else {
-                Vec::new()
-            };
-            ffi::av_free(buf.cast());
+            let rc = ffi::av_write_frame(self.ctx, ptr::null_mut());
             if rc < 0 {
-                return Err(averr("cannot finish the segment", rc));
+                return Err(averr("cannot end the fragment", rc));
+            }
+            let data = take_dyn_buf(self.ctx);
+            let rc = ffi::avio_open_dyn_buf(&mut (*self.ctx).pb);
+            if rc < 0 {
+                return Err(averr("cannot open an in-memory buffer", rc));
             }
             Ok(data)
         }
     }
+
+    /// Writes the trailer (nothing, with `skip_trailer`) and releases the buffer.
+    fn finish(self) -> Result<(), String> {
+        // SAFETY: ctx is live; Drop frees the buffer the trailer went to.
+        let rc = unsafe { ffi::av_write_trailer(self.ctx) };
+        if rc < 0 {
+            return Err(averr("cannot finish the video", rc));
+        }
+        Ok(())
+    }
 }
 
-impl Drop for MemMuxer {
+/// Closes `ctx`'s dynamic buffer and returns its bytes.
+///
+/// # Safety
+/// `ctx` must be live with an open dynamic buffer (or a null `pb`).
+unsafe fn take_dyn_buf(ctx: *mut ffi::AVFormatContext) -> Vec<u8> {
+    // SAFETY: as the caller promises; the buffer is copied, then freed exactly once.
+    unsafe {
+        if (*ctx).pb.is_null() {
+            return Vec::new();
+        }
+        let mut buf = ptr::null_mut();
+        let len = ffi::avio_close_dyn_buf((*ctx).pb, &mut buf);
+        (*ctx).pb = ptr::null_mut();
+        let data = if len > 0 && !buf.is_null() {
+            std::slice::from_raw_parts(buf, len as usize).to_vec()
+        } else {
+            Vec::new()
+        };
+        ffi::av_free(buf.cast());
+        data
+    }
+}
+
+impl Drop for FragMuxer {
     fn drop(&mut self) {
-        // SAFETY: frees what `new` allocated; `finish` already closed the buffer.
+        // SAFETY: frees what `new` allocated, buffer first.
         unsafe {
-            if !self.finished && !(*self.ctx).pb.is_null() {
-                let mut buf = ptr::null_mut();
-                ffi::avio_close_dyn_buf((*self.ctx).pb, &mut buf);
-                ffi::av_free(buf.cast());
-                (*self.ctx).pb = ptr::null_mut();
-            }
+            take_dyn_buf(self.ctx);
             ffi::avformat_free_context(self.ctx);
         }
     }
@@ -297,10 +434,26 @@ mod tests {
                 bytes: 10,
             },
         ];
-        let m = playlist(&segs, |i| format!("seg{i}.ts"));
-        assert!(m.starts_with("#EXTM3U\n"));
+        let m = playlist(&segs, "init.mp4", |i| format!("seg{i}.m4s"));
+        assert!(m.starts_with("#EXTM3U\n#EXT-X-VERSION:7\n"));
+        assert!(m.contains("#EXT-X-MAP:URI=\"init.mp4\"\n"));
         assert!(m.contains("#EXT-X-TARGETDURATION:5\n"));
-        assert!(m.contains("#EXTINF:4.500,\nseg1.ts\n"));
+        assert!(m.contains("#EXTINF:4.500,\nseg1.m4s\n"));
         assert!(m.ends_with("#EXT-X-ENDLIST\n"));
+    }
+
+    #[test]
+    fn boxes_are_found_at_top_level_only() {
+        let mut bytes = Vec::new();
+        for (kind, len) in [(b"ftyp", 16u32), (b"moov", 12), (b"moof", 8), (b"mdat", 9)] {
+            bytes.extend_from_slice(&len.to_be_bytes());
+            bytes.extend_from_slice(kind);
+            // A payload that itself looks like a box type must not be taken for one.
+            bytes.extend(b"moof".iter().cycle().take(len as usize - 8));
+        }
+        assert_eq!(first_box(&bytes, &[b"moof"]), Some(28));
+        assert_eq!(first_box(&bytes, &[b"styp", b"mdat"]), Some(36));
+        assert_eq!(first_box(&bytes, &[b"sidx"]), None);
+        assert_eq!(first_box(&bytes[..20], &[b"moof"]), None);
     }
 }

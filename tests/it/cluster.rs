@@ -312,17 +312,17 @@ fn cluster_mode_on_nats_postgres_and_s3() {
         .lines()
         .find(|l| l.starts_with("segments/"))
         .unwrap();
-    let (status, _, bytes) = send(
-        "GET",
-        &api.url(&format!("/v1/videos/{id}/{seg}")),
-        Some(&admin),
-        &[],
-        b"",
-    );
-    assert_eq!(status, 200);
-    let ts = dir.path().join("seg.ts");
-    std::fs::write(&ts, bytes).unwrap();
-    assert!(crate::util::ffprobe_duration(&ts) > 1.0);
+    // A media segment plays after the init segment (fMP4).
+    let mut joined = Vec::new();
+    for path in ["segments/init", seg] {
+        let url = api.url(&format!("/v1/videos/{id}/{path}"));
+        let (status, _, bytes) = send("GET", &url, Some(&admin), &[], b"");
+        assert_eq!(status, 200, "{path}");
+        joined.extend_from_slice(&bytes);
+    }
+    let mp4 = dir.path().join("seg.mp4");
+    std::fs::write(&mp4, joined).unwrap();
+    assert!(crate::util::ffprobe_duration(&mp4) > 1.0);
 
     // Another producer publishes a whole job on JetStream; the source is in S3.
     rt.block_on(async {
@@ -401,7 +401,8 @@ fn cluster_mode_on_nats_postgres_and_s3() {
         .lines()
         .filter(|l| l.starts_with("segments/"))
         .count();
-    assert_eq!(keys.len(), segments + 2, "{keys:?}");
+    // Segments, the init segment, the playlist and the manifest.
+    assert_eq!(keys.len(), segments + 3, "{keys:?}");
     assert!(staging.is_empty(), "{staging:?}");
     let rows = rt.block_on(async {
         let catalog = vcw::catalog::Catalog::connect(&pg.url).await.unwrap();

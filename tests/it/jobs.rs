@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::serve::{
-    Server, get_json, is_final, send, state, stored_files, token, token_with, try_send, wait_for,
+    Server, get_json, is_final, send, state, stored_files, token_with, try_send, wait_for,
     webhook_receiver,
 };
 use crate::util::ffmpeg;
@@ -317,14 +317,22 @@ fn no_plaintext(dir: &Path, needle: &[u8]) {
 
 /// One crash point: start with `VCW_CRASH_AT=point`, act, see the process die, restart
 /// it plain, and check the invariants.
-fn crash_at(point: &str, clip: &[u8], needle: &[u8]) {
+fn crash_at(point: &str, postgres: bool, clip: &[u8], needle: &[u8]) {
     let dir = tempfile::tempdir().unwrap();
-    let up = token(dir.path(), Role::Uploader);
-    let officer = token(dir.path(), Role::PrivacyOfficer);
-    let reviewer = token(dir.path(), Role::Reviewer);
+    let pg = postgres.then(|| crate::cluster::Postgres::start(dir.path()));
+    let catalog: Vec<(&str, &str)> = pg
+        .iter()
+        .map(|pg| ("VCW__CLUSTER__DATABASE_URL", pg.url.as_str()))
+        .collect();
+    let catalog = catalog.as_slice();
+    let up = token_with(dir.path(), Role::Uploader, catalog);
+    let officer = token_with(dir.path(), Role::PrivacyOfficer, catalog);
+    let reviewer = token_with(dir.path(), Role::Reviewer, catalog);
     let (hook_url, hooks) = webhook_receiver();
     let id = hex_id(0xc000);
     let mut env: Vec<(&str, &str)> = FAST_REAPER.to_vec();
+    env.extend_from_slice(catalog);
+    let plain = env.clone();
     env.push(("VCW_CRASH_AT", point));
     let mut s = Server::start(dir.path(), &env);
     let url = s.url(&format!("/v1/videos/{id}"));
@@ -334,13 +342,16 @@ fn crash_at(point: &str, clip: &[u8], needle: &[u8]) {
     ];
     let answer = try_send("PUT", &url, Some(&up), &headers, clip);
     if point == "during-erase" {
-        assert_eq!(answer.unwrap().0, 202);
+        assert_eq!(answer.as_ref().unwrap().0, 202);
         wait_for(&s, &up, &id, 120, is_final);
         assert!(try_send("DELETE", &url, Some(&officer), &[], b"").is_err());
     }
     let status = s.wait_exit(120).unwrap_or_else(|| {
         let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
-        panic!("{point}: the crash point was never reached; log:\n{log}")
+        let answer = answer
+            .as_ref()
+            .map(|(c, _, b)| (c, String::from_utf8_lossy(b)));
+        panic!("{point}: the crash point was never reached; PUT: {answer:?}; log:\n{log}")
     });
     assert!(
         !status.success(),
@@ -348,7 +359,7 @@ fn crash_at(point: &str, clip: &[u8], needle: &[u8]) {
     );
     drop(s);
 
-    let s = Server::start(dir.path(), &FAST_REAPER);
+    let s = Server::start(dir.path(), &plain);
     let url = s.url(&format!("/v1/videos/{id}"));
     match point {
         "after-stage-part" => {
@@ -399,7 +410,17 @@ fn crash_at(point: &str, clip: &[u8], needle: &[u8]) {
 }
 
 #[test]
-fn crash_matrix_every_accepted_upload_ends_once_and_nothing_leaks() {
+fn crash_matrix_on_sqlite() {
+    crash_matrix(false);
+}
+
+#[test]
+fn crash_matrix_on_postgresql() {
+    crash_matrix(true);
+}
+
+/// Every crash point, each with a fresh data directory (and database).
+fn crash_matrix(postgres: bool) {
     let dir = tempfile::tempdir().unwrap();
     let clip = std::fs::read(tiny_clip(dir.path())).unwrap();
     // A run of encoded video data (past the container header) to look for on disk.
@@ -412,6 +433,6 @@ fn crash_matrix_every_accepted_upload_ends_once_and_nothing_leaks() {
         "after-complete",
         "during-erase",
     ] {
-        crash_at(point, &clip, &needle);
+        crash_at(point, postgres, &clip, &needle);
     }
 }

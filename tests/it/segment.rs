@@ -1,29 +1,87 @@
-//! The segmenter: MPEG-TS segments cut on keyframes, no re-encode; concatenated, they
-//! are a stream ffprobe reads with the source's duration (within one GOP).
+//! The segmenter: fragmented-MP4 segments cut on keyframes, no re-encode. Decrypted and
+//! joined (init + media segments), they are the source's streams, frame for frame: the
+//! same decoded video and audio (per-frame MD5 from the ffmpeg CLI, the reference), for
+//! every codec HLS can carry; any other codec is refused by name, never stored wrong.
 
+use std::path::Path;
 use std::process::Command;
 
-use crate::util::{asset, ffprobe_duration};
+use crate::util::{asset, ffmpeg, ffprobe_duration};
 use vcw::config::Limits;
-use vcw::media::{MediaSource, playlist, segment};
+use vcw::media::{MediaError, MediaSource, Piece, playlist, segment};
+
+/// Segments `src` and joins the pieces into one fMP4 file at `out`.
+fn segment_to(
+    src: &Path,
+    target: f64,
+    out: &Path,
+) -> Result<Vec<vcw::media::SegmentInfo>, MediaError> {
+    let mut joined = Vec::new();
+    let mut inits = 0;
+    let infos = segment(
+        &MediaSource::file(src),
+        target,
+        &Limits::default(),
+        |piece| {
+            match piece {
+                Piece::Init(data) => {
+                    assert_eq!(&data[4..8], b"ftyp", "the init segment opens with ftyp");
+                    assert!(joined.is_empty(), "the init segment comes first");
+                    inits += 1;
+                    joined.extend_from_slice(&data);
+                }
+                Piece::Media(s) => {
+                    assert!(s.data.windows(4).any(|w| w == b"moof"), "a media segment");
+                    joined.extend_from_slice(&s.data);
+                }
+            }
+            Ok(())
+        },
+    )?;
+    assert_eq!(inits, 1);
+    std::fs::write(out, &joined).unwrap();
+    Ok(infos)
+}
+
+/// The MD5 of every decoded frame of `stream` (`v:0`, `a:0`), as the ffmpeg CLI
+/// computes them (with `copy`: of every packet, undecoded); timestamps and side data
+/// left out.
+fn frame_md5s(path: &Path, stream: &str) -> Vec<String> {
+    md5s(path, stream, false)
+}
+
+fn md5s(path: &Path, stream: &str, copy: bool) -> Vec<String> {
+    let codec: &[&str] = if copy { &["-c", "copy"] } else { &[] };
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-map", &format!("0:{stream}")])
+        .args(codec)
+        .args(["-f", "framemd5", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(',').nth(5).map(|m| m.trim().to_string()))
+        .collect()
+}
 
 #[test]
-fn segments_reassemble_into_the_source_duration() {
+fn segments_reassemble_into_the_source() {
     let dir = tempfile::tempdir().unwrap();
     for (clip, gop) in [
         ("samples/generated/longgop.mp4", 10.0),
         ("samples/bikes.mp4", 5.0),
     ] {
         let src = asset(clip);
-        let mut joined = Vec::new();
-        let infos = segment(&MediaSource::file(&src), 4.0, &Limits::default(), |s| {
-            assert!(s.data.len() > 188 && s.data[0] == 0x47, "MPEG-TS sync byte");
-            joined.extend_from_slice(&s.data);
-            Ok(())
-        })
-        .unwrap();
-        let path = dir.path().join("joined.ts");
-        std::fs::write(&path, &joined).unwrap();
+        let path = dir.path().join("joined.mp4");
+        let infos = segment_to(&src, 4.0, &path).unwrap();
         let source = ffprobe_duration(&src);
         let got = ffprobe_duration(&path);
         assert!((got - source).abs() <= gop, "{clip}: {got} s vs {source} s");
@@ -36,32 +94,191 @@ fn segments_reassemble_into_the_source_duration() {
             (total - source).abs() <= 0.1,
             "{clip}: segment durations sum to {total}"
         );
-        let m3u8 = playlist(&infos, |i| format!("{i}.ts"));
+        let m3u8 = playlist(&infos, "init.mp4", |i| format!("{i}.m4s"));
         assert_eq!(m3u8.matches("#EXTINF").count(), infos.len());
-        // Every decoded frame of the reassembled stream is there: count frames.
-        let count = |p: &std::path::Path| {
-            let out = Command::new("ffprobe")
-                .args([
-                    "-v",
-                    "error",
-                    "-count_packets",
-                    "-select_streams",
-                    "v:0",
-                    "-show_entries",
-                    "stream=nb_read_packets",
-                    "-of",
-                    "csv=p=0",
-                ])
-                .arg(p)
-                .output()
-                .unwrap();
-            // MPEG-TS reports the stream once per program section: take the first figure.
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            text.split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string()
-        };
-        assert_eq!(count(&path), count(&src), "{clip}: no video packet lost");
+        assert_eq!(frame_md5s(&path, "v:0"), frame_md5s(&src, "v:0"), "{clip}");
+    }
+}
+
+/// One row of the codec matrix: encoder arguments, container, and whether fMP4 HLS
+/// carries it.
+struct Case {
+    name: &'static str,
+    video: &'static [&'static str],
+    audio: Option<&'static [&'static str]>,
+    ext: &'static str,
+    streamable: bool,
+}
+
+const H264: &[&str] = &[
+    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "10", "-bf", "2",
+];
+const HEVC: &[&str] = &[
+    "-c:v",
+    "libx265",
+    "-x265-params",
+    "log-level=none",
+    "-g",
+    "10",
+];
+const VP9: &[&str] = &[
+    "-c:v",
+    "libvpx-vp9",
+    "-b:v",
+    "200k",
+    "-g",
+    "10",
+    "-deadline",
+    "realtime",
+];
+const VP8: &[&str] = &["-c:v", "libvpx", "-b:v", "200k", "-g", "10"];
+const AV1: &[&str] = &[
+    "-c:v",
+    "libaom-av1",
+    "-cpu-used",
+    "8",
+    "-b:v",
+    "100k",
+    "-g",
+    "10",
+];
+const MPEG4: &[&str] = &["-c:v", "mpeg4", "-g", "10"];
+const AAC: &[&str] = &["-c:a", "aac", "-b:a", "64k"];
+const OPUS: &[&str] = &["-c:a", "libopus", "-b:a", "48k"];
+const VORBIS: &[&str] = &["-c:a", "libvorbis"];
+const MP3: &[&str] = &["-c:a", "libmp3lame"];
+const AC3: &[&str] = &["-c:a", "ac3"];
+
+#[test]
+fn codec_matrix_streams_what_hls_carries_and_names_what_it_cannot() {
+    let cases = [
+        Case {
+            name: "h264-aac",
+            video: H264,
+            audio: Some(AAC),
+            ext: "mp4",
+            streamable: true,
+        },
+        Case {
+            name: "h264-mp3",
+            video: H264,
+            audio: Some(MP3),
+            ext: "mov",
+            streamable: true,
+        },
+        Case {
+            name: "h264-ac3",
+            video: H264,
+            audio: Some(AC3),
+            ext: "ts",
+            streamable: true,
+        },
+        Case {
+            name: "hevc-aac",
+            video: HEVC,
+            audio: Some(AAC),
+            ext: "mkv",
+            streamable: true,
+        },
+        Case {
+            name: "vp9-opus",
+            video: VP9,
+            audio: Some(OPUS),
+            ext: "webm",
+            streamable: true,
+        },
+        Case {
+            name: "av1-opus",
+            video: AV1,
+            audio: Some(OPUS),
+            ext: "mkv",
+            streamable: true,
+        },
+        Case {
+            name: "av1-none",
+            video: AV1,
+            audio: None,
+            ext: "mp4",
+            streamable: true,
+        },
+        Case {
+            name: "vp8-vorbis",
+            video: VP8,
+            audio: Some(VORBIS),
+            ext: "webm",
+            streamable: false,
+        },
+        Case {
+            name: "h264-vorbis",
+            video: H264,
+            audio: Some(VORBIS),
+            ext: "mkv",
+            streamable: false,
+        },
+        Case {
+            name: "mpeg4-mp3",
+            video: MPEG4,
+            audio: Some(MP3),
+            ext: "avi",
+            streamable: false,
+        },
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for case in &cases {
+        let src = dir.path().join(format!("{}.{}", case.name, case.ext));
+        let mut args = vec!["-f", "lavfi", "-i", "testsrc=size=96x64:rate=10", "-t", "3"];
+        if case.audio.is_some() {
+            args.extend([
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=48000",
+                "-t",
+                "3",
+            ]);
+        }
+        args.extend(case.video);
+        args.extend(case.audio.unwrap_or(&[]));
+        args.push(src.to_str().unwrap());
+        ffmpeg(&args);
+
+        let out = dir.path().join(format!("{}.joined.mp4", case.name));
+        match segment_to(&src, 1.0, &out) {
+            Ok(infos) => {
+                assert!(
+                    case.streamable,
+                    "{}: stored, though HLS cannot carry it",
+                    case.name
+                );
+                assert!(infos.len() >= 2, "{}: {infos:?}", case.name);
+                let video = frame_md5s(&out, "v:0");
+                assert_eq!(video.len(), 30, "{}: every frame", case.name);
+                assert_eq!(video, frame_md5s(&src, "v:0"), "{}: video", case.name);
+                if case.audio.is_some() {
+                    // Every audio packet, bit for bit. Decoded, the same but for the first
+                    // and the last frame: the encoder's priming (AAC 1024 samples, MP3
+                    // part of a frame) and end padding (Opus), which the source container
+                    // trims, are played from a fragmented MP4 of FFmpeg 5.1, vcw's as much
+                    // as the ffmpeg CLI's own remux.
+                    let packets = md5s(&out, "a:0", true);
+                    assert!(!packets.is_empty(), "{}: audio", case.name);
+                    assert_eq!(packets, md5s(&src, "a:0", true), "{}: audio", case.name);
+                    let (got, want) = (frame_md5s(&out, "a:0"), frame_md5s(&src, "a:0"));
+                    let extra = got.len() - want.len();
+                    assert!(extra <= 1, "{}: {extra} more audio frames", case.name);
+                    let middle = |v: &[String], skip: usize| v[skip + 1..v.len() - 1].to_vec();
+                    assert_eq!(
+                        middle(&got, extra),
+                        middle(&want, 0),
+                        "{}: decoded",
+                        case.name
+                    );
+                }
+            }
+            Err(MediaError::NotStreamable { codec, .. }) => {
+                assert!(!case.streamable, "{}: refused {codec}", case.name);
+            }
+            Err(e) => panic!("{}: {e}", case.name),
+        }
     }
 }

@@ -396,8 +396,22 @@ fn tus_upload_to_verdict_playback_and_signed_webhook() {
         .collect();
     assert!(segments.len() >= 2, "{playlist}");
 
-    // Segments decrypt to MPEG-TS that ffprobe reads; together they last the clip.
-    let mut total = 0.0;
+    // The playlist maps the init segment; init + media segments decrypt to one
+    // fragmented MP4 that ffprobe reads, lasting as long as the clip.
+    assert!(
+        playlist.contains("#EXT-X-MAP:URI=\"segments/init\""),
+        "{playlist}"
+    );
+    let (status, headers, mut joined) = send(
+        "GET",
+        &s.url(&format!("/v1/videos/{id}/segments/init")),
+        Some(&reviewer),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "video/mp4");
+    assert_eq!(&joined[4..8], b"ftyp");
     let seg_dir = tempfile::tempdir().unwrap();
     for (i, seg) in segments.iter().enumerate() {
         let (status, headers, bytes) = send(
@@ -408,10 +422,8 @@ fn tus_upload_to_verdict_playback_and_signed_webhook() {
             b"",
         );
         assert_eq!(status, 200);
-        assert_eq!(headers["content-type"], "video/mp2t");
-        let path = seg_dir.path().join(format!("{i}.ts"));
-        std::fs::write(&path, &bytes).unwrap();
-        total += crate::util::ffprobe_duration(&path);
+        assert_eq!(headers["content-type"], "video/mp4");
+        joined.extend_from_slice(&bytes);
         if i == 0 {
             let (status, headers, part) = send(
                 "GET",
@@ -436,6 +448,9 @@ fn tus_upload_to_verdict_playback_and_signed_webhook() {
             assert_eq!(status, 416);
         }
     }
+    let joined_path = seg_dir.path().join("joined.mp4");
+    std::fs::write(&joined_path, &joined).unwrap();
+    let total = crate::util::ffprobe_duration(&joined_path);
     let duration = crate::util::ffprobe_duration(&clip);
     assert!(
         (total - duration).abs() < 0.5,
@@ -446,8 +461,8 @@ fn tus_upload_to_verdict_playback_and_signed_webhook() {
     // and none of them contains the clip's bytes in the clear.
     assert!(stored_files(&s.dir, "staging").is_empty());
     let stored = stored_files(&s.dir, &format!("videos/{id}"));
-    assert_eq!(stored.len(), segments.len() + 2, "{stored:?}");
-    let needle = &std::fs::read(seg_dir.path().join("0.ts")).unwrap()[4096..4160];
+    assert_eq!(stored.len(), segments.len() + 3, "{stored:?}");
+    let needle = &joined[joined.len() / 2..joined.len() / 2 + 64];
     for f in &stored {
         let bytes = std::fs::read(s.dir.join("objects").join(f)).unwrap();
         assert!(
@@ -891,7 +906,8 @@ fn a_worker_killed_mid_job_is_redone_exactly_once() {
         .lines()
         .filter(|l| l.starts_with("segments/"))
         .count();
-    assert_eq!(stored.len(), segments + 2, "{stored:?}");
+    // Segments, the init segment, the playlist and the manifest.
+    assert_eq!(stored.len(), segments + 3, "{stored:?}");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -44,7 +44,7 @@ fn scan_store_seals_segments_that_decrypt_into_a_playable_hls_set() {
         "raw subject never in the manifest"
     );
 
-    // Nothing plaintext in the store: no MPEG-TS sync pattern, no playlist text.
+    // Nothing plaintext in the store: only sealed objects, no playlist text.
     for entry in walk(&store) {
         let bytes = std::fs::read(&entry).unwrap();
         assert_eq!(&bytes[..8], b"VCWSEAL1", "{}", entry.display());
@@ -62,10 +62,16 @@ fn scan_store_seals_segments_that_decrypt_into_a_playable_hls_set() {
     };
     for seg in segments {
         let key = seg["key"].as_str().unwrap();
-        let name = format!("seg-{:05}.ts", seg["index"].as_u64().unwrap());
+        let name = format!("seg-{:05}.m4s", seg["index"].as_u64().unwrap());
         let o = open(key, &out.join(name));
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
+    assert_eq!(stored["segment_format"], "fmp4");
+    let o = open(
+        stored["init"]["key"].as_str().unwrap(),
+        &out.join("init.mp4"),
+    );
+    assert!(o.status.success());
     let o = open(
         stored["playlist"]["key"].as_str().unwrap(),
         &out.join("playlist.m3u8"),
@@ -102,7 +108,7 @@ fn scan_store_seals_segments_that_decrypt_into_a_playable_hls_set() {
     shred.args(["keys", "shred", "--subject", "user-1234"]);
     vault(&mut shred);
     assert!(shred.output().unwrap().status.success());
-    let o = open(segments[0]["key"].as_str().unwrap(), &out.join("again.ts"));
+    let o = open(segments[0]["key"].as_str().unwrap(), &out.join("again.m4s"));
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("shredded"));
 }
@@ -170,7 +176,7 @@ fn scan_store_to_s3_and_read_back_ranges_through_the_store() {
         let keys = store.list("videos/").await.unwrap();
         assert_eq!(
             keys.len(),
-            stored["segments"].as_array().unwrap().len() + 2,
+            stored["segments"].as_array().unwrap().len() + 3,
             "{keys:?}"
         );
         let seg = stored["segments"][0]["key"].as_str().unwrap();
@@ -195,7 +201,10 @@ fn scan_store_to_s3_and_read_back_ranges_through_the_store() {
             matches!(swapped, Err(vcw::vault::VaultError::WrongObject { .. })),
             "{swapped:?}"
         );
-        assert_eq!(plain[0], 0x47, "an MPEG-TS segment");
+        assert!(
+            plain.windows(4).any(|w| w == b"moof"),
+            "an fMP4 media segment"
+        );
         // A range through S3 Range GETs equals the same slice.
         let source = StoredSource::new(&store, seg).await.unwrap();
         let mut part = Vec::new();
