@@ -8,12 +8,22 @@
 //! manifest of the attempt the catalog records as done is ever referenced. If any step
 //! fails, whatever this attempt already stored is deleted and its catalog rows removed.
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
+use std::path::Path;
+use std::sync::Arc;
 
+use tokio::io::AsyncWriteExt;
+
+use crate::catalog::{ObjectRow, UploadPart};
 use crate::config::Limits;
+use crate::crypto::Header;
 use crate::domain::{Manifest, StoredObject, StoredSegment, attempt_prefix, id_hex, parse_id};
-use crate::media::{MediaError, MediaSource, Piece, playlist, segment};
+use crate::media::{
+    MediaError, MediaSource, OpenReader, Piece, ReadSeek, StreamCount, count_packets, playlist,
+    segment,
+};
 use crate::report::ScanReport;
+use crate::staging::{StagedParts, WindowedReader, seal_to_store};
 use crate::storage::{BlobStore, StorageError};
 use crate::vault::{Vault, VaultError};
 
@@ -60,7 +70,12 @@ async fn put_sealed(
         vault.forget(&row.object_id).await?;
         return Err(e.into());
     }
-    Ok(StoredObject {
+    Ok(stored_object(key, &row, &header))
+}
+
+/// The manifest's record of an object sealed under `key`.
+fn stored_object(key: &str, row: &ObjectRow, header: &Header) -> StoredObject {
+    StoredObject {
         key: key.to_string(),
         object_id: id_hex(&row.object_id),
         data_key_id: id_hex(&row.data_key_id),
@@ -68,14 +83,16 @@ async fn put_sealed(
         kek_version: header.kek_version,
         plaintext_len: row.plaintext_len,
         sealed_len: row.sealed_len,
-    })
+    }
 }
 
 /// Where and for whom to store one video.
 pub struct StoreTarget<'a> {
     pub handle: &'a tokio::runtime::Handle,
-    pub vault: &'a Vault,
-    pub store: &'a dyn BlobStore,
+    pub vault: &'a Arc<Vault>,
+    pub store: &'a Arc<dyn BlobStore>,
+    /// For the sealed temporary file an original passes through.
+    pub tmp_dir: &'a Path,
     /// Keyed hash of the data subject.
     pub subject_hash: &'a str,
     /// Target segment length, seconds (cut on the next keyframe).
@@ -85,7 +102,8 @@ pub struct StoreTarget<'a> {
 }
 
 impl StoreTarget<'_> {
-    /// Segments, seals and stores `source` (already judged in `report`) as `video_id`.
+    /// Segments, seals and stores `source` (already judged in `report`) as `video_id`;
+    /// if HLS cannot carry its codecs, keeps the source itself, sealed, instead.
     /// Blocking: call it from a blocking thread, never from async code.
     pub fn store_video(
         &self,
@@ -94,88 +112,240 @@ impl StoreTarget<'_> {
         report: &ScanReport,
         limits: &Limits,
     ) -> Result<Manifest, PackageError> {
-        let (rt, vault, store, subject) = (self.handle, self.vault, self.store, self.subject_hash);
         let prefix = attempt_prefix(video_id, self.attempt);
+        let mut manifest = Manifest {
+            video_id: video_id.to_string(),
+            subject_hash: self.subject_hash.to_string(),
+            store: self.store.describe(),
+            verdict: report.verdict,
+            escalate: report.escalate,
+            policy_version: report.policy_version.clone(),
+            segment_format: "fmp4".into(),
+            init: None,
+            segments: Vec::new(),
+            playlist: None,
+            original: None,
+            not_streamable: None,
+            manifest_key: format!("{prefix}manifest.json.sealed"),
+        };
         let mut done: Vec<StoredObject> = Vec::new();
+        let result = self.store_pieces(&prefix, source, limits, &mut manifest, &mut done);
+        if result.is_err() {
+            // Leave nothing behind.
+            self.discard(&done);
+        }
+        result.map(|()| manifest)
+    }
+
+    /// Deletes stored objects and their catalog rows (best effort: the reaper sweeps
+    /// what is left).
+    fn discard(&self, objects: &[StoredObject]) {
+        let (vault, store) = (self.vault, self.store);
+        self.handle.block_on(async {
+            for object in objects {
+                let _ = store.delete(&object.key).await;
+                if let Some(id) = parse_id(&object.object_id) {
+                    let _ = vault.forget(&id).await;
+                }
+            }
+        });
+    }
+
+    /// Reads the stored HLS rendition back (init + media segments, decrypted and
+    /// verified window by window, in memory) and counts its packets per stream.
+    fn read_back(
+        &self,
+        manifest: &Manifest,
+        limits: &Limits,
+    ) -> Result<Vec<StreamCount>, PackageError> {
+        let mut parts = Vec::new();
+        let mut start = 0i64;
+        let objects = manifest
+            .init
+            .iter()
+            .chain(manifest.segments.iter().map(|s| &s.object));
+        for object in objects {
+            let id = parse_id(&object.object_id)
+                .ok_or_else(|| PackageError::Other("a malformed object id".into()))?;
+            parts.push(UploadPart {
+                start,
+                len: object.plaintext_len,
+                store_key: object.key.clone(),
+                object_id: id.to_vec(),
+            });
+            start += object.plaintext_len;
+        }
+        let (handle, vault, store) = (self.handle.clone(), self.vault.clone(), self.store.clone());
+        let open: OpenReader = Arc::new(move || {
+            let parts =
+                StagedParts::new(handle.clone(), vault.clone(), store.clone(), parts.clone());
+            Ok(Box::new(WindowedReader::new(parts)) as Box<dyn ReadSeek>)
+        });
+        let stored =
+            MediaSource::reader(format!("stored {}", manifest.video_id), start as u64, open);
+        Ok(count_packets(&stored, limits)?)
+    }
+
+    /// Stores the HLS rendition (or the original) and then the manifest, recording each
+    /// object stored in `done`.
+    fn store_pieces(
+        &self,
+        prefix: &str,
+        source: &MediaSource,
+        limits: &Limits,
+        manifest: &mut Manifest,
+        done: &mut Vec<StoredObject>,
+    ) -> Result<(), PackageError> {
+        let put = |key: &str, bytes: &[u8]| {
+            let put = put_sealed(self.vault, &**self.store, self.subject_hash, key, bytes);
+            self.handle.block_on(put)
+        };
+        let why_not = match self.store_hls(prefix, source, limits, manifest, done) {
+            Ok(written) => match self.read_back(manifest, limits) {
+                Ok(stored) if stored == written => None,
+                Ok(stored) => Some(format!(
+                    "the stored HLS did not read back as written ({} instead of {})",
+                    shown(&stored),
+                    shown(&written)
+                )),
+                Err(e) => Some(format!("the stored HLS did not read back: {e}")),
+            },
+            Err(PackageError::Media(MediaError::NotStreamable { codec, .. })) => {
+                Some(format!("HLS cannot carry {codec}"))
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(why) = why_not {
+            // Nothing is lost: the upload itself stays, sealed, and the manifest says why
+            // there is no HLS rendition (a rendition that failed its check goes).
+            let hls: Vec<StoredObject> = manifest
+                .init
+                .take()
+                .into_iter()
+                .chain(manifest.segments.drain(..).map(|s| s.object))
+                .chain(manifest.playlist.take())
+                .collect();
+            self.discard(&hls);
+            done.retain(|o| !hls.iter().any(|h| h.key == o.key));
+            tracing::warn!(video = %manifest.video_id, "keeping the original: {why}");
+            let original = self.store_original(source, &format!("{prefix}original.sealed"))?;
+            done.push(original.clone());
+            manifest.original = Some(original);
+            manifest.segment_format = "none".into();
+            manifest.not_streamable = Some(why);
+        }
+        let body =
+            serde_json::to_vec_pretty(&manifest).map_err(|e| PackageError::Other(e.to_string()))?;
+        done.push(put(&manifest.manifest_key, &body)?);
+        Ok(())
+    }
+
+    /// Segments `source` into fMP4, sealing and storing each piece as it comes, and the
+    /// playlist last. Returns what went in, per stream.
+    fn store_hls(
+        &self,
+        prefix: &str,
+        source: &MediaSource,
+        limits: &Limits,
+        manifest: &mut Manifest,
+        done: &mut Vec<StoredObject>,
+    ) -> Result<Vec<StreamCount>, PackageError> {
+        let put = |key: &str, bytes: &[u8]| {
+            let put = put_sealed(self.vault, &**self.store, self.subject_hash, key, bytes);
+            self.handle.block_on(put)
+        };
         // A store or catalog failure inside the segmenter's callback keeps its type, so
         // that it is retried rather than taken for bad media.
         let mut sealing_failed: Option<PackageError> = None;
-        let result = (|| {
-            let mut segments = Vec::new();
-            let mut init = None;
-            let infos = segment(source, self.segment_seconds, limits, |piece| {
-                let (key, data) = match &piece {
-                    Piece::Init(data) => (format!("{prefix}init.mp4.sealed"), data),
-                    Piece::Media(seg) => (
-                        format!("{prefix}seg-{:05}.m4s.sealed", seg.index),
-                        &seg.data,
-                    ),
-                };
-                let object = rt
-                    .block_on(put_sealed(vault, store, subject, &key, data))
-                    .map_err(|e| {
-                        let shown = e.to_string();
-                        sealing_failed = Some(e);
-                        shown
-                    })?;
-                done.push(object.clone());
-                match piece {
-                    Piece::Init(_) => init = Some(object),
-                    Piece::Media(seg) => segments.push(StoredSegment {
-                        index: seg.index,
-                        start: seg.start,
-                        duration: seg.duration,
-                        object,
-                    }),
-                }
-                Ok(())
-            })
-            .map_err(|e| sealing_failed.take().unwrap_or(PackageError::Media(e)))?;
-            let m3u8 = playlist(&infos, "init.mp4", |i| format!("seg-{i:05}.m4s"));
-            let playlist_key = format!("{prefix}playlist.m3u8.sealed");
-            let playlist = rt.block_on(put_sealed(
-                vault,
-                store,
-                subject,
-                &playlist_key,
-                m3u8.as_bytes(),
-            ))?;
-            done.push(playlist.clone());
-            let manifest = Manifest {
-                video_id: video_id.to_string(),
-                subject_hash: subject.to_string(),
-                store: store.describe(),
-                verdict: report.verdict,
-                escalate: report.escalate,
-                policy_version: report.policy_version.clone(),
-                segment_format: "fmp4".into(),
-                init,
-                segments,
-                playlist,
-                manifest_key: format!("{prefix}manifest.json.sealed"),
+        let written = segment(source, self.segment_seconds, limits, |piece| {
+            let (key, data) = match &piece {
+                Piece::Init(data) => (format!("{prefix}init.mp4.sealed"), data),
+                Piece::Media(seg) => (
+                    format!("{prefix}seg-{:05}.m4s.sealed", seg.index),
+                    &seg.data,
+                ),
             };
-            let body = serde_json::to_vec_pretty(&manifest)
-                .map_err(|e| PackageError::Other(e.to_string()))?;
-            rt.block_on(put_sealed(
-                vault,
-                store,
-                subject,
-                &manifest.manifest_key,
-                &body,
-            ))?;
-            Ok(manifest)
-        })();
-        if result.is_err() {
-            // Leave nothing behind: stored objects and their catalog rows go.
-            rt.block_on(async {
-                for object in &done {
-                    let _ = store.delete(&object.key).await;
-                    if let Some(id) = parse_id(&object.object_id) {
-                        let _ = vault.forget(&id).await;
-                    }
-                }
-            });
-        }
-        result
+            let object = put(&key, data).map_err(|e| {
+                let shown = e.to_string();
+                sealing_failed = Some(e);
+                shown
+            })?;
+            done.push(object.clone());
+            match piece {
+                Piece::Init(_) => manifest.init = Some(object),
+                Piece::Media(seg) => manifest.segments.push(StoredSegment {
+                    index: seg.index,
+                    start: seg.start,
+                    duration: seg.duration,
+                    object,
+                }),
+            }
+            Ok(())
+        })
+        .map_err(|e| sealing_failed.take().unwrap_or(PackageError::Media(e)))?;
+        let m3u8 = playlist(&written.segments, "init.mp4", |i| format!("seg-{i:05}.m4s"));
+        let playlist = put(&format!("{prefix}playlist.m3u8.sealed"), m3u8.as_bytes())?;
+        done.push(playlist.clone());
+        manifest.playlist = Some(playlist);
+        Ok(written.streams)
     }
+
+    /// Seals the source's bytes, as they are, as one object under `key`, streaming: the
+    /// sealer runs on the runtime while this (blocking) thread reads the source.
+    fn store_original(
+        &self,
+        source: &MediaSource,
+        key: &str,
+    ) -> Result<StoredObject, PackageError> {
+        let (mut tx, rx) = tokio::io::duplex(1 << 16);
+        let sealing = {
+            let (vault, store) = (self.vault.clone(), self.store.clone());
+            let (tmp, subject, key) = (
+                self.tmp_dir.to_path_buf(),
+                self.subject_hash.to_string(),
+                key.to_string(),
+            );
+            self.handle.spawn(async move {
+                seal_to_store(&vault, &*store, &tmp, &subject, &key, rx).await
+            })
+        };
+        let fed: std::io::Result<()> = (|| {
+            let mut reader = source.bytes()?;
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = reader.read(&mut buf)?;
+                if n == 0 {
+                    return self.handle.block_on(tx.shutdown());
+                }
+                self.handle.block_on(tx.write_all(&buf[..n]))?;
+            }
+        })();
+        drop(tx);
+        let sealed = self
+            .handle
+            .block_on(sealing)
+            .map_err(|e| PackageError::Other(format!("sealing the original: {e}")))?;
+        // The sealer's own error says more than the broken pipe the reader then sees.
+        let (row, header) = sealed.map_err(|e| PackageError::Other(e.to_string()))?;
+        if let Err(e) = fed {
+            let forget = self.vault.forget(&row.object_id);
+            let _ = self
+                .handle
+                .block_on(async { (self.store.delete(key).await, forget.await) });
+            return Err(PackageError::Media(MediaError::Io {
+                path: source.name().to_string(),
+                source: e,
+            }));
+        }
+        Ok(stored_object(key, &row, &header))
+    }
+}
+
+/// `h264 × 40, aac × 95` for messages.
+fn shown(streams: &[StreamCount]) -> String {
+    let parts: Vec<String> = streams
+        .iter()
+        .map(|s| format!("{} × {}", s.codec, s.packets))
+        .collect();
+    parts.join(", ")
 }

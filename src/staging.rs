@@ -13,7 +13,8 @@ use std::sync::Arc;
 use tokio::io::AsyncRead;
 use tokio::runtime::Handle;
 
-use crate::catalog::UploadPart;
+use crate::catalog::{ObjectRow, UploadPart};
+use crate::crypto::Header;
 use crate::storage::{BlobStore, StorageError, StoredSource};
 use crate::vault::{Vault, VaultError};
 
@@ -43,12 +44,32 @@ pub async fn stage_part(
     start: i64,
     body: impl AsyncRead + Unpin,
 ) -> Result<UploadPart, StagingError> {
+    let (row, _) = seal_to_store(vault, store, tmp_dir, subject_hash, key, body).await?;
+    Ok(UploadPart {
+        start,
+        len: row.plaintext_len,
+        store_key: key.to_string(),
+        object_id: row.object_id,
+    })
+}
+
+/// Seals a stream of any length for the subject through a sealed temporary file in
+/// `tmp_dir` (memory stays flat) and puts it under `key`; the catalog row is removed
+/// again if the store write fails.
+pub async fn seal_to_store(
+    vault: &Vault,
+    store: &dyn BlobStore,
+    tmp_dir: &Path,
+    subject_hash: &str,
+    key: &str,
+    body: impl AsyncRead + Unpin,
+) -> Result<(ObjectRow, Header), StagingError> {
     let tmp = tempfile::Builder::new()
         .prefix(".vcw-part-")
         .suffix(".sealed")
         .tempfile_in(tmp_dir)?;
     let location = format!("{}/{key}", store.describe());
-    let (row, _) = {
+    let sealed = {
         let file = tokio::fs::File::from_std(tmp.reopen()?);
         let mut out = tokio::io::BufWriter::with_capacity(1 << 16, file);
         let sealed = vault
@@ -59,15 +80,10 @@ pub async fn stage_part(
     };
     let mut file = tokio::fs::File::from_std(tmp.reopen()?);
     if let Err(e) = store.put(key, &mut file).await {
-        vault.forget(&row.object_id).await?;
+        vault.forget(&sealed.0.object_id).await?;
         return Err(e.into());
     }
-    Ok(UploadPart {
-        start,
-        len: row.plaintext_len,
-        store_key: key.to_string(),
-        object_id: row.object_id,
-    })
+    Ok(sealed)
 }
 
 /// Deletes the parts' sealed bytes and shreds their keys (an upload consumed by its job,

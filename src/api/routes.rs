@@ -176,8 +176,24 @@ pub static ENDPOINTS: &[Endpoint] = &[
     },
     Endpoint {
         method: "GET",
+        path: "/v1/videos/{id}/original",
+        summary: "The upload itself, sealed, kept when HLS cannot carry its codecs; verified and decrypted; HTTP Range supported",
+        roles: PLAY,
+        responses: &[
+            (200, "the original"),
+            (206, "part of the original"),
+            (404, "no original kept (the video is stored as HLS)"),
+            (409, "not processed yet"),
+            (410, "erased"),
+            (416, "bad range"),
+            (451, "verdict is block"),
+        ],
+        add: |m| m.get(videos::original),
+    },
+    Endpoint {
+        method: "GET",
         path: "/v1/videos/{id}/segments/{n}",
-        summary: "One segment (a number, or `init` for the fMP4 init segment), verified and decrypted; HTTP Range supported",
+        summary: "One segment (`N.m4s`, or `init.mp4` for the fMP4 init segment), verified and decrypted; HTTP Range supported",
         roles: PLAY,
         responses: &[
             (200, "segment"),

@@ -1,11 +1,15 @@
 //! Jobs by reference, results, playback of verified segments, cancellation and erasure.
 
+use std::sync::Arc;
+
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
 
 use super::App;
 use super::caller::Caller;
@@ -37,6 +41,12 @@ fn video_json(v: &VideoRow) -> Value {
         .and_then(|r| serde_json::from_str(r).ok());
     let base = format!("/v1/videos/{}", v.id);
     let playable = v.state == JobState::Done && v.erased_at.is_none();
+    let manifest: Option<Manifest> = v
+        .manifest
+        .as_deref()
+        .and_then(|m| serde_json::from_str(m).ok());
+    let hls = manifest.as_ref().is_some_and(|m| m.playlist.is_some());
+    let original = manifest.as_ref().is_some_and(|m| m.original.is_some());
     json!({
         "id": v.id,
         "state": v.state,
@@ -51,9 +61,17 @@ fn video_json(v: &VideoRow) -> Value {
         "created_at_ms": v.created_at,
         "updated_at_ms": v.updated_at,
         "erased": v.erased_at.is_some(),
+        // What is stored: an HLS rendition, the sealed original (when HLS cannot carry
+        // the upload's codecs), and why there is no HLS rendition.
+        "renditions": manifest.as_ref().map(|m| json!({
+            "hls": hls,
+            "original": original,
+            "not_streamable": m.not_streamable,
+        })),
         "links": {
             "self": base,
-            "playlist": playable.then(|| format!("{base}/playlist.m3u8")),
+            "playlist": (playable && hls).then(|| format!("{base}/playlist.m3u8")),
+            "original": (playable && original).then(|| format!("{base}/original")),
         },
     })
 }
@@ -267,7 +285,15 @@ pub async fn playlist(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let manifest = playable(&app, &caller, &id).await?;
-    let object = &manifest.playlist;
+    let object = manifest.playlist.as_ref().ok_or_else(|| {
+        let why = manifest
+            .not_streamable
+            .as_deref()
+            .unwrap_or("no HLS rendition");
+        ApiError::Conflict(format!(
+            "{why}: the original is at /v1/videos/{id}/original"
+        ))
+    })?;
     let bytes = open_object(&app.svc, object, 0, object.plaintext_len as u64).await?;
     let text = String::from_utf8(bytes).map_err(ApiError::internal)?;
     // Stored playlists name files (init.mp4, seg-00003.m4s, or seg-00003.ts from earlier
@@ -285,19 +311,17 @@ pub async fn playlist(
 
 /// One line of a stored playlist as served: file names become API paths.
 fn served_line(line: &str) -> String {
+    // Players such as FFmpeg's HLS demuxer want a media extension on segment URIs.
     if line == "#EXT-X-MAP:URI=\"init.mp4\"" {
-        return "#EXT-X-MAP:URI=\"segments/init\"".into();
+        return "#EXT-X-MAP:URI=\"segments/init.mp4\"".into();
     }
-    let n = line
-        .strip_prefix("seg-")
-        .and_then(|rest| {
-            rest.strip_suffix(".m4s")
-                .or_else(|| rest.strip_suffix(".ts"))
-        })
-        .and_then(|n| n.parse::<usize>().ok());
-    match n {
-        Some(n) => format!("segments/{n}"),
-        None => line.to_string(),
+    let segment = line.strip_prefix("seg-").and_then(|rest| {
+        let (n, ext) = rest.split_once('.')?;
+        Some((n.parse::<usize>().ok()?, ext))
+    });
+    match segment {
+        Some((n, ext @ ("m4s" | "ts"))) => format!("segments/{n}.{ext}"),
+        _ => line.to_string(),
     }
 }
 
@@ -326,8 +350,10 @@ pub async fn segment(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let manifest = playable(&app, &caller, &id).await?;
-    // `init`: the fMP4 init segment; a number: a media segment.
-    let object = match n.as_str() {
+    // `init.mp4`: the fMP4 init segment; `N.m4s` (or `N.ts`, or a bare `N`): a media
+    // segment.
+    let name = n.rsplit_once('.').map_or(n.as_str(), |(stem, _)| stem);
+    let object = match name {
         "init" => manifest.init.as_ref(),
         n => {
             let index: usize = n.parse().map_err(|_| ApiError::NotFound("segment"))?;
@@ -336,6 +362,40 @@ pub async fn segment(
         }
     }
     .ok_or(ApiError::NotFound("segment"))?;
+    let kind = match manifest.segment_format.as_str() {
+        "mpegts" => "video/mp2t",
+        _ => "video/mp4",
+    };
+    serve_object(&app.svc, object, &headers, kind).await
+}
+
+/// The upload itself, sealed, kept when HLS cannot carry its codecs; the same rules as
+/// playback (410 erased, 451 blocked), HTTP Range supported.
+pub async fn original(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let manifest = playable(&app, &caller, &id).await?;
+    let object = manifest
+        .original
+        .as_ref()
+        .ok_or(ApiError::NotFound("original (the video is stored as HLS)"))?;
+    serve_object(&app.svc, object, &headers, "application/octet-stream").await
+}
+
+/// Answers a GET of a stored object, whole or by `Range`, verified and decrypted. The
+/// first window is opened before answering, so a wrong or tampered object is a clean
+/// error; the rest streams as the client reads, so memory stays flat whatever the size
+/// (a chunk that fails verification later ends the body early: nothing unverified is
+/// ever sent).
+async fn serve_object(
+    svc: &Arc<Service>,
+    object: &StoredObject,
+    headers: &HeaderMap,
+    kind: &'static str,
+) -> Result<Response, ApiError> {
     let total = object.plaintext_len as u64;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, start, len) = match range {
@@ -346,14 +406,44 @@ pub async fn segment(
             (StatusCode::PARTIAL_CONTENT, start, len)
         }
     };
-    let bytes = open_object(&app.svc, object, start, len).await?;
-    let mut r = (status, bytes).into_response();
-    let h = r.headers_mut();
-    let kind = match manifest.segment_format.as_str() {
-        "mpegts" => "video/mp2t",
-        _ => "video/mp4",
+    const FIRST: u64 = 1 << 16;
+    let head = if len == 0 {
+        Vec::new()
+    } else {
+        open_object(svc, object, start, len.min(FIRST)).await?
     };
+    let body = if len <= FIRST {
+        Body::from(head)
+    } else {
+        let (mut tx, rx) = tokio::io::duplex(1 << 16);
+        let (svc, object) = (svc.clone(), object.clone());
+        tokio::spawn(async move {
+            let rest = async {
+                tx.write_all(&head).await.map_err(|e| e.to_string())?;
+                let source = StoredSource::new(&*svc.store, &object.key)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let expected =
+                    crate::domain::parse_id(&object.object_id).ok_or("malformed object id")?;
+                let (from, to) = (start + FIRST, start + len - 1);
+                svc.vault
+                    .open_range(&source, Some(&expected), from, to, &mut tx)
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            if let Err(e) = rest.await {
+                tracing::warn!(object = %object.key, "streaming a stored object stopped: {e}");
+            }
+        });
+        Body::from_stream(tokio_util::io::ReaderStream::new(rx))
+    };
+    let mut r = (status, body).into_response();
+    let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    h.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from_str(&len.to_string()).map_err(ApiError::internal)?,
+    );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(
         header::CACHE_CONTROL,
@@ -377,10 +467,11 @@ mod tests {
     fn served_playlists_point_at_the_api() {
         assert_eq!(
             served_line("#EXT-X-MAP:URI=\"init.mp4\""),
-            "#EXT-X-MAP:URI=\"segments/init\""
+            "#EXT-X-MAP:URI=\"segments/init.mp4\""
         );
-        assert_eq!(served_line("seg-00003.m4s"), "segments/3");
-        assert_eq!(served_line("seg-00012.ts"), "segments/12");
+        assert_eq!(served_line("seg-00003.m4s"), "segments/3.m4s");
+        assert_eq!(served_line("seg-00012.ts"), "segments/12.ts");
+        assert_eq!(served_line("seg-00012.exe"), "seg-00012.exe");
         assert_eq!(served_line("#EXTINF:4.000,"), "#EXTINF:4.000,");
         assert_eq!(served_line("seg-x.m4s"), "seg-x.m4s");
     }

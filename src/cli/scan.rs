@@ -68,9 +68,16 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<Outcome> {
             let (keyring, data_dir) = args.vault.resolve(global)?;
             let rt = super::runtime()?;
             let vault = rt.block_on(crate::vault::Vault::load(&keyring, &data_dir))?;
-            let store = crate::storage::open_store(uri, &config.s3)?;
+            let store: std::sync::Arc<dyn crate::storage::BlobStore> =
+                std::sync::Arc::from(crate::storage::open_store(uri, &config.s3)?);
             let subject_hash = vault.kms_subject_hash(subject)?;
-            Some((rt, vault, store, subject_hash))
+            Some((
+                rt,
+                std::sync::Arc::new(vault),
+                store,
+                subject_hash,
+                std::env::temp_dir(),
+            ))
         }
         _ => None,
     };
@@ -91,12 +98,13 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<Outcome> {
         let result = scan_file(&source, &mut classifier, &config, &policy, &on_progress)
             .map_err(anyhow::Error::from)
             .and_then(|mut report| {
-                if let Some((rt, vault, store, subject_hash)) = &storage {
+                if let Some((rt, vault, store, subject_hash, tmp_dir)) = &storage {
                     bar.set_message(format!("sealing {}", file.display()));
                     let target = crate::package::StoreTarget {
                         handle: rt.handle(),
                         vault,
-                        store: &**store,
+                        store,
+                        tmp_dir,
                         subject_hash,
                         segment_seconds: args.segment_seconds,
                         attempt: 1,

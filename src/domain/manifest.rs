@@ -54,7 +54,15 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<StoredObject>,
     pub segments: Vec<StoredSegment>,
-    pub playlist: StoredObject,
+    /// The HLS playlist; none when HLS cannot carry the video (see `not_streamable`).
+    pub playlist: Option<StoredObject>,
+    /// The upload itself, sealed as one object: kept when HLS cannot carry its codecs,
+    /// so that nothing a user sent is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<StoredObject>,
+    /// Why there is no HLS rendition (the codec HLS cannot carry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_streamable: Option<String>,
     /// Where the sealed manifest itself is.
     pub manifest_key: String,
 }

@@ -9,9 +9,10 @@
 //!    container, samples frames ([`crate::media::Sampler`]: keyframes, a minimum rate, a
 //!    maximum gap), runs the three models on them in batches ([`crate::inference`]), and
 //!    applies the policy ([`crate::policy`]) to get a verdict with reasons.
-//! 3. **Segment, seal, store**: [`crate::package`] cuts HLS segments in memory, seals
-//!    each one, the playlist and a manifest under the data subject's key, and stores them
-//!    under the attempt's own prefix.
+//! 3. **Segment, seal, store, read back**: [`crate::package`] cuts fMP4 HLS segments in
+//!    memory, seals each one, the playlist and a manifest under the data subject's key,
+//!    stores them under the attempt's own prefix, and reads them back to check every
+//!    packet arrived; where HLS cannot carry the video, it keeps the sealed original.
 //! 4. **Record**: the result or the failure goes into the catalog with its webhook, in
 //!    one transaction ([`super::record`]).
 //!
@@ -104,12 +105,13 @@ async fn attempt(
             };
             let config = &svc.config;
             let scanned = scan_file(&media, &mut classifier, config, &svc.policy, &on_progress);
-            // 3. Segment, seal, store.
+            // 3. Segment, seal, store, read back.
             let outcome = scanned.map_err(Failure::from).and_then(|report| {
                 let target = StoreTarget {
                     handle: &handle,
                     vault: &svc.vault,
-                    store: &*svc.store,
+                    store: &svc.store,
+                    tmp_dir: &svc.tmp_dir,
                     subject_hash: &job.video.subject_hash,
                     segment_seconds: config.server.segment_seconds,
                     attempt: job.attempt,

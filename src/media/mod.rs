@@ -11,7 +11,9 @@ mod source;
 
 pub use probe::{Probe, probe};
 pub use sampler::{SampleReason, SampleStats, SampledFrame, Sampler};
-pub use segmenter::{Piece, Segment, SegmentInfo, playlist, segment};
+pub use segmenter::{
+    Piece, Segment, SegmentInfo, Segmented, StreamCount, count_packets, playlist, segment,
+};
 pub use source::{MediaSource, OpenReader, ReadSeek};
 
 /// Everything that can be wrong with a media input, each naming the file.

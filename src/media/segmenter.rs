@@ -56,6 +56,54 @@ pub struct SegmentInfo {
     pub bytes: u64,
 }
 
+/// What the segmenter wrote: the segments, and per stream (video first) its codec and
+/// how many packets went in, for the read-back check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Segmented {
+    pub segments: Vec<SegmentInfo>,
+    pub streams: Vec<StreamCount>,
+}
+
+/// A stream's codec (FFmpeg's name) and its number of packets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamCount {
+    pub codec: String,
+    pub packets: u64,
+}
+
+/// Every stream of `source` with its packet count, read without decoding: what a
+/// stored rendition is checked against.
+pub fn count_packets(
+    source: &MediaSource,
+    limits: &Limits,
+) -> Result<Vec<StreamCount>, MediaError> {
+    let (mut ictx, _, _) = super::probe::open(source, limits)?;
+    let mut streams: Vec<StreamCount> = ictx
+        .streams()
+        .map(|s| StreamCount {
+            codec: codec_name(s.parameters().id().into()),
+            packets: 0,
+        })
+        .collect();
+    let mut packet = ff::Packet::empty();
+    loop {
+        match packet.read(&mut ictx) {
+            Ok(()) => {}
+            Err(ff::Error::Eof) => break,
+            Err(e) => {
+                return Err(MediaError::Corrupt {
+                    path: source.name().to_string(),
+                    detail: format!("unreadable data: {e}"),
+                });
+            }
+        }
+        if let Some(s) = streams.get_mut(packet.stream()) {
+            s.packets += 1;
+        }
+    }
+    Ok(streams)
+}
+
 /// Video codecs HLS players take in fMP4.
 const STREAMABLE_VIDEO: &[ffi::AVCodecID] = &[
     ffi::AVCodecID::AV_CODEC_ID_H264,
@@ -91,7 +139,7 @@ pub fn segment(
     target: f64,
     limits: &Limits,
     mut sink: impl FnMut(Piece) -> Result<(), String>,
-) -> Result<Vec<SegmentInfo>, MediaError> {
+) -> Result<Segmented, MediaError> {
     let shown = source.name().to_string();
     let fail = |detail: String| MediaError::Segment {
         path: shown.clone(),
@@ -123,6 +171,14 @@ pub fn segment(
         params.push(unsafe { stream.parameters().as_ptr() });
     }
     let video_tb = f64::from(ff::Rational::from(time_bases[0]));
+    let mut streams: Vec<StreamCount> = params
+        .iter()
+        // SAFETY: the parameters are live (see above).
+        .map(|&p| StreamCount {
+            codec: codec_name(unsafe { (*p).codec_id }),
+            packets: 0,
+        })
+        .collect();
 
     let mut muxer = FragMuxer::new(&params, &time_bases).map_err(&fail)?;
     let mut infos: Vec<SegmentInfo> = Vec::new();
@@ -200,6 +256,7 @@ pub fn segment(
         muxer
             .write(&mut packet, slot, time_bases[slot])
             .map_err(&fail)?;
+        streams[slot].packets += 1;
     }
     let Some(start) = current else {
         return Err(fail("no video packet to segment".into()));
@@ -209,7 +266,10 @@ pub fn segment(
     if infos.is_empty() {
         return Err(fail("no segment was written".into()));
     }
-    Ok(infos)
+    Ok(Segmented {
+        segments: infos,
+        streams,
+    })
 }
 
 /// Offset of the first top-level box of one of `kinds` in `bytes`.

@@ -65,6 +65,14 @@ impl MediaSource {
         }
     }
 
+    /// The source's bytes, as they are (to keep the original).
+    pub fn bytes(&self) -> io::Result<Box<dyn io::Read + Send>> {
+        match &self.kind {
+            Kind::File(path) => Ok(Box::new(std::fs::File::open(path)?)),
+            Kind::Reader { open, .. } => Ok(Box::new(open()?)),
+        }
+    }
+
     /// Opens the container (FFmpeg probes the format from the content).
     pub(super) fn open(&self) -> Result<Opened, String> {
         match &self.kind {

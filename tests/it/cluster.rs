@@ -314,7 +314,7 @@ fn cluster_mode_on_nats_postgres_and_s3() {
         .unwrap();
     // A media segment plays after the init segment (fMP4).
     let mut joined = Vec::new();
-    for path in ["segments/init", seg] {
+    for path in ["segments/init.mp4", seg] {
         let url = api.url(&format!("/v1/videos/{id}/{path}"));
         let (status, _, bytes) = send("GET", &url, Some(&admin), &[], b"");
         assert_eq!(status, 200, "{path}");

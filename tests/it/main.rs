@@ -11,6 +11,7 @@ mod jobs;
 mod k8s;
 mod layout;
 mod parity;
+mod renditions;
 mod scan;
 mod segment;
 mod serve;

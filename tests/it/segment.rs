@@ -8,17 +8,13 @@ use std::process::Command;
 
 use crate::util::{asset, ffmpeg, ffprobe_duration};
 use vcw::config::Limits;
-use vcw::media::{MediaError, MediaSource, Piece, playlist, segment};
+use vcw::media::{MediaError, MediaSource, Piece, SegmentInfo, count_packets, playlist, segment};
 
 /// Segments `src` and joins the pieces into one fMP4 file at `out`.
-fn segment_to(
-    src: &Path,
-    target: f64,
-    out: &Path,
-) -> Result<Vec<vcw::media::SegmentInfo>, MediaError> {
+fn segment_to(src: &Path, target: f64, out: &Path) -> Result<Vec<SegmentInfo>, MediaError> {
     let mut joined = Vec::new();
     let mut inits = 0;
-    let infos = segment(
+    let written = segment(
         &MediaSource::file(src),
         target,
         &Limits::default(),
@@ -40,7 +36,10 @@ fn segment_to(
     )?;
     assert_eq!(inits, 1);
     std::fs::write(out, &joined).unwrap();
-    Ok(infos)
+    // What went in is what reads back, stream by stream, packet for packet.
+    let stored = count_packets(&MediaSource::file(out), &Limits::default()).unwrap();
+    assert_eq!(stored, written.streams);
+    Ok(written.segments)
 }
 
 /// The MD5 of every decoded frame of `stream` (`v:0`, `a:0`), as the ffmpeg CLI

@@ -399,12 +399,12 @@ fn tus_upload_to_verdict_playback_and_signed_webhook() {
     // The playlist maps the init segment; init + media segments decrypt to one
     // fragmented MP4 that ffprobe reads, lasting as long as the clip.
     assert!(
-        playlist.contains("#EXT-X-MAP:URI=\"segments/init\""),
+        playlist.contains("#EXT-X-MAP:URI=\"segments/init.mp4\""),
         "{playlist}"
     );
     let (status, headers, mut joined) = send(
         "GET",
-        &s.url(&format!("/v1/videos/{id}/segments/init")),
+        &s.url(&format!("/v1/videos/{id}/segments/init.mp4")),
         Some(&reviewer),
         &[],
         b"",
