@@ -148,8 +148,9 @@ pub fn segment(
     let (mut ictx, video, _) = super::probe::open(source, limits)?;
     let audio = ictx.streams().best(MediaType::Audio).map(|s| s.index());
     let inputs: Vec<usize> = std::iter::once(video).chain(audio).collect();
+    let mut streams: Vec<StreamCount> = Vec::new();
     let mut time_bases = Vec::new();
-    let mut params: Vec<*const ffi::AVCodecParameters> = Vec::new();
+    let mut input_streams: Vec<*const ffi::AVStream> = Vec::new();
     for (slot, &i) in inputs.iter().enumerate() {
         let stream = ictx
             .stream(i)
@@ -167,20 +168,16 @@ pub fn segment(
             });
         }
         time_bases.push(ffi::AVRational::from(stream.time_base()));
-        // SAFETY: the parameters live as long as `ictx`, which outlives the muxer.
-        params.push(unsafe { stream.parameters().as_ptr() });
+        // SAFETY: the stream lives as long as `ictx`, which outlives the muxer.
+        input_streams.push(unsafe { stream.as_ptr() });
+        streams.push(StreamCount {
+            codec: codec_name(id),
+            packets: 0,
+        });
     }
     let video_tb = f64::from(ff::Rational::from(time_bases[0]));
-    let mut streams: Vec<StreamCount> = params
-        .iter()
-        // SAFETY: the parameters are live (see above).
-        .map(|&p| StreamCount {
-            codec: codec_name(unsafe { (*p).codec_id }),
-            packets: 0,
-        })
-        .collect();
 
-    let mut muxer = FragMuxer::new(&params, &time_bases).map_err(&fail)?;
+    let mut muxer = FragMuxer::new(&input_streams).map_err(&fail)?;
     let mut infos: Vec<SegmentInfo> = Vec::new();
     let mut init_sent = false;
     // Start of the segment being written (video time, seconds); None before any video.
@@ -328,10 +325,10 @@ fn averr(what: &str, code: i32) -> String {
 const HVC1: u32 = u32::from_le_bytes(*b"hvc1");
 
 impl FragMuxer {
-    fn new(
-        params: &[*const ffi::AVCodecParameters],
-        time_bases: &[ffi::AVRational],
-    ) -> Result<Self, String> {
+    /// A muxer with one output stream per input stream: the same codec parameters, time
+    /// base and stream side data (the display matrix of a rotated phone video, HDR
+    /// metadata), so that players show what the source shows.
+    fn new(inputs: &[*const ffi::AVStream]) -> Result<Self, String> {
         let format = CString::new("mp4").map_err(|e| e.to_string())?;
         let mut ctx = ptr::null_mut();
         // SAFETY: plain libavformat allocation calls; every pointer is checked, and `Drop`
@@ -347,12 +344,12 @@ impl FragMuxer {
                 return Err(averr("cannot create the MP4 muxer", rc));
             }
             let muxer = FragMuxer { ctx };
-            for (&p, &tb) in params.iter().zip(time_bases) {
+            for &input in inputs {
                 let stream = ffi::avformat_new_stream(ctx, ptr::null());
                 if stream.is_null() {
                     return Err("cannot add a stream to the muxer".into());
                 }
-                let rc = ffi::avcodec_parameters_copy((*stream).codecpar, p);
+                let rc = ffi::avcodec_parameters_copy((*stream).codecpar, (*input).codecpar);
                 if rc < 0 {
                     return Err(averr("cannot copy codec parameters", rc));
                 }
@@ -362,7 +359,15 @@ impl FragMuxer {
                 } else {
                     0
                 };
-                (*stream).time_base = tb;
+                (*stream).time_base = (*input).time_base;
+                for k in 0..usize::try_from((*input).nb_side_data).unwrap_or(0) {
+                    let sd = &*(*input).side_data.add(k);
+                    let copy = ffi::av_stream_new_side_data(stream, sd.type_, sd.size as _);
+                    if copy.is_null() {
+                        return Err("cannot copy stream side data".into());
+                    }
+                    ptr::copy_nonoverlapping(sd.data, copy, sd.size);
+                }
             }
             let rc = ffi::avio_open_dyn_buf(&mut (*ctx).pb);
             if rc < 0 {
