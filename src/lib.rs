@@ -12,7 +12,7 @@
 //! - [`frame`]: the packed RGB24 image every stage passes along.
 //! - [`hex`]: hexadecimal for digests, ids and key files.
 //! - [`media`]: FFmpeg probe, frame sampler (I-frames + minimum rate + max-gap guarantee),
-//!   and the segmenter (in-memory MPEG-TS segments + HLS playlist).
+//!   and the segmenter (in-memory fMP4 init + media segments, HLS playlist; docs/media.md).
 //! - [`inference`]: ONNX Runtime sessions and one module per model (open_nsfw, NudeNet, age).
 //! - [`policy`]: per-frame signals -> verdict with reasons, time ranges and evidence.
 //! - [`report`]: the scan/classify result documents (JSON schema in docs/scan-json.md) and tables.
@@ -21,7 +21,8 @@
 //! - [`jobs`]: the job machinery: worker pool, the pipeline one job goes through
 //!   (read `jobs::pipeline` first), leases, failures, recording, cleanup, the reaper.
 //! - [`scan`]: one file end to end: sample, classify in batches, judge.
-//! - [`package`]: after judging: segment, seal and store a video, with its manifest.
+//! - [`package`]: after judging: segment (fMP4 HLS), seal, store and read back a video
+//!   with its manifest, or keep the sealed original when HLS cannot carry it.
 //! - [`staging`]: uploads sealed as they stream in, and read back for FFmpeg in memory.
 //! - [`storage`]: the blob store for sealed objects: filesystem and S3.
 //! - [`telemetry`]: tracing setup.

@@ -137,6 +137,12 @@ impl StoreTarget<'_> {
         result.map(|()| manifest)
     }
 
+    /// Seals `bytes` for the subject and stores them under `key` (blocking).
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<StoredObject, PackageError> {
+        let put = put_sealed(self.vault, &**self.store, self.subject_hash, key, bytes);
+        self.handle.block_on(put)
+    }
+
     /// Deletes stored objects and their catalog rows (best effort: the reaper sweeps
     /// what is left).
     fn discard(&self, objects: &[StoredObject]) {
@@ -196,10 +202,6 @@ impl StoreTarget<'_> {
         manifest: &mut Manifest,
         done: &mut Vec<StoredObject>,
     ) -> Result<(), PackageError> {
-        let put = |key: &str, bytes: &[u8]| {
-            let put = put_sealed(self.vault, &**self.store, self.subject_hash, key, bytes);
-            self.handle.block_on(put)
-        };
         let why_not = match self.store_hls(prefix, source, limits, manifest, done) {
             Ok(written) => match self.read_back(manifest, limits) {
                 Ok(stored) if stored == written => None,
@@ -236,7 +238,7 @@ impl StoreTarget<'_> {
         }
         let body =
             serde_json::to_vec_pretty(&manifest).map_err(|e| PackageError::Other(e.to_string()))?;
-        done.push(put(&manifest.manifest_key, &body)?);
+        done.push(self.put(&manifest.manifest_key, &body)?);
         Ok(())
     }
 
@@ -250,10 +252,6 @@ impl StoreTarget<'_> {
         manifest: &mut Manifest,
         done: &mut Vec<StoredObject>,
     ) -> Result<Vec<StreamCount>, PackageError> {
-        let put = |key: &str, bytes: &[u8]| {
-            let put = put_sealed(self.vault, &**self.store, self.subject_hash, key, bytes);
-            self.handle.block_on(put)
-        };
         // A store or catalog failure inside the segmenter's callback keeps its type, so
         // that it is retried rather than taken for bad media.
         let mut sealing_failed: Option<PackageError> = None;
@@ -265,7 +263,7 @@ impl StoreTarget<'_> {
                     &seg.data,
                 ),
             };
-            let object = put(&key, data).map_err(|e| {
+            let object = self.put(&key, data).map_err(|e| {
                 let shown = e.to_string();
                 sealing_failed = Some(e);
                 shown
@@ -284,7 +282,7 @@ impl StoreTarget<'_> {
         })
         .map_err(|e| sealing_failed.take().unwrap_or(PackageError::Media(e)))?;
         let m3u8 = playlist(&written.segments, "init.mp4", |i| format!("seg-{i:05}.m4s"));
-        let playlist = put(&format!("{prefix}playlist.m3u8.sealed"), m3u8.as_bytes())?;
+        let playlist = self.put(&format!("{prefix}playlist.m3u8.sealed"), m3u8.as_bytes())?;
         done.push(playlist.clone());
         manifest.playlist = Some(playlist);
         Ok(written.streams)

@@ -125,12 +125,11 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<Outcome> {
                 } else {
                     println!("{}", scan_row(&report));
                     if let Some(m) = &report.stored {
-                        println!(
-                            "  stored as video {} ({} sealed segments) in {}",
-                            m.video_id,
-                            m.segments.len(),
-                            m.store
-                        );
+                        let what = match &m.not_streamable {
+                            None => format!("{} sealed HLS segments", m.segments.len()),
+                            Some(why) => format!("the sealed original: {why}"),
+                        };
+                        println!("  stored as video {} ({what}) in {}", m.video_id, m.store);
                     }
                 }
             }

@@ -36,8 +36,8 @@ mod tests {
 
     #[test]
     fn store_keys_name_their_attempt() {
-        let key = format!("{}seg-00001.ts.sealed", attempt_prefix("ab", 3));
-        assert_eq!(key, "videos/ab/a3/seg-00001.ts.sealed");
+        let key = format!("{}seg-00001.m4s.sealed", attempt_prefix("ab", 3));
+        assert_eq!(key, "videos/ab/a3/seg-00001.m4s.sealed");
         assert_eq!(attempt_of(&key), Some(("ab", 3)));
         assert!(key.starts_with(&video_prefix("ab")));
         assert_eq!(attempt_of("videos/ab/seg-1.ts"), None);

@@ -3,12 +3,11 @@
 //! cannot carry is kept as the sealed original, served back byte for byte.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
 use crate::serve::{Server, is_final, put_video, send, state, token, wait_for};
-use crate::util::ffmpeg;
+use crate::util::{ffmpeg, md5s};
 use vcw::api::Role;
 
 /// A 4 s clip of `video` + `audio` encoder arguments in `name`.
@@ -32,29 +31,6 @@ fn clip(dir: &Path, name: &str, codecs: &[&str]) -> std::path::PathBuf {
     args.push(out.to_str().unwrap());
     ffmpeg(&args);
     out
-}
-
-/// Per-frame MD5s of the decoded video of `input` (a file or a URL) by the ffmpeg CLI.
-fn video_md5s(input: &str, token: Option<&str>) -> Vec<String> {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-v", "error"]);
-    if let Some(t) = token {
-        cmd.args(["-headers", &format!("Authorization: Bearer {t}\r\n")]);
-    }
-    let out = cmd
-        .args(["-i", input, "-map", "0:v:0", "-f", "framemd5", "-"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{input}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split(',').nth(5).map(|m| m.trim().to_string()))
-        .collect()
 }
 
 /// Through the API: (file name, encoder arguments, whether HLS carries it).
@@ -188,11 +164,11 @@ fn every_upload_plays_back_intact_or_is_kept_as_its_original() {
 /// The ffmpeg CLI plays the served playlist with every frame of the upload.
 fn played_back_intact(s: &Server, reviewer: &str, id: &str, file: &Path) {
     let playlist = s.url(&format!("/v1/videos/{id}/playlist.m3u8"));
-    let played = video_md5s(&playlist, Some(reviewer));
+    let played = md5s(&playlist, "v:0", false, Some(reviewer));
     assert_eq!(played.len(), 40, "{}: every frame played", file.display());
     assert_eq!(
         played,
-        video_md5s(file.to_str().unwrap(), None),
+        md5s(file.to_str().unwrap(), "v:0", false, None),
         "{}",
         file.display()
     );

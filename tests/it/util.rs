@@ -99,3 +99,29 @@ pub fn ffprobe_duration(path: &Path) -> f64 {
         )
     })
 }
+
+/// The MD5 of every frame of `stream` (`v:0`, `a:0`) of `input` (a file or a URL, with
+/// a bearer `token`) as the ffmpeg CLI computes them: decoded, or with `copy` of every
+/// packet as it is. Timestamps and side data are left out.
+pub fn md5s(input: &str, stream: &str, copy: bool, token: Option<&str>) -> Vec<String> {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-v", "error"]);
+    if let Some(t) = token {
+        cmd.args(["-headers", &format!("Authorization: Bearer {t}\r\n")]);
+    }
+    cmd.args(["-i", input, "-map", &format!("0:{stream}")]);
+    if copy {
+        cmd.args(["-c", "copy"]);
+    }
+    let out = cmd.args(["-f", "framemd5", "-"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{input}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(',').nth(5).map(|m| m.trim().to_string()))
+        .collect()
+}
