@@ -19,8 +19,8 @@ use crate::config::Limits;
 use crate::crypto::Header;
 use crate::domain::{Manifest, StoredObject, StoredSegment, attempt_prefix, id_hex, parse_id};
 use crate::media::{
-    MediaError, MediaSource, OpenReader, Piece, ReadSeek, StreamCount, count_packets, playlist,
-    segment,
+    MediaError, MediaSource, OpenReader, Piece, ReadSeek, Segmented, StreamCount, count_packets,
+    playlist, segment,
 };
 use crate::report::ScanReport;
 use crate::staging::{StagedParts, WindowedReader, seal_to_store};
@@ -126,6 +126,7 @@ impl StoreTarget<'_> {
             playlist: None,
             original: None,
             not_streamable: None,
+            original_because: None,
             manifest_key: format!("{prefix}manifest.json.sealed"),
         };
         let mut done: Vec<StoredObject> = Vec::new();
@@ -202,16 +203,20 @@ impl StoreTarget<'_> {
         manifest: &mut Manifest,
         done: &mut Vec<StoredObject>,
     ) -> Result<(), PackageError> {
+        let mut left_out = Vec::new();
         let why_not = match self.store_hls(prefix, source, limits, manifest, done) {
-            Ok(written) => match self.read_back(manifest, limits) {
-                Ok(stored) if stored == written => None,
-                Ok(stored) => Some(format!(
-                    "the stored HLS did not read back as written ({} instead of {})",
-                    shown(&stored),
-                    shown(&written)
-                )),
-                Err(e) => Some(format!("the stored HLS did not read back: {e}")),
-            },
+            Ok(written) => {
+                left_out = written.left_out;
+                match self.read_back(manifest, limits) {
+                    Ok(stored) if stored == written.streams => None,
+                    Ok(stored) => Some(format!(
+                        "the stored HLS did not read back as written ({} instead of {})",
+                        shown(&stored),
+                        shown(&written.streams)
+                    )),
+                    Err(e) => Some(format!("the stored HLS did not read back: {e}")),
+                }
+            }
             Err(PackageError::Media(MediaError::NotStreamable { codec, .. })) => {
                 Some(format!("HLS cannot carry {codec}"))
             }
@@ -229,12 +234,21 @@ impl StoreTarget<'_> {
                 .collect();
             self.discard(&hls);
             done.retain(|o| !hls.iter().any(|h| h.key == o.key));
-            tracing::warn!(video = %manifest.video_id, "keeping the original: {why}");
+            manifest.segment_format = "none".into();
+            manifest.not_streamable = Some(why.clone());
+            manifest.original_because = Some(why);
+        } else if !left_out.is_empty() {
+            // HLS plays the video and one audio track; the rest stays in the original.
+            manifest.original_because = Some(format!(
+                "the HLS rendition leaves out {}",
+                left_out.join(", ")
+            ));
+        }
+        if let Some(why) = &manifest.original_because {
+            tracing::info!(video = %manifest.video_id, "keeping the original: {why}");
             let original = self.store_original(source, &format!("{prefix}original.sealed"))?;
             done.push(original.clone());
             manifest.original = Some(original);
-            manifest.segment_format = "none".into();
-            manifest.not_streamable = Some(why);
         }
         let body =
             serde_json::to_vec_pretty(&manifest).map_err(|e| PackageError::Other(e.to_string()))?;
@@ -243,7 +257,7 @@ impl StoreTarget<'_> {
     }
 
     /// Segments `source` into fMP4, sealing and storing each piece as it comes, and the
-    /// playlist last. Returns what went in, per stream.
+    /// playlist last. Returns what went in, per stream, and what was left out.
     fn store_hls(
         &self,
         prefix: &str,
@@ -251,7 +265,7 @@ impl StoreTarget<'_> {
         limits: &Limits,
         manifest: &mut Manifest,
         done: &mut Vec<StoredObject>,
-    ) -> Result<Vec<StreamCount>, PackageError> {
+    ) -> Result<Segmented, PackageError> {
         // A store or catalog failure inside the segmenter's callback keeps its type, so
         // that it is retried rather than taken for bad media.
         let mut sealing_failed: Option<PackageError> = None;
@@ -285,7 +299,7 @@ impl StoreTarget<'_> {
         let playlist = self.put(&format!("{prefix}playlist.m3u8.sealed"), m3u8.as_bytes())?;
         done.push(playlist.clone());
         manifest.playlist = Some(playlist);
-        Ok(written.streams)
+        Ok(written)
     }
 
     /// Seals the source's bytes, as they are, as one object under `key`, streaming: the

@@ -67,6 +67,7 @@ fn video_json(v: &VideoRow) -> Value {
             "hls": hls,
             "original": original,
             "not_streamable": m.not_streamable,
+            "original_because": m.original_because,
         })),
         "links": {
             "self": base,

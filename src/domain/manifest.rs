@@ -56,10 +56,13 @@ pub struct Manifest {
     pub segments: Vec<StoredSegment>,
     /// The HLS playlist; none when HLS cannot carry the video (see `not_streamable`).
     pub playlist: Option<StoredObject>,
-    /// The upload itself, sealed as one object: kept when HLS cannot carry its codecs,
+    /// The upload itself, sealed as one object: kept when HLS cannot carry all of it,
     /// so that nothing a user sent is lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original: Option<StoredObject>,
+    /// Why the original is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_because: Option<String>,
     /// Why there is no HLS rendition (the codec HLS cannot carry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_streamable: Option<String>,

@@ -62,6 +62,9 @@ pub struct SegmentInfo {
 pub struct Segmented {
     pub segments: Vec<SegmentInfo>,
     pub streams: Vec<StreamCount>,
+    /// Streams of the source a viewer would see or hear that the rendition leaves out
+    /// (further audio tracks, subtitles, further video), e.g. `audio 2 (aac)`.
+    pub left_out: Vec<String>,
 }
 
 /// A stream's codec (FFmpeg's name) and its number of packets.
@@ -148,6 +151,23 @@ pub fn segment(
     let (mut ictx, video, _) = super::probe::open(source, limits)?;
     let audio = ictx.streams().best(MediaType::Audio).map(|s| s.index());
     let inputs: Vec<usize> = std::iter::once(video).chain(audio).collect();
+    // Data tracks (timecode, a phone's metadata) and cover pictures are not content.
+    let left_out: Vec<String> = ictx
+        .streams()
+        .filter(|s| !inputs.contains(&s.index()))
+        .filter(|s| {
+            let medium = s.parameters().medium();
+            let cover = s
+                .disposition()
+                .contains(ff::format::stream::Disposition::ATTACHED_PIC);
+            matches!(medium, MediaType::Audio | MediaType::Subtitle)
+                || (medium == MediaType::Video && !cover)
+        })
+        .map(|s| {
+            let codec = codec_name(s.parameters().id().into());
+            format!("{:?} {} ({codec})", s.parameters().medium(), s.index()).to_lowercase()
+        })
+        .collect();
     let mut streams: Vec<StreamCount> = Vec::new();
     let mut time_bases = Vec::new();
     let mut input_streams: Vec<*const ffi::AVStream> = Vec::new();
@@ -266,6 +286,7 @@ pub fn segment(
     Ok(Segmented {
         segments: infos,
         streams,
+        left_out,
     })
 }
 

@@ -33,101 +33,68 @@ fn clip(dir: &Path, name: &str, codecs: &[&str]) -> std::path::PathBuf {
     out
 }
 
-/// Through the API: (file name, encoder arguments, whether HLS carries it).
-const UPLOADS: &[(&str, &[&str], bool)] = &[
-    (
-        "chrome.webm",
-        &[
-            "-c:v",
-            "libvpx-vp9",
-            "-deadline",
-            "realtime",
-            "-b:v",
-            "200k",
-            "-c:a",
-            "libopus",
-        ],
-        true,
-    ),
-    (
-        "phone.mp4",
-        &[
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-            "-metadata:s:v:0",
-            "rotate=90",
-            "-c:a",
-            "aac",
-        ],
-        true,
-    ),
-    (
-        "hevc.mkv",
-        &[
-            "-c:v",
-            "libx265",
-            "-x265-params",
-            "log-level=none",
-            "-c:a",
-            "aac",
-        ],
-        true,
-    ),
-    (
-        "av1.mkv",
-        &[
-            "-c:v",
-            "libaom-av1",
-            "-cpu-used",
-            "8",
-            "-b:v",
-            "100k",
-            "-c:a",
-            "libopus",
-        ],
-        true,
-    ),
-    (
-        "broadcast.ts",
-        &["-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "ac3"],
-        true,
-    ),
-    (
-        "camera.mov",
-        &[
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "libmp3lame",
-        ],
-        true,
-    ),
-    (
-        "old.webm",
-        &["-c:v", "libvpx", "-b:v", "200k", "-c:a", "libvorbis"],
-        false,
-    ),
-    (
-        "vorbis.mkv",
-        &[
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "libvorbis",
-        ],
-        false,
-    ),
-    (
-        "legacy.avi",
-        &["-c:v", "mpeg4", "-c:a", "libmp3lame"],
-        false,
-    ),
+/// Through the API: (file name, encoder arguments, whether HLS carries it, whether the
+/// original is kept).
+const UPLOADS: &[(&str, &[&str], bool, bool)] = &[
+    ("chrome.webm", VP9_OPUS, true, false),
+    ("phone.mp4", ROTATED_H264_AAC, true, false),
+    ("hevc.mkv", HEVC_AAC, true, false),
+    ("av1.mkv", AV1_OPUS, true, false),
+    ("broadcast.ts", H264_AC3, true, false),
+    ("camera.mov", H264_MP3, true, false),
+    ("old.webm", VP8_VORBIS, false, true),
+    ("vorbis.mkv", H264_VORBIS, false, true),
+    ("legacy.avi", MPEG4_MP3, false, true),
+    // Two audio tracks: HLS plays the video and the first; the original keeps both.
+    ("dual-audio.mkv", DUAL_AUDIO, true, true),
+];
+
+const X264: [&str; 4] = ["-c:v", "libx264", "-pix_fmt", "yuv420p"];
+const VP9_OPUS: &[&str] = &[
+    "-c:v",
+    "libvpx-vp9",
+    "-deadline",
+    "realtime",
+    "-b:v",
+    "200k",
+    "-c:a",
+    "libopus",
+];
+const ROTATED_H264_AAC: &[&str] = &[
+    X264[0],
+    X264[1],
+    X264[2],
+    X264[3],
+    "-metadata:s:v:0",
+    "rotate=90",
+    "-c:a",
+    "aac",
+];
+const HEVC_AAC: &[&str] = &[
+    "-c:v",
+    "libx265",
+    "-x265-params",
+    "log-level=none",
+    "-c:a",
+    "aac",
+];
+const AV1_OPUS: &[&str] = &[
+    "-c:v",
+    "libaom-av1",
+    "-cpu-used",
+    "8",
+    "-b:v",
+    "100k",
+    "-c:a",
+    "libopus",
+];
+const H264_AC3: &[&str] = &[X264[0], X264[1], X264[2], X264[3], "-c:a", "ac3"];
+const H264_MP3: &[&str] = &[X264[0], X264[1], X264[2], X264[3], "-c:a", "libmp3lame"];
+const VP8_VORBIS: &[&str] = &["-c:v", "libvpx", "-b:v", "200k", "-c:a", "libvorbis"];
+const H264_VORBIS: &[&str] = &[X264[0], X264[1], X264[2], X264[3], "-c:a", "libvorbis"];
+const MPEG4_MP3: &[&str] = &["-c:v", "mpeg4", "-c:a", "libmp3lame"];
+const DUAL_AUDIO: &[&str] = &[
+    "-map", "0:v", "-map", "1:a", "-map", "1:a", X264[0], X264[1], X264[2], X264[3], "-c:a", "aac",
 ];
 
 #[test]
@@ -142,21 +109,28 @@ fn every_upload_plays_back_intact_or_is_kept_as_its_original() {
     let files: Vec<_> = UPLOADS
         .iter()
         .zip(&ids)
-        .map(|((name, codecs, _), id)| {
+        .map(|((name, codecs, ..), id)| {
             let file = clip(dir.path(), name, codecs);
             assert_eq!(put_video(&s, &up, id, &file, &[]), 202, "{name}");
             file
         })
         .collect();
-    for (((name, _, streamable), id), file) in UPLOADS.iter().zip(&ids).zip(&files) {
+    for (((name, _, hls, original), id), file) in UPLOADS.iter().zip(&ids).zip(&files) {
         let v: Value = wait_for(&s, &up, id, 240, is_final);
         assert_eq!(state(&v), "done", "{name}: {v}");
-        assert_eq!(v["renditions"]["hls"], *streamable, "{name}: {v}");
-        assert_eq!(v["renditions"]["original"], !streamable, "{name}: {v}");
-        if *streamable {
+        assert_eq!(v["renditions"]["hls"], *hls, "{name}: {v}");
+        assert_eq!(v["renditions"]["original"], *original, "{name}: {v}");
+        if *hls {
             played_back_intact(&s, &reviewer, id, file);
         } else {
-            kept_as_original(&s, &up, &reviewer, id, file, &v);
+            no_hls(&s, &reviewer, id, &v);
+        }
+        if *original {
+            let why = v["renditions"]["original_because"].as_str().unwrap();
+            if *hls {
+                assert!(why.contains("leaves out audio"), "{name}: {why}");
+            }
+            kept_as_original(&s, &up, &reviewer, id, file);
         }
     }
 }
@@ -174,17 +148,20 @@ fn played_back_intact(s: &Server, reviewer: &str, id: &str, file: &Path) {
     );
 }
 
-/// No HLS rendition: the playlist says why, and the original is served back byte for
-/// byte, whole and by range, and stored sealed.
-fn kept_as_original(s: &Server, up: &str, reviewer: &str, id: &str, file: &Path, v: &Value) {
-    let name = file.display();
+/// No HLS rendition: the status and the playlist say why.
+fn no_hls(s: &Server, reviewer: &str, id: &str, v: &Value) {
     let why = v["renditions"]["not_streamable"].as_str().unwrap();
-    assert!(why.contains("HLS cannot carry"), "{name}: {why}");
+    assert!(why.contains("HLS cannot carry"), "{why}");
     assert!(v["links"]["playlist"].is_null(), "{v}");
     let playlist = s.url(&format!("/v1/videos/{id}/playlist.m3u8"));
     let (status, _, body) = send("GET", &playlist, Some(reviewer), &[], b"");
-    assert_eq!(status, 409, "{name}");
+    assert_eq!(status, 409);
     assert!(String::from_utf8_lossy(&body).contains("HLS cannot carry"));
+}
+
+/// The original is served back byte for byte, whole and by range, and stored sealed.
+fn kept_as_original(s: &Server, up: &str, reviewer: &str, id: &str, file: &Path) {
+    let name = file.display();
     let original = s.url(&format!("/v1/videos/{id}/original"));
     let bytes = std::fs::read(file).unwrap();
     let (status, headers, got) = send("GET", &original, Some(reviewer), &[], b"");
