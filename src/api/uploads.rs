@@ -29,6 +29,18 @@ use crate::service::Service;
 use crate::staging::{StagingError, discard_parts, looks_like_video, stage_part};
 
 const TUS_VERSION: &str = "1.0.0";
+/// How much of a refused body is read (and dropped) so that a client still sending it
+/// reads the answer rather than a broken pipe; bounded in bytes and time, since the
+/// client may be hostile.
+const DRAIN_LIMIT: u64 = 1 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn drain(reader: &mut (impl tokio::io::AsyncRead + Unpin)) {
+    let mut rest = tokio::io::AsyncReadExt::take(reader, DRAIN_LIMIT);
+    let mut sink = tokio::io::sink();
+    let _ = tokio::time::timeout(DRAIN_TIME, tokio::io::copy(&mut rest, &mut sink)).await;
+}
+
 /// Bytes looked at to recognise a container (MPEG-TS needs its second sync byte at 188).
 const SNIFF_LEN: usize = 189;
 
@@ -422,6 +434,7 @@ pub async fn put_video(
         .await
         .map_err(|e| ApiError::BadRequest(format!("reading the body: {e}")))?;
     if !looks_like_video(&head) {
+        drain(&mut reader).await;
         return Err(ApiError::Unsupported(
             "the body does not start like a video container".into(),
         ));
@@ -444,6 +457,7 @@ pub async fn put_video(
     // staged for the others.
     let catalog = svc.catalog();
     if !catalog.insert_upload(&upload).await? {
+        drain(&mut reader).await;
         return Err(ApiError::Conflict(format!("video {id} exists")));
     }
     let staged = stage_part(
