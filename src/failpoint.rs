@@ -1,7 +1,8 @@
-//! Crash points for the crash tests: `VCW_CRASH_AT=NAME` makes the process abort (no
+//! Crash points and faults for the tests. `VCW_CRASH_AT=NAME` makes the process abort (no
 //! destructors, no flushing: as abrupt as `kill -9`) the first time it reaches the point
-//! `NAME`. Unset, a point costs one load of a cached value. The points sit at the step
-//! boundaries where a crash could lose or orphan data; docs/jobs.md lists them.
+//! `NAME`; `VCW_FAULT=NAME` makes the step `NAME` misbehave the way a broken store or
+//! muxer would. Unset, a point costs one load of a cached value. The points sit at the
+//! step boundaries where a crash could lose or orphan data; docs/jobs.md lists them.
 
 use std::sync::OnceLock;
 
@@ -14,4 +15,13 @@ pub fn hit(name: &str) {
         eprintln!("vcw: crash point {name} reached: aborting (VCW_CRASH_AT)");
         std::process::abort();
     }
+}
+
+static FAULT: OnceLock<Option<String>> = OnceLock::new();
+
+/// Whether `VCW_FAULT` names this fault (e.g. `lose-last-segment`: the read-back check of
+/// a stored HLS rendition misses its last segment, as if the store had lost it).
+pub fn fault(name: &str) -> bool {
+    let fault = FAULT.get_or_init(|| std::env::var("VCW_FAULT").ok());
+    fault.as_deref() == Some(name)
 }

@@ -126,6 +126,8 @@ impl StoreTarget<'_> {
             playlist: None,
             original: None,
             not_streamable: None,
+            transcoded: None,
+            failed_check: None,
             original_because: None,
             manifest_key: format!("{prefix}manifest.json.sealed"),
         };
@@ -167,10 +169,12 @@ impl StoreTarget<'_> {
     ) -> Result<Vec<StreamCount>, PackageError> {
         let mut parts = Vec::new();
         let mut start = 0i64;
+        let lost = usize::from(crate::failpoint::fault("lose-last-segment"));
+        let kept = manifest.segments.len().saturating_sub(lost);
         let objects = manifest
             .init
             .iter()
-            .chain(manifest.segments.iter().map(|s| &s.object));
+            .chain(manifest.segments[..kept].iter().map(|s| &s.object));
         for object in objects {
             let id = parse_id(&object.object_id)
                 .ok_or_else(|| PackageError::Other("a malformed object id".into()))?;
@@ -204,27 +208,28 @@ impl StoreTarget<'_> {
         done: &mut Vec<StoredObject>,
     ) -> Result<(), PackageError> {
         let mut left_out = Vec::new();
-        let why_not = match self.store_hls(prefix, source, limits, manifest, done) {
+        let no_hls = match self.store_hls(prefix, source, limits, manifest, done) {
             Ok(written) => {
                 left_out = written.left_out;
                 match self.read_back(manifest, limits) {
-                    Ok(stored) if stored == written.streams => None,
-                    Ok(stored) => Some(format!(
-                        "the stored HLS did not read back as written ({} instead of {})",
-                        shown(&stored),
-                        shown(&written.streams)
-                    )),
-                    Err(e) => Some(format!("the stored HLS did not read back: {e}")),
+                    Ok(stored) => same_streams(&written.streams, &stored)
+                        .err()
+                        .map(NoHls::FailedCheck),
+                    Err(e) if e.is_transient() => return Err(e),
+                    Err(e) => Some(NoHls::FailedCheck(format!(
+                        "the stored HLS did not read back: {e}"
+                    ))),
                 }
             }
             Err(PackageError::Media(MediaError::NotStreamable { codec, .. })) => {
-                Some(format!("HLS cannot carry {codec}"))
+                Some(NoHls::NotStreamable(format!("HLS cannot carry {codec}")))
             }
             Err(e) => return Err(e),
         };
-        if let Some(why) = why_not {
+        if let Some(no_hls) = no_hls {
             // Nothing is lost: the upload itself stays, sealed, and the manifest says why
-            // there is no HLS rendition (a rendition that failed its check goes).
+            // there is no HLS rendition (a rendition that failed its check goes, and the
+            // job ends `failed`).
             let hls: Vec<StoredObject> = manifest
                 .init
                 .take()
@@ -235,7 +240,17 @@ impl StoreTarget<'_> {
             self.discard(&hls);
             done.retain(|o| !hls.iter().any(|h| h.key == o.key));
             manifest.segment_format = "none".into();
-            manifest.not_streamable = Some(why.clone());
+            let why = match no_hls {
+                NoHls::NotStreamable(why) => {
+                    manifest.not_streamable = Some(why.clone());
+                    why
+                }
+                NoHls::FailedCheck(why) => {
+                    tracing::error!(video = %manifest.video_id, "{why}");
+                    manifest.failed_check = Some(format!("{why}; the original is kept"));
+                    why
+                }
+            };
             manifest.original_because = Some(why);
         } else if !left_out.is_empty() {
             // HLS plays the video and one audio track; the rest stays in the original.
@@ -351,6 +366,27 @@ impl StoreTarget<'_> {
         }
         Ok(stored_object(key, &row, &header))
     }
+}
+
+/// Why a video has no HLS rendition.
+enum NoHls {
+    /// HLS cannot carry a codec of the upload (and transcoding is off).
+    NotStreamable(String),
+    /// The stored rendition did not read back as it was written.
+    FailedCheck(String),
+}
+
+/// Whether what was read back of a stored rendition is what was written into it: the
+/// same streams, in order, with the same codecs and packet (frame) counts.
+fn same_streams(written: &[StreamCount], stored: &[StreamCount]) -> Result<(), String> {
+    if written == stored {
+        return Ok(());
+    }
+    Err(format!(
+        "the stored HLS did not read back as written ({} instead of {})",
+        shown(stored),
+        shown(written)
+    ))
 }
 
 /// `h264 × 40, aac × 95` for messages.

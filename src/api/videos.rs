@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::uploads::{check_callback, check_capacity, new_video};
 use crate::catalog::{UploadRow, VideoRow};
 use crate::domain::JobSource;
-use crate::domain::{JobState, UploadState};
+use crate::domain::UploadState;
 use crate::domain::{Manifest, StoredObject};
 use crate::service::Service;
 use crate::storage::StoredSource;
@@ -40,7 +40,9 @@ fn video_json(v: &VideoRow) -> Value {
         .as_deref()
         .and_then(|r| serde_json::from_str(r).ok());
     let base = format!("/v1/videos/{}", v.id);
-    let playable = v.state == JobState::Done && v.erased_at.is_none();
+    // A failed job may still have stored what it was given (its original, after the HLS
+    // rendition failed its check): whatever a manifest records can be fetched.
+    let playable = v.manifest.is_some() && v.erased_at.is_none();
     let manifest: Option<Manifest> = v
         .manifest
         .as_deref()
@@ -68,6 +70,7 @@ fn video_json(v: &VideoRow) -> Value {
             "original": original,
             "not_streamable": m.not_streamable,
             "original_because": m.original_because,
+            "transcoded": m.transcoded,
         })),
         "links": {
             "self": base,
@@ -244,19 +247,15 @@ async fn playable(app: &App, caller: &Caller, id: &str) -> Result<Manifest, ApiE
     if video.erased_at.is_some() {
         return Err(ApiError::Gone);
     }
-    if video.state != JobState::Done {
+    let Some(manifest) = video.manifest.as_deref() else {
         return Err(ApiError::Conflict(format!(
-            "video is {}: nothing to play yet",
+            "video is {}: nothing to play",
             video.state.as_str()
         )));
-    }
+    };
     if video.verdict.as_deref() == Some("block") {
         return Err(ApiError::Blocked);
     }
-    let manifest = video
-        .manifest
-        .as_deref()
-        .ok_or_else(|| ApiError::internal("done video without a manifest"))?;
     serde_json::from_str(manifest).map_err(ApiError::internal)
 }
 
@@ -287,9 +286,8 @@ pub async fn playlist(
 ) -> Result<Response, ApiError> {
     let manifest = playable(&app, &caller, &id).await?;
     let object = manifest.playlist.as_ref().ok_or_else(|| {
-        let why = manifest
-            .not_streamable
-            .as_deref()
+        let why = (manifest.not_streamable.as_deref())
+            .or(manifest.failed_check.as_deref())
             .unwrap_or("no HLS rendition");
         ApiError::Conflict(format!(
             "{why}: the original is at /v1/videos/{id}/original"

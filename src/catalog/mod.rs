@@ -20,8 +20,8 @@ use crate::domain::clock::unix_now;
 
 mod service;
 pub use service::{
-    AttemptEnd, ClaimOutcome, ClaimedJob, DeliveryRecord, NewVideo, OutboxRow, PartAdded, TokenRow,
-    UploadPart, UploadRow, VideoRow,
+    AttemptEnd, ClaimOutcome, ClaimedJob, Completion, DeliveryRecord, NewVideo, OutboxRow,
+    PartAdded, TokenRow, UploadPart, UploadRow, VideoRow,
 };
 
 #[derive(Debug, thiserror::Error)]

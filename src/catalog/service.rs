@@ -396,29 +396,34 @@ impl Catalog {
             .map(|c| c != 0))
     }
 
-    /// Records the result of attempt `attempt`, and its webhook, in one transaction.
-    /// Returns false if that attempt no longer holds the job or the job was cancelled
+    /// Records the result of attempt `attempt`, and its webhook, in one transaction: the
+    /// job is `done`, or `failed` with the verdict and manifest kept when its stored
+    /// rendition failed its check (the original is what is stored). Returns false if that attempt no longer holds the job or the job was cancelled
     /// (or is being erased): then nothing was recorded.
     pub async fn complete(
         &self,
         id: &str,
         attempt: i64,
-        verdict: &str,
-        report: &str,
-        manifest: &str,
+        result: &Completion<'_>,
         event: Option<&OutboxEvent>,
     ) -> Result<bool, CatalogError> {
+        let (state, error) = match result.failed_check {
+            None => (JobState::Done, None),
+            Some(e) => (JobState::Failed, Some(e)),
+        };
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(&self.sql(
-            "UPDATE videos SET state = 'done', progress = 1, verdict = $3, report = $4,
-               manifest = $5, error = NULL, lease_until = 0, updated_at = {now}
+            "UPDATE videos SET state = $3, progress = 1, verdict = $4, report = $5,
+               manifest = $6, error = $7, lease_until = 0, updated_at = {now}
              WHERE id = $1 AND attempts = $2 AND state = 'running' AND cancel_requested = 0",
         ))
         .bind(id)
         .bind(attempt)
-        .bind(verdict)
-        .bind(report)
-        .bind(manifest)
+        .bind(state.as_str())
+        .bind(result.verdict)
+        .bind(result.report)
+        .bind(result.manifest)
+        .bind(error)
         .execute(&mut *tx)
         .await?;
         commit_with_event(tx, done.rows_affected() == 1, self.now_sql(), event).await
@@ -875,6 +880,17 @@ impl Catalog {
             })
             .collect()
     }
+}
+
+/// The result of an attempt that scanned and stored its video.
+pub struct Completion<'a> {
+    pub verdict: &'a str,
+    /// The scan report, JSON.
+    pub report: &'a str,
+    /// The manifest of what was stored, JSON.
+    pub manifest: &'a str,
+    /// Why the stored rendition failed its read-back check: the job ends `failed`.
+    pub failed_check: Option<&'a str>,
 }
 
 /// How an attempt ends without a result.

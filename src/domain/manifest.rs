@@ -66,6 +66,14 @@ pub struct Manifest {
     /// Why there is no HLS rendition (the codec HLS cannot carry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_streamable: Option<String>,
+    /// What the HLS rendition re-encoded, when `media.transcode` is on and the upload's
+    /// codecs are not streamable (e.g. `vp8 → h264, vorbis → aac`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcoded: Option<String>,
+    /// Set when the stored HLS rendition failed its read-back check: the rendition is
+    /// gone, the original is kept, and the job ends `failed` with this error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_check: Option<String>,
     /// Where the sealed manifest itself is.
     pub manifest_key: String,
 }

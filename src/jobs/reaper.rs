@@ -188,9 +188,11 @@ async fn sweep_orphans(svc: &Service) -> Result<u64, CleanupError> {
     for key in svc.store.list("videos/").await? {
         let referenced = match attempt_of(&key) {
             Some((id, attempt)) => catalog.video(id).await?.is_some_and(|v| {
+                // A recorded manifest references its attempt's objects whatever the
+                // state (`failed` keeps the original of a rendition that failed its check).
                 v.erased_at.is_none()
                     && v.attempts == attempt
-                    && matches!(v.state, JobState::Running | JobState::Done)
+                    && (v.state == JobState::Running || v.manifest.is_some())
             }),
             // Stored before objects were kept per attempt (`videos/{id}/seg-…`): kept
             // while its video is done and not erased.

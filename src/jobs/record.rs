@@ -2,7 +2,7 @@
 //! with the webhook it causes, fenced by the attempt number, so exactly one attempt's
 //! outcome is ever recorded. Whatever an attempt stored that is not recorded is removed.
 
-use crate::catalog::{AttemptEnd, ClaimedJob};
+use crate::catalog::{AttemptEnd, ClaimedJob, Completion};
 use crate::domain::{JobSource, JobState, Manifest, UploadState, video_ended};
 use crate::report::ScanReport;
 use crate::service::Service;
@@ -10,7 +10,8 @@ use crate::service::Service;
 use super::cleanup::{close_upload, remove_attempt};
 use super::failure::Failure;
 
-/// Records a finished attempt's result; returns `Done`, or `None` if the result was
+/// Records a finished attempt's result; returns `Done` (or `Failed`, see
+/// [`Manifest::failed_check`]), or `None` if the result was
 /// refused (the job moved on: cancelled, erased, taken over) or could not be recorded.
 pub async fn done(
     svc: &Service,
@@ -31,32 +32,38 @@ pub async fn done(
             return None;
         }
     };
+    // A rendition that failed its read-back check ends the job `failed` (with the
+    // verdict, and the original kept): never a silent `done` with less than was given.
+    let failed_check = manifest.failed_check.as_deref();
+    let state = match failed_check {
+        None => JobState::Done,
+        Some(_) => JobState::Failed,
+    };
     let event = video_ended(
         id,
         job.video.callback_url.as_deref(),
-        JobState::Done,
+        state,
         Some(verdict),
         Some(&report_json),
-        None,
+        failed_check,
     );
+    let result = Completion {
+        verdict,
+        report: &report_json,
+        manifest: &manifest_json,
+        failed_check,
+    };
     crate::failpoint::hit("before-complete");
     let completed = svc
         .catalog()
-        .complete(
-            id,
-            job.attempt,
-            verdict,
-            &report_json,
-            &manifest_json,
-            event.as_ref(),
-        )
+        .complete(id, job.attempt, &result, event.as_ref())
         .await;
     match completed {
         Ok(true) => {
             crate::failpoint::hit("after-complete");
-            tracing::info!(video = %id, verdict, "job done");
+            tracing::info!(video = %id, verdict, state = state.as_str(), "job ended");
             finish_source(svc, job).await;
-            Some(JobState::Done)
+            Some(state)
         }
         Ok(false) => {
             tracing::info!(video = %id, "result refused: the job moved on");

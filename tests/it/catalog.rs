@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use vcw::catalog::{AttemptEnd, Catalog, ClaimOutcome, NewVideo, PartAdded, UploadPart, UploadRow};
+use vcw::catalog::{
+    AttemptEnd, Catalog, ClaimOutcome, Completion, NewVideo, PartAdded, UploadPart, UploadRow,
+};
 use vcw::crypto::LocalKms;
 use vcw::domain::{EventKind, JobState, OutboxEvent, UploadState};
 use vcw::vault::Vault;
@@ -54,6 +56,13 @@ fn part(start: i64, len: i64, key: &str) -> UploadPart {
         object_id: vec![7; 16],
     }
 }
+
+const ALLOWED: Completion = Completion {
+    verdict: "allow",
+    report: "{}",
+    manifest: "{}",
+    failed_check: None,
+};
 
 fn webhook(id: &str) -> OutboxEvent {
     OutboxEvent {
@@ -168,7 +177,7 @@ async fn state_machine(catalog: Catalog, keyring: &std::path::Path) {
     let ev = webhook("v1");
     assert!(
         !catalog
-            .complete("v1", 1, "allow", "{}", "{}", Some(&ev))
+            .complete("v1", 1, &ALLOWED, Some(&ev))
             .await
             .unwrap()
     );
@@ -176,23 +185,43 @@ async fn state_machine(catalog: Catalog, keyring: &std::path::Path) {
     // The holder's result commits with its event, exactly once.
     assert!(
         catalog
-            .complete("v1", 2, "allow", "{}", "{}", Some(&ev))
+            .complete("v1", 2, &ALLOWED, Some(&ev))
             .await
             .unwrap()
     );
     assert!(
         !catalog
-            .complete("v1", 2, "allow", "{}", "{}", Some(&ev))
+            .complete("v1", 2, &ALLOWED, Some(&ev))
             .await
             .unwrap()
     );
     assert_eq!(catalog.pending_events(EventKind::Webhook).await.unwrap(), 1);
     let v = catalog.video("v1").await.unwrap().unwrap();
     assert_eq!((v.state, v.attempts), (JobState::Done, 2));
+    assert_eq!(v.manifest.as_deref(), Some("{}"));
     assert!(matches!(
         catalog.claim("v1", 60_000).await.unwrap(),
         ClaimOutcome::Finished
     ));
+
+    // --- a rendition that failed its check: failed, with verdict and manifest kept ----
+    catalog
+        .insert_video(&video("v4", None), false)
+        .await
+        .unwrap();
+    let ClaimOutcome::Claimed(_) = catalog.claim("v4", 60_000).await.unwrap() else {
+        panic!("claim v4");
+    };
+    let unfaithful = Completion {
+        failed_check: Some("the stored HLS did not read back as written"),
+        ..ALLOWED
+    };
+    assert!(catalog.complete("v4", 1, &unfaithful, None).await.unwrap());
+    let v = catalog.video("v4").await.unwrap().unwrap();
+    assert_eq!(v.state, JobState::Failed);
+    assert_eq!(v.verdict.as_deref(), Some("allow"));
+    assert_eq!(v.manifest.as_deref(), Some("{}"));
+    assert!(v.error.unwrap().contains("did not read back"));
 
     // --- cancel and erase refuse results; a dead worker's cancel is the reaper's --------
     catalog
@@ -210,12 +239,7 @@ async fn state_machine(catalog: Catalog, keyring: &std::path::Path) {
         catalog.heartbeat("v2", 1, 0.1, 1).await.unwrap(),
         Some(true)
     );
-    assert!(
-        !catalog
-            .complete("v2", 1, "allow", "{}", "{}", None)
-            .await
-            .unwrap()
-    );
+    assert!(!catalog.complete("v2", 1, &ALLOWED, None).await.unwrap());
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     assert!(
         catalog.next_due().await.unwrap().is_none(),
@@ -250,12 +274,7 @@ async fn state_machine(catalog: Catalog, keyring: &std::path::Path) {
     };
     let erasing = catalog.begin_erase("v3").await.unwrap().unwrap();
     assert!(erasing.erased_at.is_some() && erasing.cancel_requested);
-    assert!(
-        !catalog
-            .complete("v3", 1, "allow", "{}", "{}", None)
-            .await
-            .unwrap()
-    );
+    assert!(!catalog.complete("v3", 1, &ALLOWED, None).await.unwrap());
     assert_eq!(catalog.unfinished_erasures().await.unwrap().len(), 1);
     catalog.finish_erase("v3").await.unwrap();
     assert!(catalog.unfinished_erasures().await.unwrap().is_empty());

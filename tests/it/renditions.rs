@@ -189,3 +189,39 @@ fn kept_as_original(s: &Server, up: &str, reviewer: &str, id: &str, file: &Path)
         );
     }
 }
+
+/// A stored rendition that does not read back as written (here its last segment is lost,
+/// as a faulty store would lose it) fails the job with the reason, never a silent `done`;
+/// the original is kept and served, and the stored rendition is gone.
+#[test]
+fn a_rendition_that_fails_its_check_fails_the_job_and_keeps_the_original() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = token(dir.path(), Role::Uploader);
+    let reviewer = token(dir.path(), Role::Reviewer);
+    let s = Server::start(dir.path(), &[("VCW_FAULT", "lose-last-segment")]);
+    let file = clip(dir.path(), "phone.mp4", ROTATED_H264_AAC);
+    let id = format!("{:032x}", 0x9f00);
+    assert_eq!(put_video(&s, &up, &id, &file, &[]), 202);
+    let v: Value = wait_for(&s, &up, &id, 240, is_final);
+    assert_eq!(state(&v), "failed", "{v}");
+    let error = v["error"].as_str().unwrap();
+    assert!(
+        error.contains("did not read back as written") && error.contains("original is kept"),
+        "{error}"
+    );
+    assert_eq!(v["verdict"], "allow", "the verdict stands: {v}");
+    assert_eq!(v["renditions"]["hls"], false, "{v}");
+    assert_eq!(v["renditions"]["original"], true, "{v}");
+    let playlist = s.url(&format!("/v1/videos/{id}/playlist.m3u8"));
+    let (status, _, body) = send("GET", &playlist, Some(&reviewer), &[], b"");
+    assert_eq!(status, 409);
+    assert!(String::from_utf8_lossy(&body).contains("did not read back"));
+    kept_as_original(&s, &up, &reviewer, &id, &file);
+    let stored = crate::serve::stored_files(&s.dir, &format!("videos/{id}"));
+    assert!(
+        !stored
+            .iter()
+            .any(|k| k.contains(".m4s") || k.contains("init.mp4")),
+        "the failed rendition is removed: {stored:?}"
+    );
+}
