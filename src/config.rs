@@ -66,6 +66,32 @@ impl Default for ClusterConfig {
     }
 }
 
+/// Re-encoding of streams HLS cannot carry (`server.transcode`). Off by default: a
+/// re-encode is lossy and costs CPU, and the H.264 encoder (libx264) is GPL.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transcode {
+    /// Keep the sealed original only.
+    #[default]
+    Off,
+    /// H.264 (libx264, GPL) video; AAC (FFmpeg's own encoder, LGPL) audio.
+    H264,
+    /// VP9 (libvpx, BSD) video; AAC audio: no GPL encoder involved.
+    Vp9,
+}
+
+impl std::str::FromStr for Transcode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(Transcode::Off),
+            "h264" => Ok(Transcode::H264),
+            "vp9" => Ok(Transcode::Vp9),
+            _ => Err(format!("unknown transcode target {s:?}: off, h264 or vp9")),
+        }
+    }
+}
+
 /// The service: HTTP API, job queue, worker pool and webhooks.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -88,6 +114,11 @@ pub struct ServerConfig {
     pub retry_base_seconds: f64,
     /// Target length of stored segments, seconds.
     pub segment_seconds: f64,
+    /// What to do with an upload whose codecs HLS cannot carry (VP8, MPEG-4 Part 2, MJPEG,
+    /// Vorbis, PCM, ...): `off` keeps only the sealed original; `h264` or `vp9` also
+    /// re-encodes those streams (audio to AAC) into a streamable HLS rendition. See
+    /// docs/media.md for the licence consequence.
+    pub transcode: Transcode,
     /// Sustained requests per second per token (a token bucket of `rate_burst`).
     pub rate_per_second: f64,
     pub rate_burst: f64,
@@ -126,6 +157,7 @@ impl Default for ServerConfig {
             lease_seconds: 30.0,
             retry_base_seconds: 2.0,
             segment_seconds: 4.0,
+            transcode: Transcode::Off,
             rate_per_second: 50.0,
             rate_burst: 100.0,
             webhook_secret: None,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 
 use crate::catalog::{ObjectRow, UploadPart};
-use crate::config::Limits;
+use crate::config::{Limits, Transcode};
 use crate::crypto::Header;
 use crate::domain::{Manifest, StoredObject, StoredSegment, attempt_prefix, id_hex, parse_id};
 use crate::media::{
@@ -97,6 +97,8 @@ pub struct StoreTarget<'a> {
     pub subject_hash: &'a str,
     /// Target segment length, seconds (cut on the next keyframe).
     pub segment_seconds: f64,
+    /// Whether streams HLS cannot carry are re-encoded (the original is kept as well).
+    pub transcode: Transcode,
     /// The attempt storing (its fencing token): objects go under its own prefix.
     pub attempt: i64,
 }
@@ -207,10 +209,11 @@ impl StoreTarget<'_> {
         manifest: &mut Manifest,
         done: &mut Vec<StoredObject>,
     ) -> Result<(), PackageError> {
-        let mut left_out = Vec::new();
+        let (mut left_out, mut transcoded) = (Vec::new(), Vec::new());
         let no_hls = match self.store_hls(prefix, source, limits, manifest, done) {
             Ok(written) => {
                 left_out = written.left_out;
+                transcoded = written.transcoded;
                 match self.read_back(manifest, limits) {
                     Ok(stored) => same_streams(&written.streams, &stored)
                         .err()
@@ -252,6 +255,13 @@ impl StoreTarget<'_> {
                 }
             };
             manifest.original_because = Some(why);
+        } else if !transcoded.is_empty() {
+            // A re-encode is lossy: the upload itself is what was given.
+            let what = transcoded.join(", ");
+            manifest.original_because = Some(format!(
+                "the HLS rendition is re-encoded ({what}); the original is kept as uploaded"
+            ));
+            manifest.transcoded = Some(what);
         } else if !left_out.is_empty() {
             // HLS plays the video and one audio track; the rest stays in the original.
             manifest.original_because = Some(format!(
@@ -284,31 +294,37 @@ impl StoreTarget<'_> {
         // A store or catalog failure inside the segmenter's callback keeps its type, so
         // that it is retried rather than taken for bad media.
         let mut sealing_failed: Option<PackageError> = None;
-        let written = segment(source, self.segment_seconds, limits, |piece| {
-            let (key, data) = match &piece {
-                Piece::Init(data) => (format!("{prefix}init.mp4.sealed"), data),
-                Piece::Media(seg) => (
-                    format!("{prefix}seg-{:05}.m4s.sealed", seg.index),
-                    &seg.data,
-                ),
-            };
-            let object = self.put(&key, data).map_err(|e| {
-                let shown = e.to_string();
-                sealing_failed = Some(e);
-                shown
-            })?;
-            done.push(object.clone());
-            match piece {
-                Piece::Init(_) => manifest.init = Some(object),
-                Piece::Media(seg) => manifest.segments.push(StoredSegment {
-                    index: seg.index,
-                    start: seg.start,
-                    duration: seg.duration,
-                    object,
-                }),
-            }
-            Ok(())
-        })
+        let written = segment(
+            source,
+            self.segment_seconds,
+            limits,
+            self.transcode,
+            |piece| {
+                let (key, data) = match &piece {
+                    Piece::Init(data) => (format!("{prefix}init.mp4.sealed"), data),
+                    Piece::Media(seg) => (
+                        format!("{prefix}seg-{:05}.m4s.sealed", seg.index),
+                        &seg.data,
+                    ),
+                };
+                let object = self.put(&key, data).map_err(|e| {
+                    let shown = e.to_string();
+                    sealing_failed = Some(e);
+                    shown
+                })?;
+                done.push(object.clone());
+                match piece {
+                    Piece::Init(_) => manifest.init = Some(object),
+                    Piece::Media(seg) => manifest.segments.push(StoredSegment {
+                        index: seg.index,
+                        start: seg.start,
+                        duration: seg.duration,
+                        object,
+                    }),
+                }
+                Ok(())
+            },
+        )
         .map_err(|e| sealing_failed.take().unwrap_or(PackageError::Media(e)))?;
         let m3u8 = playlist(&written.segments, "init.mp4", |i| format!("seg-{i:05}.m4s"));
         let playlist = self.put(&format!("{prefix}playlist.m3u8.sealed"), m3u8.as_bytes())?;

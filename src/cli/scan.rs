@@ -39,6 +39,11 @@ pub struct ScanArgs {
     /// Target segment length in seconds (segments are cut on keyframes).
     #[arg(long, default_value_t = 4.0, value_name = "SECONDS")]
     pub segment_seconds: f64,
+    /// Re-encode streams HLS cannot carry (VP8, MPEG-4 Part 2, MJPEG, Vorbis, PCM, ...)
+    /// with --store: off (keep only the sealed original), h264 (libx264, GPL) or vp9
+    /// (libvpx); audio goes to AAC. Default: server.transcode from the config (off).
+    #[arg(long, value_name = "off|h264|vp9")]
+    pub transcode: Option<crate::config::Transcode>,
     #[command(flatten)]
     pub vault: super::VaultArgs,
 }
@@ -56,6 +61,9 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<Outcome> {
     }
     if args.no_keyframes {
         config.sampler.keyframes = false;
+    }
+    if let Some(t) = args.transcode {
+        config.server.transcode = t;
     }
     config.validate()?;
     anyhow::ensure!(
@@ -107,6 +115,7 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<Outcome> {
                         tmp_dir,
                         subject_hash,
                         segment_seconds: args.segment_seconds,
+                        transcode: config.server.transcode,
                         attempt: 1,
                     };
                     let video_id = crate::domain::id_hex(&*crate::crypto::random::<16>()?);
@@ -125,11 +134,20 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<Outcome> {
                 } else {
                     println!("{}", scan_row(&report));
                     if let Some(m) = &report.stored {
-                        let what = match &m.not_streamable {
-                            None => format!("{} sealed HLS segments", m.segments.len()),
-                            Some(why) => format!("the sealed original: {why}"),
+                        let hls = format!("{} sealed HLS segments", m.segments.len());
+                        let what = match (&m.playlist, &m.original_because) {
+                            (Some(_), None) => hls,
+                            (Some(_), Some(why)) => format!("{hls} and the original: {why}"),
+                            (None, why) => format!(
+                                "the sealed original: {}",
+                                why.as_deref().unwrap_or("no HLS rendition")
+                            ),
                         };
                         println!("  stored as video {} ({what}) in {}", m.video_id, m.store);
+                        if let Some(e) = &m.failed_check {
+                            worst = Outcome::Failed;
+                            eprintln!("vcw: error: {}: {e}", shown);
+                        }
                     }
                 }
             }

@@ -114,6 +114,7 @@ async fn attempt(
                     tmp_dir: &svc.tmp_dir,
                     subject_hash: &job.video.subject_hash,
                     segment_seconds: config.server.segment_seconds,
+                    transcode: config.server.transcode,
                     attempt: job.attempt,
                 };
                 let stored = target.store_video(&job.video.id, &media, &report, &config.limits);

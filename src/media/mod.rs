@@ -8,6 +8,7 @@ mod probe;
 mod sampler;
 mod segmenter;
 mod source;
+mod transcode;
 
 pub use probe::{Probe, probe};
 pub use sampler::{SampleReason, SampleStats, SampledFrame, Sampler};
@@ -63,7 +64,7 @@ pub enum MediaError {
     #[error("{path}: cannot segment: {detail}")]
     Segment { path: String, detail: String },
     #[error(
-        "{path}: {codec} cannot be stored as HLS (fMP4 segments carry H.264, HEVC, VP9 and AV1 video; AAC, MP3, AC-3, E-AC-3, Opus, FLAC and ALAC audio); keeping such uploads as the sealed original is not built yet"
+        "{path}: HLS cannot carry {codec} (fMP4 segments carry H.264, HEVC, VP9 and AV1 video; AAC, MP3, AC-3, E-AC-3, Opus, FLAC and ALAC audio); server.transcode = \"h264\" or \"vp9\" re-encodes it"
     )]
     NotStreamable { path: String, codec: String },
     #[error("{path}: scan stopped: {reason}")]

@@ -24,8 +24,9 @@ use ff::ffi;
 use ff::media::Type as MediaType;
 use ffmpeg_next as ff;
 
+use super::transcode::Reencoder;
 use super::{MediaError, MediaSource};
-use crate::config::Limits;
+use crate::config::{Limits, Transcode};
 
 /// One piece of the segmented video, in memory, in the order it is produced.
 #[derive(Debug)]
@@ -65,6 +66,8 @@ pub struct Segmented {
     /// Streams of the source a viewer would see or hear that the rendition leaves out
     /// (further audio tracks, subtitles, further video), e.g. `audio 2 (aac)`.
     pub left_out: Vec<String>,
+    /// Streams re-encoded (`server.transcode`), e.g. `vp8 → h264`.
+    pub transcoded: Vec<String>,
 }
 
 /// A stream's codec (FFmpeg's name) and its number of packets.
@@ -136,12 +139,14 @@ fn codec_name(id: ffi::AVCodecID) -> String {
 
 /// Splits `source` into an init segment and media segments of at least `target` seconds
 /// (cut at the first video keyframe after that), handing each to `sink` as soon as it is
-/// complete. Every packet of the video and the best audio stream is kept, in order.
+/// complete. Every packet of the video and the best audio stream is kept, in order; a
+/// stream HLS cannot carry is re-encoded if `transcode` says so, and refused otherwise.
 pub fn segment(
     source: &MediaSource,
     target: f64,
     limits: &Limits,
-    mut sink: impl FnMut(Piece) -> Result<(), String>,
+    transcode: Transcode,
+    sink: impl FnMut(Piece) -> Result<(), String>,
 ) -> Result<Segmented, MediaError> {
     let shown = source.name().to_string();
     let fail = |detail: String| MediaError::Segment {
@@ -168,9 +173,11 @@ pub fn segment(
             format!("{:?} {} ({codec})", s.parameters().medium(), s.index()).to_lowercase()
         })
         .collect();
+    // One lane per output stream: packets copied as they are, or re-encoded.
+    let mut lanes: Vec<Lane> = Vec::new();
+    let mut outputs: Vec<Output> = Vec::new();
     let mut streams: Vec<StreamCount> = Vec::new();
-    let mut time_bases = Vec::new();
-    let mut input_streams: Vec<*const ffi::AVStream> = Vec::new();
+    let mut transcoded: Vec<String> = Vec::new();
     for (slot, &i) in inputs.iter().enumerate() {
         let stream = ictx
             .stream(i)
@@ -181,71 +188,63 @@ pub fn segment(
         } else {
             STREAMABLE_AUDIO
         };
-        if !allowed.contains(&id) {
+        // SAFETY: the stream lives as long as `ictx`, which outlives the muxer.
+        let side_data_of = unsafe { stream.as_ptr() };
+        if allowed.contains(&id) {
+            // AAC from MPEG-TS (or a raw .aac) comes as ADTS frames, each with a header
+            // and no codec config; MP4 wants raw frames and the config once.
+            // SAFETY: the stream and its parameters live as long as `ictx`.
+            let no_config = unsafe { (*(*side_data_of).codecpar).extradata_size == 0 };
+            let adts = id == ffi::AVCodecID::AV_CODEC_ID_AAC && no_config;
+            lanes.push(Lane::Copy {
+                time_base: stream.time_base(),
+                adts,
+            });
+            outputs.push(Output {
+                parameters: stream.parameters(),
+                time_base: stream.time_base(),
+                side_data_of,
+            });
+            streams.push(StreamCount {
+                codec: codec_name(id),
+                packets: 0,
+            });
+        } else if transcode != Transcode::Off {
+            let reencoder = Reencoder::new(&stream, transcode, target)
+                .map_err(|e| fail(format!("re-encoding {}: {e}", codec_name(id))))?;
+            transcoded.push(format!("{} → {}", codec_name(id), reencoder.codec()));
+            outputs.push(Output {
+                parameters: reencoder.parameters(),
+                time_base: reencoder.time_base(),
+                side_data_of,
+            });
+            streams.push(StreamCount {
+                codec: reencoder.codec().to_string(),
+                packets: 0,
+            });
+            lanes.push(Lane::Encode(Box::new(reencoder)));
+        } else {
             return Err(MediaError::NotStreamable {
                 path: shown.clone(),
                 codec: codec_name(id),
             });
         }
-        time_bases.push(ffi::AVRational::from(stream.time_base()));
-        // SAFETY: the stream lives as long as `ictx`, which outlives the muxer.
-        input_streams.push(unsafe { stream.as_ptr() });
-        streams.push(StreamCount {
-            codec: codec_name(id),
-            packets: 0,
-        });
     }
-    let video_tb = f64::from(ff::Rational::from(time_bases[0]));
 
-    let mut muxer = FragMuxer::new(&input_streams).map_err(&fail)?;
-    let mut infos: Vec<SegmentInfo> = Vec::new();
-    let mut init_sent = false;
-    // Start of the segment being written (video time, seconds); None before any video.
-    let mut current: Option<f64> = None;
-    let mut last_end = 0.0f64;
-    let mut packet = ff::Packet::empty();
-    // Cuts the fragment written so far into the pieces it holds and hands them on.
-    let mut cut = |muxer: &mut FragMuxer,
-                   start: f64,
-                   end: f64,
-                   infos: &mut Vec<SegmentInfo>,
-                   init_sent: &mut bool|
-     -> Result<(), MediaError> {
-        let mut bytes = muxer.cut().map_err(&fail)?;
-        let stopped = |reason| MediaError::Stopped {
-            path: shown.clone(),
-            reason,
-        };
-        if !*init_sent {
-            // With `delay_moov` the first flush writes only `ftyp` + `moov`; the samples
-            // go out with the next one.
-            if first_box(&bytes, &[b"moof"]).is_none() {
-                bytes.extend(muxer.cut().map_err(&fail)?);
-            }
-            let at = first_box(&bytes, &[b"styp", b"moof"])
-                .ok_or_else(|| fail("the muxer wrote no fragment".into()))?;
-            let media = bytes.split_off(at);
-            sink(Piece::Init(bytes)).map_err(stopped)?;
-            *init_sent = true;
-            bytes = media;
-        }
-        if first_box(&bytes, &[b"moof"]).is_none() {
-            return Ok(());
-        }
-        let seg = Segment {
-            index: infos.len(),
-            start,
-            duration: (end - start).max(0.0),
-            data: bytes,
-        };
-        infos.push(SegmentInfo {
-            index: seg.index,
-            start: seg.start,
-            duration: seg.duration,
-            bytes: seg.data.len() as u64,
-        });
-        sink(Piece::Media(seg)).map_err(stopped)
+    let mut writer = Writer {
+        muxer: FragMuxer::new(&outputs).map_err(&fail)?,
+        target,
+        infos: Vec::new(),
+        init_sent: false,
+        current: None,
+        last_end: 0.0,
+        held: (0..streams.len()).map(|_| None).collect(),
+        streams,
+        sink,
+        shown: &shown,
+        fail: &fail,
     };
+    let mut packet = ff::Packet::empty();
     loop {
         match packet.read(&mut ictx) {
             Ok(()) => {}
@@ -255,39 +254,226 @@ pub fn segment(
         let Some(slot) = inputs.iter().position(|&i| i == packet.stream()) else {
             continue;
         };
+        match &mut lanes[slot] {
+            Lane::Copy { time_base, adts } if *adts => {
+                let mut raw = from_adts(&packet, slot, &mut writer.muxer).map_err(|e| {
+                    MediaError::NotStreamable {
+                        path: shown.clone(),
+                        codec: format!("aac ({e})"),
+                    }
+                })?;
+                writer.put(slot, &mut raw, *time_base)?
+            }
+            Lane::Copy { time_base, .. } => writer.put(slot, &mut packet, *time_base)?,
+            Lane::Encode(reencoder) => {
+                let time_base = reencoder.time_base();
+                reencoder.feed(
+                    Some(&packet),
+                    &mut |p| writer.put(slot, p, time_base),
+                    &fail,
+                )?;
+            }
+        }
+    }
+    for (slot, lane) in lanes.iter_mut().enumerate() {
+        if let Lane::Encode(reencoder) = lane {
+            let time_base = reencoder.time_base();
+            reencoder.feed(None, &mut |p| writer.put(slot, p, time_base), &fail)?;
+        }
+    }
+    let (segments, streams) = writer.finish()?;
+    Ok(Segmented {
+        segments,
+        streams,
+        left_out,
+        transcoded,
+    })
+}
+
+/// How one output stream's packets are made.
+enum Lane {
+    /// Copied from the input as they are (timestamps in `time_base`); ADTS AAC loses
+    /// its frame headers.
+    Copy {
+        time_base: ff::Rational,
+        adts: bool,
+    },
+    Encode(Box<Reencoder>),
+}
+
+/// The raw AAC frame inside an ADTS `packet`; the first one also gives the muxer's stream
+/// `slot` its AudioSpecificConfig, read from the header.
+fn from_adts(
+    packet: &ff::Packet,
+    slot: usize,
+    muxer: &mut FragMuxer,
+) -> Result<ff::Packet, String> {
+    let data = packet.data().unwrap_or(&[]);
+    let (len, config) = adts_header(data)?;
+    muxer.set_extradata_once(slot, &config)?;
+    let mut raw = ff::Packet::copy(&data[len..]);
+    raw.set_pts(packet.pts());
+    raw.set_dts(packet.dts());
+    raw.set_duration(packet.duration());
+    raw.set_flags(packet.flags());
+    Ok(raw)
+}
+
+/// An ADTS header's length and the AudioSpecificConfig it describes (ISO 14496-3,
+/// 1.A.2.2 and 1.6.2.1): object type, sampling-frequency index, channel configuration.
+fn adts_header(data: &[u8]) -> Result<(usize, [u8; 2]), String> {
+    // Sync word 0xFFF, then MPEG version, layer 00, protection-absent.
+    if data.len() < 7 || data[0] != 0xFF || data[1] & 0xF6 != 0xF0 {
+        return Err("a frame without its ADTS header".into());
+    }
+    let header = if data[1] & 1 == 1 { 7 } else { 9 };
+    let object_type = (data[2] >> 6) + 1;
+    let frequency = (data[2] >> 2) & 0xF;
+    let channels = ((data[2] & 1) << 2) | (data[3] >> 6);
+    let blocks = data[6] & 3;
+    if channels == 0 || blocks != 0 || frequency > 12 || data.len() < header {
+        return Err("ADTS with an in-band channel layout or several blocks per frame".into());
+    }
+    let config = [
+        (object_type << 3) | (frequency >> 1),
+        ((frequency & 1) << 7) | (channels << 3),
+    ];
+    Ok((header, config))
+}
+
+/// Writes packets into the fragmented-MP4 muxer and cuts its output into pieces.
+struct Writer<'a, S> {
+    muxer: FragMuxer,
+    target: f64,
+    infos: Vec<SegmentInfo>,
+    init_sent: bool,
+    /// Start of the segment being written (video time, seconds); None before any video.
+    current: Option<f64>,
+    last_end: f64,
+    streams: Vec<StreamCount>,
+    /// Per output stream, the packet not yet written (see [`Writer::put`]).
+    held: Vec<Option<(ff::Packet, ff::Rational)>>,
+    sink: S,
+    /// The source's name, for errors.
+    shown: &'a str,
+    fail: &'a dyn Fn(String) -> MediaError,
+}
+
+impl<S: FnMut(Piece) -> Result<(), String>> Writer<'_, S> {
+    /// Takes one packet (timestamps in `time_base`) of output stream `slot`, and writes
+    /// the stream's previous one. Each packet is held until the next of its stream shows
+    /// its true duration: the muxer takes a fragment's last sample duration from the
+    /// packet, and a declared duration shorter than the gap to the next frame (variable
+    /// frame rate) would shift every later frame of the video.
+    fn put(
+        &mut self,
+        slot: usize,
+        packet: &mut ff::Packet,
+        time_base: ff::Rational,
+    ) -> Result<(), MediaError> {
+        let packet = std::mem::replace(packet, ff::Packet::empty());
+        if let Some((mut previous, tb)) = self.held[slot].take() {
+            if let (Some(a), Some(b)) = (previous.dts(), packet.dts())
+                && b > a
+                && tb == time_base
+            {
+                previous.set_duration(b - a);
+            }
+            self.write(slot, &mut previous, tb)?;
+        }
+        self.held[slot] = Some((packet, time_base));
+        Ok(())
+    }
+
+    /// Writes one packet of output stream `slot`, first cutting a segment if it is a
+    /// video keyframe at least `target` after the last cut.
+    fn write(
+        &mut self,
+        slot: usize,
+        packet: &mut ff::Packet,
+        time_base: ff::Rational,
+    ) -> Result<(), MediaError> {
         if slot == 0 {
-            let t = packet.pts().or(packet.dts()).unwrap_or(0) as f64 * video_tb;
-            let end = t + packet.duration().max(0) as f64 * video_tb;
-            last_end = last_end.max(end);
-            match current {
-                None => current = Some(t),
-                Some(start) if packet.is_key() && t - start >= target - 1e-6 => {
-                    cut(&mut muxer, start, t, &mut infos, &mut init_sent)?;
-                    current = Some(t);
+            let tb = f64::from(time_base);
+            let t = packet.pts().or(packet.dts()).unwrap_or(0) as f64 * tb;
+            let end = t + packet.duration().max(0) as f64 * tb;
+            self.last_end = self.last_end.max(end);
+            match self.current {
+                None => self.current = Some(t),
+                Some(start) if packet.is_key() && t - start >= self.target - 1e-6 => {
+                    self.cut(start, t)?;
+                    self.current = Some(t);
                 }
                 Some(_) => {}
             }
         }
         // Timestamps go through as they are: a negative start (B-frames, AAC priming)
         // becomes the MP4's edit list, so players skip exactly what the source skipped.
-        muxer
-            .write(&mut packet, slot, time_bases[slot])
-            .map_err(&fail)?;
-        streams[slot].packets += 1;
+        self.muxer
+            .write(packet, slot, time_base.into())
+            .map_err(self.fail)?;
+        self.streams[slot].packets += 1;
+        Ok(())
     }
-    let Some(start) = current else {
-        return Err(fail("no video packet to segment".into()));
-    };
-    cut(&mut muxer, start, last_end, &mut infos, &mut init_sent)?;
-    muxer.finish().map_err(&fail)?;
-    if infos.is_empty() {
-        return Err(fail("no segment was written".into()));
+
+    /// Cuts the fragment written so far into the pieces it holds and hands them on.
+    fn cut(&mut self, start: f64, end: f64) -> Result<(), MediaError> {
+        let fail = self.fail;
+        let mut bytes = self.muxer.cut().map_err(fail)?;
+        let path = self.shown;
+        let stopped = |reason| MediaError::Stopped {
+            path: path.to_string(),
+            reason,
+        };
+        if !self.init_sent {
+            // With `delay_moov` the first flush writes only `ftyp` + `moov`; the samples
+            // go out with the next one.
+            if first_box(&bytes, &[b"moof"]).is_none() {
+                bytes.extend(self.muxer.cut().map_err(fail)?);
+            }
+            let at = first_box(&bytes, &[b"styp", b"moof"])
+                .ok_or_else(|| fail("the muxer wrote no fragment".into()))?;
+            let media = bytes.split_off(at);
+            (self.sink)(Piece::Init(bytes)).map_err(stopped)?;
+            self.init_sent = true;
+            bytes = media;
+        }
+        if first_box(&bytes, &[b"moof"]).is_none() {
+            return Ok(());
+        }
+        let seg = Segment {
+            index: self.infos.len(),
+            start,
+            duration: (end - start).max(0.0),
+            data: bytes,
+        };
+        self.infos.push(SegmentInfo {
+            index: seg.index,
+            start: seg.start,
+            duration: seg.duration,
+            bytes: seg.data.len() as u64,
+        });
+        (self.sink)(Piece::Media(seg)).map_err(stopped)
     }
-    Ok(Segmented {
-        segments: infos,
-        streams,
-        left_out,
-    })
+
+    /// Cuts the last segment and ends the muxer.
+    fn finish(mut self) -> Result<(Vec<SegmentInfo>, Vec<StreamCount>), MediaError> {
+        let fail = self.fail;
+        for slot in 0..self.held.len() {
+            if let Some((mut last, tb)) = self.held[slot].take() {
+                self.write(slot, &mut last, tb)?;
+            }
+        }
+        let Some(start) = self.current else {
+            return Err(fail("no video packet to segment".into()));
+        };
+        self.cut(start, self.last_end)?;
+        self.muxer.finish().map_err(fail)?;
+        if self.infos.is_empty() {
+            return Err(fail("no segment was written".into()));
+        }
+        Ok((self.infos, self.streams))
+    }
 }
 
 /// Offset of the first top-level box of one of `kinds` in `bytes`.
@@ -332,6 +518,14 @@ pub fn playlist(segments: &[SegmentInfo], init_uri: &str, uri: impl Fn(usize) ->
     m3u8
 }
 
+/// One stream of the muxer.
+struct Output {
+    parameters: ff::codec::Parameters,
+    time_base: ff::Rational,
+    /// The input stream whose side data goes along.
+    side_data_of: *const ffi::AVStream,
+}
+
 /// A fragmented-MP4 muxer writing into memory, cut on request. Owns its
 /// AVFormatContext and dynamic buffer.
 struct FragMuxer {
@@ -346,10 +540,10 @@ fn averr(what: &str, code: i32) -> String {
 const HVC1: u32 = u32::from_le_bytes(*b"hvc1");
 
 impl FragMuxer {
-    /// A muxer with one output stream per input stream: the same codec parameters, time
-    /// base and stream side data (the display matrix of a rotated phone video, HDR
+    /// A muxer with one stream per output: its codec parameters and time base, and the
+    /// input stream's side data (the display matrix of a rotated phone video, HDR
     /// metadata), so that players show what the source shows.
-    fn new(inputs: &[*const ffi::AVStream]) -> Result<Self, String> {
+    fn new(outputs: &[Output]) -> Result<Self, String> {
         let format = CString::new("mp4").map_err(|e| e.to_string())?;
         let mut ctx = ptr::null_mut();
         // SAFETY: plain libavformat allocation calls; every pointer is checked, and `Drop`
@@ -365,12 +559,13 @@ impl FragMuxer {
                 return Err(averr("cannot create the MP4 muxer", rc));
             }
             let muxer = FragMuxer { ctx };
-            for &input in inputs {
+            for output in outputs {
                 let stream = ffi::avformat_new_stream(ctx, ptr::null());
                 if stream.is_null() {
                     return Err("cannot add a stream to the muxer".into());
                 }
-                let rc = ffi::avcodec_parameters_copy((*stream).codecpar, (*input).codecpar);
+                let rc =
+                    ffi::avcodec_parameters_copy((*stream).codecpar, output.parameters.as_ptr());
                 if rc < 0 {
                     return Err(averr("cannot copy codec parameters", rc));
                 }
@@ -380,7 +575,8 @@ impl FragMuxer {
                 } else {
                     0
                 };
-                (*stream).time_base = (*input).time_base;
+                (*stream).time_base = output.time_base.into();
+                let input = output.side_data_of;
                 for k in 0..usize::try_from((*input).nb_side_data).unwrap_or(0) {
                     let sd = &*(*input).side_data.add(k);
                     let copy = ffi::av_stream_new_side_data(stream, sd.type_, sd.size as _);
@@ -434,6 +630,28 @@ impl FragMuxer {
             if rc < 0 {
                 return Err(averr("muxing failed", rc));
             }
+        }
+        Ok(())
+    }
+
+    /// Gives stream `slot` its codec config (extradata) unless it has one: read by the
+    /// muxer at the stream's first packet, before the delayed `moov` is written.
+    fn set_extradata_once(&mut self, slot: usize, config: &[u8]) -> Result<(), String> {
+        // SAFETY: ctx is live with `slot` < nb_streams; the buffer is allocated with the
+        // padding FFmpeg requires and owned by the codec parameters from here on.
+        unsafe {
+            let par = (**(*self.ctx).streams.add(slot)).codecpar;
+            if (*par).extradata_size > 0 {
+                return Ok(());
+            }
+            let padding = ffi::AV_INPUT_BUFFER_PADDING_SIZE as usize;
+            let buf = ffi::av_mallocz(config.len() + padding) as *mut u8;
+            if buf.is_null() {
+                return Err("out of memory".into());
+            }
+            ptr::copy_nonoverlapping(config.as_ptr(), buf, config.len());
+            (*par).extradata = buf;
+            (*par).extradata_size = config.len() as i32;
         }
         Ok(())
     }
@@ -526,6 +744,20 @@ mod tests {
         assert!(m.contains("#EXT-X-TARGETDURATION:5\n"));
         assert!(m.contains("#EXTINF:4.500,\nseg1.m4s\n"));
         assert!(m.ends_with("#EXT-X-ENDLIST\n"));
+    }
+
+    #[test]
+    fn an_adts_header_gives_the_audio_specific_config() {
+        // AAC-LC, 48 kHz (index 3), stereo, no CRC: ASC 0x11 0x90 (what FFmpeg's
+        // aac_adtstoasc writes for the same stream).
+        let frame = [0xFF, 0xF1, 0x4C, 0x80, 0x2E, 0x7F, 0xFC, 0xAA];
+        assert_eq!(adts_header(&frame), Ok((7, [0x11, 0x90])));
+        // With a CRC the header is 9 bytes.
+        let crc = [0xFF, 0xF0, 0x4C, 0x80, 0x2E, 0x7F, 0xFC, 0, 0, 0xAA];
+        assert_eq!(adts_header(&crc), Ok((9, [0x11, 0x90])));
+        // Channel configuration 0 (a layout carried in the stream) is not handled.
+        assert!(adts_header(&[0xFF, 0xF1, 0x4C, 0x00, 0x2E, 0x7F, 0xFC]).is_err());
+        assert!(adts_header(b"\x21\x00raw aac").is_err());
     }
 
     #[test]

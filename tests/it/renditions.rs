@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::serve::{Server, is_final, put_video, send, state, token, wait_for};
-use crate::util::{ffmpeg, md5s};
+use crate::util::{audio_samples, ffmpeg, md5s, psnr};
 use vcw::api::Role;
 
 /// A 4 s clip of `video` + `audio` encoder arguments in `name`.
@@ -41,10 +41,13 @@ const UPLOADS: &[(&str, &[&str], bool, bool)] = &[
     ("hevc.mkv", HEVC_AAC, true, false),
     ("av1.mkv", AV1_OPUS, true, false),
     ("broadcast.ts", H264_AC3, true, false),
+    // AAC in MPEG-TS is ADTS (what HLS's own TS segments and broadcast capture carry).
+    ("capture.ts", H264_AAC, true, false),
     ("camera.mov", H264_MP3, true, false),
     ("old.webm", VP8_VORBIS, false, true),
     ("vorbis.mkv", H264_VORBIS, false, true),
     ("legacy.avi", MPEG4_MP3, false, true),
+    ("camera.avi", MJPEG_PCM, false, true),
     // Two audio tracks: HLS plays the video and the first; the original keeps both.
     ("dual-audio.mkv", DUAL_AUDIO, true, true),
 ];
@@ -92,6 +95,18 @@ const H264_AC3: &[&str] = &[X264[0], X264[1], X264[2], X264[3], "-c:a", "ac3"];
 const H264_MP3: &[&str] = &[X264[0], X264[1], X264[2], X264[3], "-c:a", "libmp3lame"];
 const VP8_VORBIS: &[&str] = &["-c:v", "libvpx", "-b:v", "200k", "-c:a", "libvorbis"];
 const H264_VORBIS: &[&str] = &[X264[0], X264[1], X264[2], X264[3], "-c:a", "libvorbis"];
+/// An old camera: Motion JPEG at an odd size, 16-bit PCM at 22.05 kHz.
+const MJPEG_PCM: &[&str] = &[
+    "-vf",
+    "scale=129:97",
+    "-c:v",
+    "mjpeg",
+    "-c:a",
+    "pcm_s16le",
+    "-ar",
+    "22050",
+];
+const H264_AAC: &[&str] = &[X264[0], X264[1], X264[2], X264[3], "-c:a", "aac"];
 const MPEG4_MP3: &[&str] = &["-c:v", "mpeg4", "-c:a", "libmp3lame"];
 const DUAL_AUDIO: &[&str] = &[
     "-map", "0:v", "-map", "1:a", "-map", "1:a", X264[0], X264[1], X264[2], X264[3], "-c:a", "aac",
@@ -224,4 +239,68 @@ fn a_rendition_that_fails_its_check_fails_the_job_and_keeps_the_original() {
             .any(|k| k.contains(".m4s") || k.contains("init.mp4")),
         "the failed rendition is removed: {stored:?}"
     );
+}
+
+/// With `server.transcode` set, what HLS cannot carry is re-encoded into a rendition that
+/// plays every frame (H.264 or VP9 video, AAC audio), streams HLS carries are still copied
+/// bit for bit, and the original is kept beside it. Tolerances: the same number of video
+/// frames, mean PSNR >= 30 dB against the decoded source, the audio within 2048 samples
+/// (AAC's last frame is padded).
+#[test]
+fn transcoding_adds_a_streamable_rendition_and_keeps_the_original() {
+    // (file, encoder arguments, the re-encode the status names, whether the video is
+    // copied bit for bit)
+    let uploads: &[(&str, &[&str], &str, bool)] = &[
+        ("old.webm", VP8_VORBIS, "vp8 → TARGET, vorbis → aac", false),
+        (
+            "camera.avi",
+            MJPEG_PCM,
+            "mjpeg → TARGET, pcm_s16le → aac",
+            false,
+        ),
+        ("vorbis.mkv", H264_VORBIS, "vorbis → aac", true),
+    ];
+    for target in ["h264", "vp9"] {
+        let dir = tempfile::tempdir().unwrap();
+        let up = token(dir.path(), Role::Uploader);
+        let reviewer = token(dir.path(), Role::Reviewer);
+        let s = Server::start(
+            dir.path(),
+            &[
+                ("VCW__SERVER__TRANSCODE", target),
+                ("VCW__SERVER__WORKERS", "2"),
+            ],
+        );
+        for (n, (name, codecs, transcoded, copied)) in uploads.iter().enumerate() {
+            let file = clip(dir.path(), name, codecs);
+            let id = format!("{:032x}", 0xa000 + n);
+            assert_eq!(put_video(&s, &up, &id, &file, &[]), 202, "{name}");
+            let v: Value = wait_for(&s, &up, &id, 240, is_final);
+            let what = format!("{target} {name}: {v}");
+            assert_eq!(state(&v), "done", "{what}");
+            assert_eq!(v["renditions"]["hls"], true, "{what}");
+            assert_eq!(v["renditions"]["original"], true, "{what}");
+            let want = transcoded.replace("TARGET", target);
+            assert_eq!(v["renditions"]["transcoded"], want.as_str(), "{what}");
+            let playlist = s.url(&format!("/v1/videos/{id}/playlist.m3u8"));
+            let source = file.to_str().unwrap();
+            let played = md5s(&playlist, "v:0", false, Some(&reviewer));
+            let original = md5s(source, "v:0", false, None);
+            assert_eq!(played.len(), original.len(), "{what}: every frame");
+            if *copied {
+                assert_eq!(played, original, "{what}: the video is copied");
+            } else {
+                let db = psnr(&playlist, &reviewer, source);
+                assert!(db >= 30.0, "{what}: PSNR {db} dB");
+            }
+            let (got, rate) = audio_samples(&playlist, Some(&reviewer));
+            let (want, want_rate) = audio_samples(source, None);
+            assert_eq!(rate, want_rate, "{what}: the sample rate stays");
+            assert!(
+                got.abs_diff(want) <= 2048,
+                "{what}: {got} vs {want} samples"
+            );
+            kept_as_original(&s, &up, &reviewer, &id, &file);
+        }
+    }
 }

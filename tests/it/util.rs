@@ -125,3 +125,49 @@ pub fn md5s(input: &str, stream: &str, copy: bool, token: Option<&str>) -> Vec<S
         .filter_map(|l| l.split(',').nth(5).map(|m| m.trim().to_string()))
         .collect()
 }
+
+/// Decoded audio of `input` (stream `a:0`): how many samples, at what rate.
+pub fn audio_samples(input: &str, token: Option<&str>) -> (u64, u64) {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-v", "error"]);
+    if let Some(t) = token {
+        cmd.args(["-headers", &format!("Authorization: Bearer {t}\r\n")]);
+    }
+    let out = cmd
+        .args(["-i", input, "-map", "0:a:0", "-f", "framemd5", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{input}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // `#tb 0: 1/RATE`, then `stream, dts, pts, duration (samples), size, md5` per frame.
+    let rate = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#tb 0: 1/"))
+        .and_then(|r| r.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{input}: no audio time base"));
+    let samples = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(',').nth(3)?.trim().parse::<u64>().ok())
+        .sum();
+    (samples, rate)
+}
+
+/// Mean PSNR (dB) of the decoded video of `played` against `reference`'s.
+pub fn psnr(played: &str, token: &str, reference: &str) -> f64 {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "info", "-headers"])
+        .arg(format!("Authorization: Bearer {token}\r\n"))
+        .args(["-i", played, "-i", reference, "-lavfi"])
+        .arg("[1:v:0]scale=w=trunc(iw/2)*2:h=trunc(ih/2)*2,format=yuv420p[ref];[0:v:0][ref]psnr")
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    log.split("average:")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no PSNR in {log}"))
+}
