@@ -11,6 +11,7 @@
 use std::io::{Cursor, Read};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::io::AsyncWriteExt;
 
@@ -19,8 +20,8 @@ use crate::config::{Limits, Transcode};
 use crate::crypto::Header;
 use crate::domain::{Manifest, StoredObject, StoredSegment, attempt_prefix, id_hex, parse_id};
 use crate::media::{
-    MediaError, MediaSource, OpenReader, Piece, ReadSeek, Segmented, StreamCount, count_packets,
-    playlist, segment,
+    MediaError, MediaSource, NoteFailures, OpenReader, Piece, ReadSeek, Segmented, StreamCount,
+    count_packets, playlist, segment,
 };
 use crate::report::ScanReport;
 use crate::staging::{StagedParts, WindowedReader, seal_to_store};
@@ -189,14 +190,24 @@ impl StoreTarget<'_> {
             start += object.plaintext_len;
         }
         let (handle, vault, store) = (self.handle.clone(), self.vault.clone(), self.store.clone());
+        let failed = Arc::new(AtomicBool::new(false));
+        let noted = failed.clone();
         let open: OpenReader = Arc::new(move || {
             let parts =
                 StagedParts::new(handle.clone(), vault.clone(), store.clone(), parts.clone());
-            Ok(Box::new(WindowedReader::new(parts)) as Box<dyn ReadSeek>)
+            let reader = Box::new(WindowedReader::new(parts));
+            Ok(Box::new(NoteFailures::new(reader, noted.clone())) as Box<dyn ReadSeek>)
         });
         let stored =
             MediaSource::reader(format!("stored {}", manifest.video_id), start as u64, open);
-        Ok(count_packets(&stored, limits)?)
+        count_packets(&stored, limits).map_err(|e| {
+            if failed.load(Ordering::Relaxed) {
+                // The store failed us, not the rendition: retry the job.
+                PackageError::Other(format!("reading the stored HLS back: {e}"))
+            } else {
+                e.into()
+            }
+        })
     }
 
     /// Stores the HLS rendition (or the original) and then the manifest, recording each

@@ -66,6 +66,7 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<Outcome> {
         config.server.transcode = t;
     }
     config.validate()?;
+    crate::media::check_encoders(config.server.transcode).map_err(anyhow::Error::msg)?;
     anyhow::ensure!(
         args.segment_seconds.is_finite() && args.segment_seconds >= 1.0,
         "--segment-seconds must be at least 1"

@@ -128,6 +128,7 @@ pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<Outcome> {
         config.server.store = Some(s.clone());
     }
     config.validate()?;
+    crate::media::check_encoders(config.server.transcode).map_err(anyhow::Error::msg)?;
     let (keyring, data_dir) = args.vault.resolve(global)?;
     let explicit = args.vault.keyring.is_some() || config.vault.keyring.is_some();
     ensure_keyring(&keyring, &data_dir, explicit)?;
@@ -203,6 +204,7 @@ pub fn cluster(
         config.cluster.database_url = Some(d.clone());
     }
     config.validate()?;
+    crate::media::check_encoders(config.server.transcode).map_err(anyhow::Error::msg)?;
     let (keyring, _) = args.vault.resolve(global)?;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     if config.inference.intra_threads == 0 {

@@ -5,10 +5,9 @@
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use crate::domain::{JobSource, UploadState};
-use crate::media::{MediaSource, OpenReader, ReadSeek};
+use crate::media::{MediaSource, NoteFailures, OpenReader, ReadSeek};
 use crate::service::Service;
 use crate::staging::{StagedParts, StoredObject, WindowedReader};
 use crate::storage::{BlobStore, StorageError, open_store};
@@ -82,7 +81,7 @@ pub async fn open(
     let signals = signals.clone();
     let watched: OpenReader = Arc::new(move || {
         Ok(Box::new(Watched {
-            inner: open()?,
+            inner: NoteFailures::new(open()?, signals.io_failed.clone()),
             signals: signals.clone(),
         }) as Box<dyn ReadSeek>)
     });
@@ -96,20 +95,11 @@ fn split_s3_url(url: &str) -> Option<(String, String)> {
     (!bucket.is_empty() && !key.is_empty()).then(|| (format!("s3://{bucket}"), key.to_string()))
 }
 
-/// A reader that fails once the job is cancelled, and remembers whether the underlying
-/// reader failed (then a media error is really an I/O error, worth a retry).
+/// A reader that fails once the job is cancelled, and notes whether the reader under it
+/// failed (then a media error is really an I/O error, worth a retry).
 struct Watched {
-    inner: Box<dyn ReadSeek>,
+    inner: NoteFailures,
     signals: Signals,
-}
-
-impl Watched {
-    fn check<T>(&self, r: io::Result<T>) -> io::Result<T> {
-        if r.is_err() {
-            self.signals.io_failed.store(true, Ordering::Relaxed);
-        }
-        r
-    }
 }
 
 impl Read for Watched {
@@ -117,15 +107,13 @@ impl Read for Watched {
         if self.signals.cancelled() {
             return Err(io::Error::other("job cancelled"));
         }
-        let r = self.inner.read(buf);
-        self.check(r)
+        self.inner.read(buf)
     }
 }
 
 impl Seek for Watched {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let r = self.inner.seek(to);
-        self.check(r)
+        self.inner.seek(to)
     }
 }
 

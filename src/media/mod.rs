@@ -15,7 +15,8 @@ pub use sampler::{SampleReason, SampleStats, SampledFrame, Sampler};
 pub use segmenter::{
     Piece, Segment, SegmentInfo, Segmented, StreamCount, count_packets, playlist, segment,
 };
-pub use source::{MediaSource, OpenReader, ReadSeek};
+pub use source::{MediaSource, NoteFailures, OpenReader, ReadSeek};
+pub use transcode::check_encoders;
 
 /// Everything that can be wrong with a media input, each naming the file.
 #[derive(Debug, thiserror::Error)]

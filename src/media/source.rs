@@ -119,3 +119,38 @@ impl DerefMut for Opened {
         }
     }
 }
+
+/// A reader that raises `failed` when the reader under it fails: a media error after
+/// that is really an I/O error (the store, the network), worth a retry, not bad media.
+pub struct NoteFailures {
+    inner: Box<dyn ReadSeek>,
+    failed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl NoteFailures {
+    pub fn new(inner: Box<dyn ReadSeek>, failed: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        Self { inner, failed }
+    }
+
+    fn note<T>(&self, r: io::Result<T>) -> io::Result<T> {
+        if r.is_err() {
+            self.failed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl io::Read for NoteFailures {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let r = self.inner.read(buf);
+        self.note(r)
+    }
+}
+
+impl io::Seek for NoteFailures {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let r = self.inner.seek(to);
+        self.note(r)
+    }
+}

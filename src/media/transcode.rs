@@ -26,6 +26,28 @@ const AAC_RATES: &[u32] = &[
     96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000,
 ];
 
+/// Whether this FFmpeg has the encoders `to` needs. Checked at start, so that a build
+/// without libx264 refuses `transcode = "h264"` at once instead of failing every job
+/// that would need it.
+pub fn check_encoders(to: Transcode) -> Result<(), String> {
+    let video = match to {
+        Transcode::Off => return Ok(()),
+        Transcode::H264 => "libx264",
+        Transcode::Vp9 => "libvpx-vp9",
+    };
+    super::init();
+    if ff::encoder::find_by_name(video).is_none() {
+        return Err(format!(
+            "transcode {to:?}: this FFmpeg has no {video} encoder (an FFmpeg built without \
+             --enable-gpl has no H.264 encoder; \"vp9\" needs only libvpx)"
+        ));
+    }
+    if ff::encoder::find(ff::codec::Id::AAC).is_none() {
+        return Err(format!("transcode {to:?}: this FFmpeg has no AAC encoder"));
+    }
+    Ok(())
+}
+
 /// Decodes one input stream and encodes it again, packet by packet.
 pub(super) struct Reencoder {
     lane: Lane,
@@ -493,5 +515,17 @@ impl Drop for AudioFifo {
     fn drop(&mut self) {
         // SAFETY: allocated in `new`, freed once.
         unsafe { ffi::av_audio_fifo_free(self.0) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debian_ffmpeg_has_the_encoders_of_every_target() {
+        for to in [Transcode::Off, Transcode::H264, Transcode::Vp9] {
+            assert_eq!(check_encoders(to), Ok(()), "{to:?}");
+        }
     }
 }
