@@ -44,10 +44,10 @@ def request(method, url, token, body=None, headers=None):
         return e.code, e.read()
 
 
-def curl_put(url, token, path, subject="bench"):
+def curl_put(url, token, path, consent=""):
     out = subprocess.run(
         ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{speed_upload}", "-X", "PUT",
-         "-H", f"Authorization: Bearer {token}", "-H", f"Vcw-Subject: {subject}",
+         "-H", f"Authorization: Bearer {token}", "-H", f"Vcw-Consent: {consent}",
          "--data-binary", f"@{path}", url],
         check=True, capture_output=True, text=True).stdout.split()
     return int(out[0]), float(out[1]) / 1e6
@@ -79,6 +79,10 @@ def main():
                                "--workers", "2"], stdout=subprocess.PIPE, env=env, text=True,
                               stderr=subprocess.DEVNULL)
     base = next(w for w in server.stdout.readline().split() if w.startswith("http://"))
+    # The subject's consent token, from the local issuer `vcw serve` just created.
+    consent = subprocess.run([VCW, "consent", "issue", "--subject", "bench", "--ttl", "1d",
+                              "--data-dir", data], check=True, capture_output=True,
+                             text=True).stdout.strip()
     try:
         # Tiny jobs.
         clip = os.path.join(tmp, "tiny.mp4")
@@ -89,13 +93,13 @@ def main():
         ids = [f"{i:032x}" for i in range(1, n + 1)]
         # Warm up (models load on the first job of each worker).
         for wid in ("f" * 32, "e" * 32):
-            request("PUT", f"{base}/v1/videos/{wid}", token, body, {"Vcw-Subject": "w"})
+            request("PUT", f"{base}/v1/videos/{wid}", token, body, {"Vcw-Consent": consent})
         for wid in ("f" * 32, "e" * 32):
             while json.loads(request("GET", f"{base}/v1/videos/{wid}", token)[1])["state"] != "done":
                 time.sleep(0.05)
         start = time.monotonic()
         for i in ids:
-            status, _ = request("PUT", f"{base}/v1/videos/{i}", token, body, {"Vcw-Subject": "s"})
+            status, _ = request("PUT", f"{base}/v1/videos/{i}", token, body, {"Vcw-Consent": consent})
             assert status == 202, status
         pending = set(ids)
         while pending:
@@ -144,7 +148,7 @@ def main():
             t.start()
             vid = os.urandom(16).hex()
             uploaded.append(vid)
-            status, mbps = curl_put(f"{base}/v1/videos/{vid}", token, path)
+            status, mbps = curl_put(f"{base}/v1/videos/{vid}", token, path, consent)
             done.set()
             t.join()
             assert status == 202, status

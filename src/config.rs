@@ -37,8 +37,105 @@ pub struct Config {
     pub server: ServerConfig,
     /// `vcw api` / `vcw worker`: the shared queue and catalog.
     pub cluster: ClusterConfig,
+    /// Consent tokens: their issuers and the purpose they must grant (docs/consent.md).
+    pub consent: ConsentConfig,
+    /// The audit trail: checkpoints, retention, redaction (docs/audit.md).
+    pub audit: AuditConfig,
     /// Policy file; the built-in policy (docs/policy.md) when absent.
     pub policy: Option<PathBuf>,
+}
+
+/// The audit trail (docs/audit.md).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// The deployment's Ed25519 key that signs checkpoints; default `audit-signing.pem`
+    /// next to the keyring. `vcw serve` creates it; cluster processes only read it.
+    pub signing_key: Option<PathBuf>,
+    /// How often the reaper signs a checkpoint of the chain's head (when it moved).
+    pub checkpoint_seconds: f64,
+    /// Records older than this are pruned, up to a signed checkpoint that stays as the
+    /// anchor of the rest. At least 180.
+    pub retention_days: f64,
+    /// Personal fields (actor, object, subject) of records older than this are replaced
+    /// by their hashes; the chain still verifies. 0: never.
+    pub redact_after_days: f64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            signing_key: None,
+            checkpoint_seconds: 60.0,
+            retention_days: 400.0,
+            redact_after_days: 0.0,
+        }
+    }
+}
+
+impl AuditConfig {
+    pub fn signing_key_path(&self, keyring: &Path) -> PathBuf {
+        self.signing_key.clone().unwrap_or_else(|| {
+            keyring
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("audit-signing.pem")
+        })
+    }
+}
+
+/// Consent tokens (`Vcw-Consent`), required on every upload.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsentConfig {
+    /// The purpose a token must grant for a video to be uploaded, scanned and played.
+    pub purpose: String,
+    /// Accept tokens minted by `vcw consent issue` with the local issuer key (created on
+    /// first start); a production deployment sets this to false and lists its issuers.
+    pub local_issuer: bool,
+    /// The local issuer's Ed25519 key (PKCS#8 PEM); default `consent-issuer.pem` next to
+    /// the keyring. `vcw serve` and `vcw consent issue` create it; cluster processes only
+    /// read it (and go without a local issuer when it is absent).
+    pub local_issuer_key: Option<PathBuf>,
+    /// Public keys of the platform's consent service(s).
+    pub issuers: Vec<IssuerKeyConfig>,
+}
+
+impl Default for ConsentConfig {
+    fn default() -> Self {
+        Self {
+            purpose: "moderation".into(),
+            local_issuer: true,
+            local_issuer_key: None,
+            issuers: Vec::new(),
+        }
+    }
+}
+
+impl ConsentConfig {
+    pub fn local_issuer_path(&self, keyring: &Path) -> PathBuf {
+        self.local_issuer_key.clone().unwrap_or_else(|| {
+            keyring
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("consent-issuer.pem")
+        })
+    }
+}
+
+/// One signing key of a consent issuer; an issuer rotating keys is listed once per key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerKeyConfig {
+    /// The tokens' `iss`.
+    pub iss: String,
+    /// The tokens' `kid` header; without it, the key is tried for any token of `iss`.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// `EdDSA`, `ES256` or `RS256`.
+    pub alg: String,
+    /// PEM file with the public key.
+    pub public_key: PathBuf,
 }
 
 /// Cluster mode: JetStream for jobs, PostgreSQL for the catalog (S3 via `server.store`).
@@ -380,6 +477,16 @@ impl Config {
         }
         if !(v.orphan_grace_seconds.is_finite() && v.orphan_grace_seconds >= 0.0) {
             return bad("server.orphan_grace_seconds must be a number of seconds >= 0");
+        }
+        let a = &self.audit;
+        if !(a.retention_days.is_finite() && a.retention_days >= 180.0) {
+            return bad("audit.retention_days must be at least 180");
+        }
+        if !(a.checkpoint_seconds.is_finite() && a.checkpoint_seconds > 0.0) {
+            return bad("audit.checkpoint_seconds must be positive");
+        }
+        if !(a.redact_after_days.is_finite() && a.redact_after_days >= 0.0) {
+            return bad("audit.redact_after_days must be 0 (never) or positive");
         }
         if !(v.segment_seconds.is_finite() && v.segment_seconds >= 1.0) {
             return bad("server.segment_seconds must be at least 1");

@@ -2,10 +2,14 @@
 //!
 //! # Layout
 //! - [`api`]: the HTTP API (axum): tus/PUT uploads, jobs, results, playback, erasure.
+//! - [`audit`]: the audit trail: a hash chain of records written with each change,
+//!   signed checkpoints, verification that names the tampered record.
 //! - [`catalog`]: wrapped keys, sealed objects, videos/jobs, uploads, tokens and the
 //!   outbox, in SQLite or PostgreSQL (sqlx); every multi-step change one transaction.
 //! - [`cli`]: one file per subcommand family (`scan`, `classify`, `keys`, `seal`/`open`);
 //!   argument parsing and exit codes.
+//! - [`consent`]: consent tokens (JWT) verified against the configured issuers, and the
+//!   local issuer that mints them for a newcomer; the ledger lives in the catalog.
 //! - [`config`]: defaults -> TOML file -> `VCW__` environment -> flags, validated once.
 //! - [`crypto`]: SM4/SM3 primitives, the sealed object format (docs/sealed-format.md), and
 //!   the key hierarchy (keyring file, KMS trait, key wrapping).
@@ -34,9 +38,11 @@
 //! - [`vault`]: sealing and opening objects with their keys and catalog rows; shredding.
 
 pub mod api;
+pub mod audit;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod consent;
 pub mod crypto;
 pub mod dispatcher;
 pub mod domain;

@@ -19,6 +19,10 @@ pub struct Service {
     pub queue: Arc<dyn JobQueue>,
     /// Sealed staging files only (never plaintext).
     pub tmp_dir: PathBuf,
+    /// Checks the consent tokens uploads carry.
+    pub consent: crate::consent::Verifier,
+    /// Signs audit checkpoints (none in a cluster process without the key file).
+    pub audit: Option<crate::audit::AuditSigner>,
 }
 
 impl Service {

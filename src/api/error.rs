@@ -36,6 +36,10 @@ pub enum ApiError {
     },
     #[error("not ready: {0}")]
     Unavailable(String),
+    /// A consent token missing or invalid (401), or consent that does not allow the
+    /// request (403); the message says which and what to do.
+    #[error(transparent)]
+    Consent(crate::consent::ConsentError),
     #[error("internal error")]
     Internal(String),
 }
@@ -64,6 +68,8 @@ impl ApiError {
             }
             ApiError::TooMany { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Consent(e) if e.is_forbidden() => (StatusCode::FORBIDDEN, "consent"),
+            ApiError::Consent(_) => (StatusCode::UNAUTHORIZED, "consent"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -76,6 +82,16 @@ impl From<crate::catalog::CatalogError> for ApiError {
             ApiError::Unavailable("the catalog database is not answering".into())
         } else {
             ApiError::internal(e)
+        }
+    }
+}
+
+impl From<crate::consent::ConsentError> for ApiError {
+    fn from(e: crate::consent::ConsentError) -> Self {
+        match e {
+            // A key the deployment could not read is not the caller's fault.
+            crate::consent::ConsentError::Key(detail) => ApiError::Internal(detail),
+            e => ApiError::Consent(e),
         }
     }
 }

@@ -6,6 +6,7 @@
 
 mod auth;
 mod caller;
+mod consent;
 mod error;
 mod health;
 mod routes;
@@ -37,7 +38,8 @@ pub struct App {
 /// JSON bodies are small; upload bodies are streamed and limited by their handlers.
 const JSON_LIMIT: usize = 64 * 1024;
 
-/// The router with authorization, body limits and (with TLS) HSTS.
+/// The router with authorization, body limits, `Cache-Control: no-store` and (with TLS)
+/// HSTS.
 pub fn router(svc: Arc<Service>) -> Router {
     let server = &svc.config.server;
     let tls = server.tls_cert.is_some();
@@ -54,6 +56,16 @@ pub fn router(svc: Arc<Service>) -> Router {
             auth::authorize,
         ))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
+        // Results, reports and decrypted video are personal data: no cache on the way
+        // (a CDN, a proxy, the browser) may keep them.
+        .layer(axum::middleware::map_response(
+            |mut r: axum::response::Response| async move {
+                r.headers_mut()
+                    .entry(header::CACHE_CONTROL)
+                    .or_insert(HeaderValue::from_static("no-store"));
+                r
+            },
+        ))
         .with_state(app);
     if tls {
         router = router.layer(axum::middleware::map_response(

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::App;
 use super::caller::Role;
-use super::{health, uploads, videos};
+use super::{consent, health, uploads, videos};
 
 pub struct Endpoint {
     pub method: &'static str,
@@ -27,6 +27,7 @@ const WRITE: &[Role] = &[Uploader, Admin];
 const READ: &[Role] = &[Uploader, Reviewer, Admin, PrivacyOfficer];
 const PLAY: &[Role] = &[Reviewer, Admin];
 const ERASE: &[Role] = &[PrivacyOfficer, Admin];
+const REVOKE: &[Role] = &[Uploader, PrivacyOfficer, Admin];
 const AUTH: [(u16, &str); 3] = [
     (401, "missing or unknown token"),
     (403, "role not allowed"),
@@ -69,11 +70,13 @@ pub static ENDPOINTS: &[Endpoint] = &[
     Endpoint {
         method: "POST",
         path: "/v1/uploads",
-        summary: "tus creation: Upload-Length and Upload-Metadata (subject required; filename, callback_url, enqueue optional)",
+        summary: "tus creation: Upload-Length, a Vcw-Consent token (the subject), Upload-Metadata (filename, callback_url, enqueue optional)",
         roles: WRITE,
         responses: &[
             (201, "created; Location is the upload URL"),
-            (400, "missing Upload-Length or subject"),
+            (400, "missing Upload-Length"),
+            (401, "consent token missing or invalid"),
+            (403, "consent lacks the purpose, or was revoked"),
             (412, "unsupported Tus-Resumable"),
             (413, "over the size limit"),
         ],
@@ -116,10 +119,12 @@ pub static ENDPOINTS: &[Endpoint] = &[
     Endpoint {
         method: "PUT",
         path: "/v1/videos/{id}",
-        summary: "Upload a whole video in one streaming request body and queue its job (Vcw-Subject header required)",
+        summary: "Upload a whole video in one streaming request body and queue its job (Vcw-Consent token required: the subject)",
         roles: WRITE,
         responses: &[
             (202, "stored and queued"),
+            (401, "consent token missing or invalid"),
+            (403, "consent lacks the purpose, or was revoked"),
             (409, "the id exists"),
             (413, "over the size limit"),
             (415, "not a video container"),
@@ -152,6 +157,30 @@ pub static ENDPOINTS: &[Endpoint] = &[
         roles: ERASE,
         responses: &[(200, "erased"), (404, "no such video")],
         add: |m| m.delete(videos::erase),
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/subjects/{subject}",
+        summary: "Data-subject access: the subject's videos with verdicts, consent ledger and audit records (privacy officer, or an uploader with the subject's own Vcw-Consent)",
+        roles: REVOKE,
+        responses: &[
+            (200, "everything held about the subject"),
+            (401, "the uploader's consent token is missing or invalid"),
+            (403, "the consent token is for another subject"),
+        ],
+        add: |m| m.get(consent::access),
+    },
+    Endpoint {
+        method: "DELETE",
+        path: "/v1/subjects/{subject}/consent",
+        summary: "Revoke a subject's consent: its jobs stop and nothing of it is served from the commit on (privacy officer, or an uploader with the subject's own Vcw-Consent token)",
+        roles: REVOKE,
+        responses: &[
+            (200, "revoked; when, and how many jobs were cancelled"),
+            (401, "the uploader's consent token is missing or invalid"),
+            (403, "the consent token is for another subject"),
+        ],
+        add: |m| m.delete(consent::revoke),
     },
     Endpoint {
         method: "POST",

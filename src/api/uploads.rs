@@ -20,6 +20,7 @@ use tokio_util::io::StreamReader;
 
 use super::App;
 use super::caller::Caller;
+use super::consent::consenting_subject;
 use super::error::ApiError;
 use crate::catalog::{NewVideo, PartAdded, UploadRow};
 use crate::domain::JobSource;
@@ -34,6 +35,16 @@ const TUS_VERSION: &str = "1.0.0";
 /// client may be hostile.
 const DRAIN_LIMIT: u64 = 1 << 20;
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Uploads name their subject only through a consent token.
+const SUBJECT_FROM_TOKEN: &str =
+    "the subject comes from the consent token (Vcw-Consent), not from a header or metadata";
+
+/// Reads (a bounded part of) a refused body, then hands back the refusal.
+async fn refuse_body(body: Body, refusal: ApiError) -> ApiError {
+    drain(&mut body_reader(body, false)).await;
+    refusal
+}
 
 async fn drain(reader: &mut (impl tokio::io::AsyncRead + Unpin)) {
     let mut rest = tokio::io::AsyncReadExt::take(reader, DRAIN_LIMIT);
@@ -160,17 +171,14 @@ pub async fn create(
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.clone())
     };
-    let subject = get("subject")
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::BadRequest("Upload-Metadata must include subject".into()))?;
+    if get("subject").is_some() {
+        return Err(ApiError::BadRequest(SUBJECT_FROM_TOKEN.into()));
+    }
     let callback_url = get("callback_url");
     check_callback(svc, callback_url.as_deref())?;
     check_capacity(svc).await?;
+    let subject_hash = consenting_subject(&app, &caller, &headers).await?;
     let id = new_id()?;
-    let subject_hash = svc
-        .vault
-        .kms_subject_hash(&subject)
-        .map_err(ApiError::internal)?;
     let created = svc
         .catalog()
         .insert_upload(&UploadRow {
@@ -403,7 +411,8 @@ pub async fn terminate(
     Ok(tus_headers(StatusCode::NO_CONTENT.into_response()))
 }
 
-/// `PUT /v1/videos/{id}`: the whole video in one body; `Vcw-Subject` names the subject.
+/// `PUT /v1/videos/{id}`: the whole video in one body; the subject comes from the
+/// `Vcw-Consent` token.
 pub async fn put_video(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
@@ -415,9 +424,13 @@ pub async fn put_video(
     let id = crate::domain::parse_id(&id)
         .map(|b| crate::domain::id_hex(&b))
         .ok_or_else(|| ApiError::BadRequest("video id must be 32 hex digits (a UUID)".into()))?;
-    let subject = header_str(&headers, "vcw-subject")
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::BadRequest("Vcw-Subject header required".into()))?;
+    if header_str(&headers, "vcw-subject").is_some() {
+        return Err(refuse_body(body, ApiError::BadRequest(SUBJECT_FROM_TOKEN.into())).await);
+    }
+    let subject_hash = match consenting_subject(&app, &caller, &headers).await {
+        Ok(hash) => hash,
+        Err(e) => return Err(refuse_body(body, e).await),
+    };
     let callback_url = header_str(&headers, "vcw-callback-url").map(str::to_string);
     check_callback(svc, callback_url.as_deref())?;
     let limit = svc.config.limits.max_file_size;
@@ -439,10 +452,6 @@ pub async fn put_video(
             "the body does not start like a video container".into(),
         ));
     }
-    let subject_hash = svc
-        .vault
-        .kms_subject_hash(subject)
-        .map_err(ApiError::internal)?;
     let upload = UploadRow {
         id: id.clone(),
         subject_hash,

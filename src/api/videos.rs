@@ -13,11 +13,13 @@ use tokio::io::AsyncWriteExt;
 
 use super::App;
 use super::caller::Caller;
+use super::consent::{consenting_subject, require_live};
 use super::error::ApiError;
 use super::uploads::{check_callback, check_capacity, new_video};
 use crate::catalog::{UploadRow, VideoRow};
 use crate::domain::JobSource;
 use crate::domain::UploadState;
+use crate::domain::audit::Entry;
 use crate::domain::{Manifest, StoredObject};
 use crate::service::Service;
 use crate::storage::StoredSource;
@@ -29,8 +31,6 @@ pub struct JobRequest {
     /// Idempotency key and video id (32 hex digits); default: the upload id, or random.
     pub id: Option<String>,
     pub source: JobSource,
-    /// Data subject; required for s3 sources (uploads carry their own).
-    pub subject: Option<String>,
     pub callback_url: Option<String>,
 }
 
@@ -92,6 +92,7 @@ async fn visible_video(app: &App, caller: &Caller, id: &str) -> Result<VideoRow,
 pub async fn submit(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     Json(req): Json<JobRequest>,
 ) -> Result<Response, ApiError> {
     let svc = &app.svc;
@@ -104,11 +105,7 @@ pub async fn submit(
                 .await?
                 .filter(|u| caller.may_access(&u.owner))
                 .ok_or(ApiError::NotFound("upload"))?;
-            if req.subject.is_some() {
-                return Err(ApiError::BadRequest(
-                    "an upload carries its subject; omit subject".into(),
-                ));
-            }
+
             if req.id.as_ref().is_some_and(|i| i != upload_id) {
                 return Err(ApiError::BadRequest(
                     "an upload's video id is the upload id".into(),
@@ -134,11 +131,7 @@ pub async fn submit(
                     "source.s3.url must be s3://BUCKET/KEY".into(),
                 ));
             }
-            let subject = req
-                .subject
-                .as_deref()
-                .filter(|s| !s.is_empty())
-                .ok_or_else(|| ApiError::BadRequest("subject required".into()))?;
+            let subject_hash = consenting_subject(&app, &caller, &headers).await?;
             let id = match &req.id {
                 Some(i) => crate::domain::parse_id(i)
                     .map(|b| crate::domain::id_hex(&b))
@@ -149,10 +142,7 @@ pub async fn submit(
             };
             let upload = UploadRow {
                 id: id.clone(),
-                subject_hash: svc
-                    .vault
-                    .kms_subject_hash(subject)
-                    .map_err(ApiError::internal)?,
+                subject_hash,
                 owner: caller.id.clone(),
                 length: 0,
                 received: 0,
@@ -210,7 +200,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     visible_video(&app, &caller, &id).await?;
-    let state = app.svc.catalog().request_cancel(&id).await?;
+    let state = app.svc.catalog().request_cancel(&id, &caller.id).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "id": id, "state": state })),
@@ -229,7 +219,7 @@ pub async fn erase(
     let svc = &app.svc;
     visible_video(&app, &caller, &id).await?;
     let wait = std::time::Duration::from_secs_f64(svc.config.server.lease_seconds + 5.0);
-    let erasure = crate::jobs::cleanup::erase_video(svc, &id, wait)
+    let erasure = crate::jobs::cleanup::erase_video(svc, &id, &caller.id, wait)
         .await
         .map_err(ApiError::internal)?;
     tracing::info!(video = %id, by = %caller.id, shredded = erasure.objects_shredded, "video erased");
@@ -241,12 +231,14 @@ pub async fn erase(
     })))
 }
 
-/// The manifest of a video that may be played, or why not.
-async fn playable(app: &App, caller: &Caller, id: &str) -> Result<Manifest, ApiError> {
+/// The manifest of a video that may be played, or why not. The access is recorded in the
+/// audit trail first: one that cannot be recorded is refused.
+async fn playable(app: &App, caller: &Caller, id: &str, what: &str) -> Result<Manifest, ApiError> {
     let video = visible_video(app, caller, id).await?;
     if video.erased_at.is_some() {
         return Err(ApiError::Gone);
     }
+    require_live(app, &video.subject_hash).await?;
     let Some(manifest) = video.manifest.as_deref() else {
         return Err(ApiError::Conflict(format!(
             "video is {}: nothing to play",
@@ -256,7 +248,17 @@ async fn playable(app: &App, caller: &Caller, id: &str) -> Result<Manifest, ApiE
     if video.verdict.as_deref() == Some("block") {
         return Err(ApiError::Blocked);
     }
-    serde_json::from_str(manifest).map_err(ApiError::internal)
+    let manifest = serde_json::from_str(manifest).map_err(ApiError::internal)?;
+    let entry = Entry {
+        actor: caller.id.clone(),
+        action: format!("video.read.{what}"),
+        object: id.to_string(),
+        result: "ok".into(),
+        subject: Some(video.subject_hash.clone()),
+        request_id: None,
+    };
+    app.svc.catalog().audit(entry).await?;
+    Ok(manifest)
 }
 
 /// Verifies and decrypts `len` bytes at `start` of a stored object.
@@ -284,7 +286,7 @@ pub async fn playlist(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let manifest = playable(&app, &caller, &id).await?;
+    let manifest = playable(&app, &caller, &id, "playlist").await?;
     let object = manifest.playlist.as_ref().ok_or_else(|| {
         let why = (manifest.not_streamable.as_deref())
             .or(manifest.failed_check.as_deref())
@@ -348,7 +350,7 @@ pub async fn segment(
     Path((id, n)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let manifest = playable(&app, &caller, &id).await?;
+    let manifest = playable(&app, &caller, &id, "segment").await?;
     // `init.mp4`: the fMP4 init segment; `N.m4s` (or `N.ts`, or a bare `N`): a media
     // segment.
     let name = n.rsplit_once('.').map_or(n.as_str(), |(stem, _)| stem);
@@ -376,7 +378,7 @@ pub async fn original(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let manifest = playable(&app, &caller, &id).await?;
+    let manifest = playable(&app, &caller, &id, "original").await?;
     let object = manifest
         .original
         .as_ref()

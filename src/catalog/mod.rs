@@ -18,7 +18,10 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::domain::clock::unix_now;
 
+mod audit;
+mod consent;
 mod service;
+pub use consent::{ConsentEvent, ConsentState, Grant, Revocation};
 pub use service::{
     AttemptEnd, ClaimOutcome, ClaimedJob, Completion, DeliveryRecord, NewVideo, OutboxRow,
     PartAdded, TokenRow, UploadPart, UploadRow, VideoRow,
@@ -51,7 +54,7 @@ impl CatalogError {
 }
 
 /// `{INT}`, `{BLOB}` and `{REAL}` become the backend's 64-bit integer, byte string and
-/// double types.
+/// double types; `{SERIAL}` an auto-numbered primary key (append order).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS subject_keys (
     subject_hash TEXT PRIMARY KEY,
@@ -137,16 +140,27 @@ const POSTGRES_NOW: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS
 
 /// The schema with the backend's type names.
 fn schema(postgres: bool) -> String {
-    let (int, blob, real) = if postgres {
-        ("BIGINT", "BYTEA", "DOUBLE PRECISION")
+    let (int, blob, real, serial) = if postgres {
+        (
+            "BIGINT",
+            "BYTEA",
+            "DOUBLE PRECISION",
+            "BIGSERIAL PRIMARY KEY",
+        )
     } else {
-        ("INTEGER", "BLOB", "REAL")
+        (
+            "INTEGER",
+            "BLOB",
+            "REAL",
+            "INTEGER PRIMARY KEY AUTOINCREMENT",
+        )
     };
-    [SCHEMA, service::SCHEMA]
+    [SCHEMA, service::SCHEMA, consent::SCHEMA, audit::SCHEMA]
         .concat()
         .replace("{INT}", int)
         .replace("{BLOB}", blob)
         .replace("{REAL}", real)
+        .replace("{SERIAL}", serial)
 }
 
 /// A path as the path part of a `sqlite://` URL.

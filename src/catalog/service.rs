@@ -17,6 +17,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Catalog, CatalogError};
+use crate::domain::audit::Entry;
 use crate::domain::clock::now_ms;
 use crate::domain::{EventKind, JobState, OutboxEvent, UploadState};
 
@@ -283,6 +284,33 @@ async fn commit_with_event(
     Ok(true)
 }
 
+/// Appends the audit record of a change to video `id`, its subject read in the same
+/// transaction.
+async fn audit_video(
+    conn: &mut sqlx::AnyConnection,
+    now_sql: &str,
+    id: &str,
+    actor: &str,
+    action: &str,
+    result: &str,
+) -> Result<(), CatalogError> {
+    let subject: Option<String> = sqlx::query("SELECT subject_hash FROM videos WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| r.try_get("subject_hash"))
+        .transpose()?;
+    let entry = Entry {
+        actor: actor.to_string(),
+        action: action.to_string(),
+        object: id.to_string(),
+        result: result.to_string(),
+        subject,
+        request_id: None,
+    };
+    super::audit::append(conn, now_sql, entry).await
+}
+
 /// The statement that ends an attempt, fenced by its attempt number; `extra` narrows it
 /// further (the reaper only ends attempts whose lease expired).
 const END_ATTEMPT: &str = "UPDATE videos SET state = $3, error = $4, available_at = {now} + $5,
@@ -426,7 +454,13 @@ impl Catalog {
         .bind(error)
         .execute(&mut *tx)
         .await?;
-        commit_with_event(tx, done.rows_affected() == 1, self.now_sql(), event).await
+        let matched = done.rows_affected() == 1;
+        if matched {
+            let action = format!("job.{}", state.as_str());
+            let outcome = error.unwrap_or("ok");
+            audit_video(&mut tx, self.now_sql(), id, "worker", &action, outcome).await?;
+        }
+        commit_with_event(tx, matched, self.now_sql(), event).await
     }
 
     /// Ends attempt `attempt` without a result, with its event, in one transaction:
@@ -439,7 +473,8 @@ impl Catalog {
         end: &AttemptEnd<'_>,
         event: Option<&OutboxEvent>,
     ) -> Result<bool, CatalogError> {
-        self.end_attempt(id, attempt, end, event, "").await
+        self.end_attempt(id, attempt, end, event, "", "worker")
+            .await
     }
 
     async fn end_attempt(
@@ -449,6 +484,7 @@ impl Catalog {
         end: &AttemptEnd<'_>,
         event: Option<&OutboxEvent>,
         extra: &str,
+        actor: &str,
     ) -> Result<bool, CatalogError> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(&self.sql(&format!("{END_ATTEMPT}{extra}")))
@@ -459,7 +495,12 @@ impl Catalog {
             .bind(end.retry_in_ms)
             .execute(&mut *tx)
             .await?;
-        commit_with_event(tx, done.rows_affected() == 1, self.now_sql(), event).await
+        let matched = done.rows_affected() == 1;
+        if matched {
+            let action = format!("job.{}", end.state.as_str());
+            audit_video(&mut tx, self.now_sql(), id, actor, &action, end.error).await?;
+        }
+        commit_with_event(tx, matched, self.now_sql(), event).await
     }
 
     /// Running jobs whose lease ran out: their worker died, hangs, or lost its way to
@@ -483,30 +524,59 @@ impl Catalog {
         end: &AttemptEnd<'_>,
         event: Option<&OutboxEvent>,
     ) -> Result<bool, CatalogError> {
-        self.end_attempt(id, attempt, end, event, " AND lease_until < {now}")
-            .await
+        self.end_attempt(
+            id,
+            attempt,
+            end,
+            event,
+            " AND lease_until < {now}",
+            "reaper",
+        )
+        .await
     }
 
     /// Asks for cancellation: a queued job is cancelled at once, a running one at its
     /// next heartbeat (or by the reaper if its worker is gone). Returns the state after
     /// the request.
-    pub async fn request_cancel(&self, id: &str) -> Result<Option<JobState>, CatalogError> {
-        sqlx::query(&self.sql(
+    pub async fn request_cancel(
+        &self,
+        id: &str,
+        actor: &str,
+    ) -> Result<Option<JobState>, CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(&self.sql(
             "UPDATE videos SET cancel_requested = 1,
                state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
                updated_at = {now}
              WHERE id = $1 AND state IN ('queued', 'running')",
         ))
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if done.rows_affected() == 1 {
+            audit_video(
+                &mut tx,
+                self.now_sql(),
+                id,
+                actor,
+                "job.cancel_requested",
+                "ok",
+            )
+            .await?;
+        }
+        tx.commit().await?;
         Ok(self.video(id).await?.map(|v| v.state))
     }
 
     /// First step of an erasure: from now on the video answers 410, no attempt may
     /// record a result, and a queued job is cancelled. Returns the row as it now is.
-    pub async fn begin_erase(&self, id: &str) -> Result<Option<VideoRow>, CatalogError> {
-        sqlx::query(&self.sql(
+    pub async fn begin_erase(
+        &self,
+        id: &str,
+        actor: &str,
+    ) -> Result<Option<VideoRow>, CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(&self.sql(
             "UPDATE videos SET cancel_requested = 1,
                erased_at = COALESCE(erased_at, {now}),
                state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
@@ -514,8 +584,20 @@ impl Catalog {
              WHERE id = $1",
         ))
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if done.rows_affected() == 1 {
+            audit_video(
+                &mut tx,
+                self.now_sql(),
+                id,
+                actor,
+                "video.erase_started",
+                "ok",
+            )
+            .await?;
+        }
+        tx.commit().await?;
         self.video(id).await
     }
 
@@ -523,16 +605,31 @@ impl Catalog {
     /// report and manifest, and ends a job that never came back. The verdict stays, for
     /// the audit trail.
     pub async fn finish_erase(&self, id: &str) -> Result<(), CatalogError> {
-        sqlx::query(&self.sql(
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(&self.sql(
             "UPDATE videos SET report = NULL, manifest = NULL, lease_until = 0,
                state = CASE WHEN state IN ('queued', 'running') THEN 'cancelled' ELSE state END,
                updated_at = {now}
              WHERE id = $1 AND erased_at IS NOT NULL",
         ))
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if done.rows_affected() == 1 {
+            audit_video(&mut tx, self.now_sql(), id, "erasure", "video.erased", "ok").await?;
+        }
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// Every video of a subject (its keyed hash), oldest first: data-subject access.
+    pub async fn videos_of(&self, subject_hash: &str) -> Result<Vec<VideoRow>, CatalogError> {
+        let rows =
+            sqlx::query("SELECT * FROM videos WHERE subject_hash = $1 ORDER BY created_at, id")
+                .bind(subject_hash)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(video_row).collect()
     }
 
     /// Erasures that started but did not finish (the process died midway).
@@ -920,7 +1017,19 @@ async fn insert_video_row(
     .bind(v.callback_url)
     .execute(&mut *conn)
     .await?;
-    Ok(done.rows_affected() == 1)
+    let created = done.rows_affected() == 1;
+    if created {
+        let entry = Entry {
+            actor: v.owner.to_string(),
+            action: "video.queued".into(),
+            object: v.id.to_string(),
+            result: "ok".into(),
+            subject: Some(v.subject_hash.to_string()),
+            request_id: None,
+        };
+        super::audit::append(conn, now_sql, entry).await?;
+    }
+    Ok(created)
 }
 
 async fn insert_part(

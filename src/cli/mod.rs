@@ -3,7 +3,9 @@
 //! Exit status: 0 when every input was allowed, 1 when something was flagged (review,
 //! restrict or block), 2 when an input or the setup was in error.
 
+mod audit;
 mod classify;
+mod consent;
 mod keys;
 mod scan;
 mod seal;
@@ -88,6 +90,12 @@ pub enum Command {
     Submit(submit::SubmitArgs),
     /// Manage API bearer tokens.
     Token(serve::TokenArgs),
+    /// Consent: mint a token with the local issuer, revoke a subject's consent, show its
+    /// ledger.
+    Consent(consent::ConsentArgs),
+    /// The audit trail: verify it (or an export, offline), export it, sign a checkpoint,
+    /// print the public key that verifies it.
+    Audit(audit::AuditArgs),
 }
 
 /// Where the keyring and the catalog are (flags override the config file and
@@ -192,6 +200,8 @@ pub fn main() -> ExitCode {
         Command::Worker(args) => serve::cluster(&cli.global, args, serve::ClusterRole::Worker),
         Command::Token(args) => serve::token(&cli.global, args),
         Command::Submit(args) => submit::run(&cli.global, args),
+        Command::Consent(args) => consent::run(&cli.global, args),
+        Command::Audit(args) => audit::run(&cli.global, args),
     };
     match result {
         Ok(outcome) => outcome.exit_code(),

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use super::{GlobalArgs, Outcome, VaultArgs, settings};
 use crate::api::Role;
+use crate::audit::AuditSigner;
 use crate::catalog::create_private_dir;
 use crate::config::Config;
 use crate::crypto::LocalKms;
@@ -164,6 +165,9 @@ async fn run_embedded(
     // Nothing is in flight yet: every staging file is a crash's leftover.
     crate::jobs::reaper::remove_old_parts(&tmp_dir, Duration::ZERO);
     let queue: Arc<dyn JobQueue> = Arc::new(LocalQueue::new(vault.catalog().clone()));
+    let consent = crate::consent::verifier_for(&config.consent, keyring, true)?;
+    let audit_key = config.audit.signing_key_path(keyring);
+    let audit = Some(AuditSigner::open(&audit_key, true).map_err(anyhow::Error::msg)?);
     let svc = Arc::new(Service {
         config,
         policy,
@@ -171,6 +175,8 @@ async fn run_embedded(
         store,
         queue,
         tmp_dir,
+        consent,
+        audit,
     });
     run_service(svc, true, true).await
 }
@@ -249,6 +255,14 @@ async fn cluster_service(
     .await?;
     let tmp_dir = std::env::temp_dir().join(format!("vcw-{}", std::process::id()));
     create_private_dir(&tmp_dir)?;
+    let consent = crate::consent::verifier_for(&config.consent, keyring, false)?;
+    let audit_key = config.audit.signing_key_path(keyring);
+    let audit = if audit_key.exists() {
+        Some(AuditSigner::open(&audit_key, false).map_err(anyhow::Error::msg)?)
+    } else {
+        tracing::warn!(path = %audit_key.display(), "no audit signing key: this process signs no checkpoints");
+        None
+    };
     Ok(Arc::new(Service {
         config,
         policy,
@@ -256,6 +270,8 @@ async fn cluster_service(
         store,
         queue: Arc::new(queue),
         tmp_dir,
+        consent,
+        audit,
     }))
 }
 

@@ -32,9 +32,20 @@ pub struct SubmitArgs {
     /// Bearer token with the uploader or admin role.
     #[arg(long, env = "VCW_TOKEN", hide_env_values = true)]
     pub token: String,
-    /// Data subject the video belongs to.
-    #[arg(long)]
-    pub subject: String,
+    /// The data subject's consent token (JWT) from the platform's consent service.
+    #[arg(
+        long,
+        env = "VCW_CONSENT",
+        hide_env_values = true,
+        required_unless_present = "subject"
+    )]
+    pub consent: Option<String>,
+    /// Instead of --consent: mint a token for this subject with the local issuer (the key
+    /// `vcw serve` created next to the keyring), valid for an hour.
+    #[arg(long, conflicts_with = "consent")]
+    pub subject: Option<String>,
+    #[command(flatten)]
+    pub vault: super::VaultArgs,
     /// Video id (32 hex digits); repeating a submission with the same id is safe.
     #[arg(long)]
     pub id: Option<String>,
@@ -49,12 +60,25 @@ pub struct SubmitArgs {
 type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
 /// Needs no configuration: everything comes from flags (or VCW_SERVER / VCW_TOKEN).
-pub fn run(_global: &GlobalArgs, args: &SubmitArgs) -> anyhow::Result<Outcome> {
+pub fn run(global: &GlobalArgs, args: &SubmitArgs) -> anyhow::Result<Outcome> {
+    let consent = match (&args.consent, &args.subject) {
+        (Some(token), _) => token.clone(),
+        (None, Some(subject)) => {
+            let (keyring, _) = args.vault.resolve(global)?;
+            let config = crate::config::Config::load(global.config.as_deref(), std::env::vars())?;
+            let path = config.consent.local_issuer_path(&keyring);
+            let issuer = crate::consent::LocalIssuer::open(&path).with_context(
+                || "no local consent issuer: pass --consent TOKEN, or start `vcw serve` once",
+            )?;
+            issuer.issue(subject, std::slice::from_ref(&config.consent.purpose), 3600)?
+        }
+        (None, None) => bail!("give --consent TOKEN or --subject S"),
+    };
     let rt = super::runtime()?;
-    rt.block_on(submit(args))
+    rt.block_on(submit(args, &consent))
 }
 
-async fn submit(args: &SubmitArgs) -> anyhow::Result<Outcome> {
+async fn submit(args: &SubmitArgs, consent: &str) -> anyhow::Result<Outcome> {
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_native_roots()?
         .https_or_http()
@@ -81,7 +105,7 @@ async fn submit(args: &SubmitArgs) -> anyhow::Result<Outcome> {
                 .header("authorization", &auth)
                 .header("content-length", len)
                 .header("content-type", "application/octet-stream")
-                .header("vcw-subject", &args.subject);
+                .header("vcw-consent", consent);
             if let Some(cb) = &args.callback_url {
                 req = req.header("vcw-callback-url", cb);
             }
@@ -91,11 +115,11 @@ async fn submit(args: &SubmitArgs) -> anyhow::Result<Outcome> {
             let job = serde_json::json!({
                 "id": id,
                 "source": {"s3": {"url": url}},
-                "subject": args.subject,
                 "callback_url": args.callback_url,
             });
             hyper::Request::post(format!("{base}/v1/jobs"))
                 .header("authorization", &auth)
+                .header("vcw-consent", consent)
                 .header("content-type", "application/json")
                 .body(full(job.to_string()))?
         }

@@ -15,6 +15,7 @@ mod keyring;
 mod keys;
 pub mod primitives;
 mod sealed;
+mod signing;
 
 pub use keyring::{Key16, KeyError, Kms, LocalKms, WRAPPED_LEN, random, unwrap_key, wrap_key};
 pub use keys::DataKey;
@@ -22,6 +23,7 @@ pub use sealed::{
     DEFAULT_CHUNK_SIZE, HEADER_LEN, Header, MAX_CHUNK_SIZE, OpenSummary, RangeSource, SealParams,
     SealSummary, TAG_LEN, authenticated_plaintext_len, open, open_range, seal,
 };
+pub use signing::{key_id, pkcs8_der, read_signing_key, signing_key_file};
 
 /// Everything that can go wrong while sealing or opening.
 ///

@@ -1,7 +1,8 @@
 //! Plain domain types, without I/O: ids and the store's key layout, the states of jobs
-//! and uploads, where a job's video comes from and what was stored for it, and the
-//! events a state change causes. Every other module may use these; they use none of them.
+//! and uploads, where a job's video comes from and what was stored for it, the events a
+//! state change causes, and the audit chain's records and their verification. Every other module may use these; they use none of them.
 
+pub mod audit;
 pub mod clock;
 pub mod events;
 pub mod ids;

@@ -89,10 +89,11 @@ pub struct Erasure {
 pub async fn erase_video(
     svc: &Service,
     video_id: &str,
+    actor: &str,
     wait: Duration,
 ) -> Result<Erasure, CleanupError> {
     let catalog = svc.catalog();
-    let Some(mut video) = catalog.begin_erase(video_id).await? else {
+    let Some(mut video) = catalog.begin_erase(video_id, actor).await? else {
         return Ok(Erasure::default());
     };
     let deadline = Instant::now() + wait;

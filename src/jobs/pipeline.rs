@@ -21,7 +21,7 @@
 
 use std::sync::Arc;
 
-use crate::catalog::ClaimedJob;
+use crate::catalog::{ClaimedJob, ConsentState};
 use crate::domain::{JobSource, JobState, Manifest};
 use crate::inference::Classifier;
 use crate::package::StoreTarget;
@@ -59,6 +59,15 @@ pub async fn run(
 
 type Outcome = Result<(ScanReport, Manifest), Failure>;
 
+/// Why a subject's consent does not allow processing, for the job's error.
+fn consent_refusal(state: ConsentState) -> String {
+    match state {
+        ConsentState::Revoked { at } => crate::consent::ConsentError::Revoked { at }.to_string(),
+        ConsentState::Lapsed { at } => crate::consent::ConsentError::Lapsed { at }.to_string(),
+        _ => crate::consent::ConsentError::NoConsent.to_string(),
+    }
+}
+
 async fn attempt(
     svc: &Arc<Service>,
     job: &ClaimedJob,
@@ -69,6 +78,17 @@ async fn attempt(
     // 0. Fence.
     if let Err(e) = remove_earlier_attempts(svc, &job.video.id, job.attempt).await {
         return (Err(Failure::transient(e)), classifier);
+    }
+    // 0b. Consent: nothing of a subject whose consent was revoked or has expired is
+    // processed (an upload that raced a revocation ends here).
+    match svc.catalog().consent_state(&job.video.subject_hash).await {
+        Ok(ConsentState::Live { .. }) => {}
+        Ok(state) => {
+            let refused =
+                Failure::Permanent(format!("no live consent: {}", consent_refusal(state)));
+            return (Err(refused), classifier);
+        }
+        Err(e) => return (Err(Failure::transient(e)), classifier),
     }
     // 1. Ingest.
     let source: JobSource = match serde_json::from_str(&job.video.source) {

@@ -10,12 +10,16 @@
 //! 2. **Stale uploads.** Uploads left `receiving` longer than
 //!    `server.upload_expiry_seconds` become `expired`; their staged parts are shredded.
 //! 3. **Unfinished work**: staged uploads of videos that ended are discarded, and
-//!    interrupted erasures are run again to the end.
+//!    interrupted erasures are run again to the end; consent that lapsed gets its
+//!    `expire` event in the ledger.
 //! 4. **Orphans** (every `server.orphan_sweep_seconds`): store objects no catalog row
 //!    references, older than `server.orphan_grace_seconds` (staged parts without an
 //!    upload, objects of attempts that can never be recorded, objects of erased or
 //!    unknown videos); and the temporary directories of cluster processes that are gone
 //!    (this process's own staging files are removed at its start, never while it runs).
+//!
+//! 5. **Audit trail** (every `audit.checkpoint_seconds`): a signed checkpoint of the
+//!    chain's head; redaction and pruning of old records.
 //!
 //! What it did is logged and counted in [`ReaperStats`] (for the dashboard).
 
@@ -42,6 +46,10 @@ pub struct ReaperStats {
     pub erasures_finished: AtomicU64,
     pub orphans_swept: AtomicU64,
     pub temp_files_removed: AtomicU64,
+    /// Subjects whose consent lapsed (an `expire` event recorded in the ledger).
+    pub consents_expired: AtomicU64,
+    /// Signed audit checkpoints.
+    pub audit_checkpoints: AtomicU64,
     pub errors: AtomicU64,
 }
 
@@ -59,7 +67,9 @@ pub async fn run(
 ) {
     let every = Duration::from_secs_f64(svc.config.server.reaper_seconds);
     let sweep_every = Duration::from_secs_f64(svc.config.server.orphan_sweep_seconds);
+    let audit_every = Duration::from_secs_f64(svc.config.audit.checkpoint_seconds);
     let mut last_sweep: Option<Instant> = None;
+    let mut last_audit = Instant::now();
     loop {
         let sweep = last_sweep.is_none_or(|t| t.elapsed() >= sweep_every);
         if sweep {
@@ -68,6 +78,13 @@ pub async fn run(
         if let Err(e) = pass(&svc, &stats, sweep).await {
             ReaperStats::add(&stats.errors, 1);
             tracing::warn!("reaper: {e}");
+        }
+        if last_audit.elapsed() >= audit_every {
+            last_audit = Instant::now();
+            if let Err(e) = audit_maintenance(&svc, &stats).await {
+                ReaperStats::add(&stats.errors, 1);
+                tracing::warn!("reaper: audit trail: {e}");
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -94,8 +111,13 @@ pub async fn pass(svc: &Service, stats: &ReaperStats, sweep: bool) -> Result<(),
         let from = [UploadState::Complete];
         close_upload(svc, &id, &from, UploadState::Consumed).await?;
     }
+    let lapsed = svc.catalog().record_expiries(100).await?;
+    if lapsed > 0 {
+        tracing::info!(subjects = lapsed, "reaper: recorded lapsed consent");
+        ReaperStats::add(&stats.consents_expired, lapsed);
+    }
     for video in svc.catalog().unfinished_erasures().await? {
-        erase_video(svc, &video.id, Duration::ZERO).await?;
+        erase_video(svc, &video.id, "reaper", Duration::ZERO).await?;
         tracing::info!(video = %video.id, "reaper: finished an interrupted erasure");
         ReaperStats::add(&stats.erasures_finished, 1);
     }
@@ -104,6 +126,38 @@ pub async fn pass(svc: &Service, stats: &ReaperStats, sweep: bool) -> Result<(),
         ReaperStats::add(&stats.orphans_swept, n);
         let n = sweep_temp_files(svc);
         ReaperStats::add(&stats.temp_files_removed, n);
+    }
+    Ok(())
+}
+
+/// Signs a checkpoint of the audit chain's head, then redacts and prunes old records
+/// (`[audit]`); pruning stops at a signed checkpoint, which anchors what remains.
+pub async fn audit_maintenance(svc: &Service, stats: &ReaperStats) -> Result<(), CleanupError> {
+    let Some(signer) = &svc.audit else {
+        return Ok(());
+    };
+    let catalog = svc.catalog();
+    if crate::audit::checkpoint(catalog, signer).await?.is_some() {
+        ReaperStats::add(&stats.audit_checkpoints, 1);
+    }
+    let day_ms = 86_400_000.0;
+    let now = crate::domain::clock::now_ms();
+    let config = &svc.config.audit;
+    if config.redact_after_days > 0.0 {
+        let before = now - (config.redact_after_days * day_ms) as i64;
+        let n = catalog.redact_audit(before).await?;
+        if n > 0 {
+            tracing::info!(records = n, "reaper: redacted old audit records");
+        }
+    }
+    let pruned = catalog
+        .prune_audit(now - (config.retention_days * day_ms) as i64)
+        .await?;
+    if pruned > 0 {
+        tracing::info!(
+            records = pruned,
+            "reaper: pruned audit records past retention"
+        );
     }
     Ok(())
 }

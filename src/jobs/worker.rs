@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::catalog::{ClaimOutcome, NewVideo};
+use crate::catalog::{ClaimOutcome, Grant, NewVideo};
+use crate::consent::ConsentError;
 use crate::domain::{JobState, id_hex, parse_id};
 use crate::inference::Classifier;
 use crate::queue::{JobMessage, Message};
@@ -126,15 +127,27 @@ async fn record_job(svc: &Service, id: &str, job: &JobMessage) -> Result<(), Fai
         .map(|b| id_hex(&b))
         .ok_or_else(|| bad("id must be 32 hex digits"))?;
     let source = job.source.as_ref().ok_or_else(|| bad("no source"))?;
-    let subject = job
-        .subject
+    let token = job
+        .consent
         .as_deref()
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| bad("subject required"))?;
+        .ok_or_else(|| bad("consent (the subject's token) required"))?;
+    let consent = svc
+        .consent
+        .verify(token, &svc.config.consent.purpose)
+        .map_err(|e| bad(&e.to_string()))?;
+    let claims = &consent.claims;
     let subject_hash = svc
         .vault
-        .kms_subject_hash(subject)
+        .kms_subject_hash(&claims.sub)
         .map_err(|e| bad(&e.to_string()))?;
+    if let Err(at) = svc
+        .catalog()
+        .record_consent(&Grant::of(claims, &subject_hash, "queue"))
+        .await
+        .map_err(Failure::transient)?
+    {
+        return Err(bad(&ConsentError::Revoked { at }.to_string()));
+    }
     let source = serde_json::to_string(source).map_err(|e| bad(&e.to_string()))?;
     svc.catalog()
         .insert_video(

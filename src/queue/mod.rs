@@ -17,7 +17,7 @@ pub use local::LocalQueue;
 pub use nats::{NatsQueue, NatsSettings};
 
 /// A job message on the queue (JSON; docs/api.md). The API publishes only `id` (the job
-/// is recorded already); other producers publish `source` and `subject` too.
+/// is recorded already); other producers publish `source` and `consent` too.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobMessage {
@@ -26,9 +26,10 @@ pub struct JobMessage {
     pub id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<crate::domain::JobSource>,
-    /// Data subject (hashed on receipt; never stored raw).
+    /// The data subject's consent token (JWT), as `Vcw-Consent` carries it on upload:
+    /// verified and recorded on receipt; its subject is hashed, never stored raw.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
+    pub consent: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
 }

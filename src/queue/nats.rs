@@ -2,7 +2,7 @@
 //! that every worker shares (KEDA scales workers on its pending count).
 //!
 //! A message is a [`JobMessage`] (docs/api.md). The API publishes `{"id": ...}` after it
-//! recorded the job; any other producer may publish a whole job (source, subject), which
+//! recorded the job; any other producer may publish a whole job (source, consent), which
 //! the worker records on first delivery. A message without an id gets one derived from
 //! its stream sequence, so its redeliveries map to the same job.
 

@@ -2,10 +2,11 @@
 """Upload a file to vcw's tus endpoint with tuspy, the reference Python tus client.
 
 The tests use it as a real third-party client of `POST /v1/uploads` (tus 1.0 core + creation):
-it creates the upload (Upload-Length, Upload-Metadata `subject` and `filename`, base64 as tus
-says), then PATCHes it chunk by chunk; `Authorization: Bearer TOKEN` goes with every request.
+it creates the upload (Upload-Length, Upload-Metadata `filename`, base64 as tus says), then
+PATCHes it chunk by chunk; `Authorization: Bearer TOKEN` and `Vcw-Consent: JWT` (whose `sub`
+is the data subject) go with every request.
 
-    tus_upload.py --endpoint URL --token T --file F --subject S [--chunk-size N]
+    tus_upload.py --endpoint URL --token T --file F --consent JWT [--chunk-size N]
                   [--stop-after-chunks K] [--resume-url URL] [--filename NAME] [--timeout S]
 
   --stop-after-chunks K  send only K chunks, then stop as an interrupted client would
@@ -60,7 +61,9 @@ def parse_args(argv):
                    help="the creation URL, e.g. http://127.0.0.1:8080/v1/uploads")
     p.add_argument("--token", required=True, help="bearer token, sent with every request")
     p.add_argument("--file", required=True, help="the file to upload")
-    p.add_argument("--subject", required=True, help="Upload-Metadata subject")
+    p.add_argument("--consent", required=True,
+                   help="the data subject's consent token (sent as Vcw-Consent; the subject "
+                   "comes from it)")
     p.add_argument("--filename", help="Upload-Metadata filename (default: the file's base "
                    "name; an empty string sends none)")
     p.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE",
@@ -93,9 +96,10 @@ def rejected(step, url, error):
 
 
 def upload(args):
-    client = TusClient(args.endpoint, headers={"Authorization": f"Bearer {args.token}"})
+    client = TusClient(args.endpoint, headers={"Authorization": f"Bearer {args.token}",
+                                               "Vcw-Consent": args.consent})
     filename = os.path.basename(args.file) if args.filename is None else args.filename
-    metadata = {"subject": args.subject}
+    metadata = {}
     if filename:
         metadata["filename"] = filename
     metadata.update(m.split("=", 1) for m in args.metadata)

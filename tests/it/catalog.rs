@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use vcw::catalog::{
-    AttemptEnd, Catalog, ClaimOutcome, Completion, NewVideo, PartAdded, UploadPart, UploadRow,
+    AttemptEnd, Catalog, ClaimOutcome, Completion, ConsentEvent, ConsentState, Grant, NewVideo,
+    PartAdded, UploadPart, UploadRow,
 };
 use vcw::crypto::LocalKms;
 use vcw::domain::{EventKind, JobState, OutboxEvent, UploadState};
@@ -232,7 +233,7 @@ async fn state_machine(catalog: Catalog, keyring: &std::path::Path) {
         panic!("claim v2");
     };
     assert_eq!(
-        catalog.request_cancel("v2").await.unwrap(),
+        catalog.request_cancel("v2", "t").await.unwrap(),
         Some(JobState::Running)
     );
     assert_eq!(
@@ -272,7 +273,7 @@ async fn state_machine(catalog: Catalog, keyring: &std::path::Path) {
     let ClaimOutcome::Claimed(_) = catalog.claim("v3", 60_000).await.unwrap() else {
         panic!("claim v3");
     };
-    let erasing = catalog.begin_erase("v3").await.unwrap().unwrap();
+    let erasing = catalog.begin_erase("v3", "t").await.unwrap().unwrap();
     assert!(erasing.erased_at.is_some() && erasing.cancel_requested);
     assert!(!catalog.complete("v3", 1, &ALLOWED, None).await.unwrap());
     assert_eq!(catalog.unfinished_erasures().await.unwrap().len(), 1);
@@ -412,6 +413,126 @@ async fn state_machine(catalog: Catalog, keyring: &std::path::Path) {
     assert_eq!(catalog.pending_events(EventKind::Webhook).await.unwrap(), 0);
 }
 
+/// A token for subject `s` issued `issued` ms and expiring `expires` ms from now.
+fn grant<'a>(
+    s: &'a str,
+    jti: &'a str,
+    purposes: &'a [String],
+    issued: i64,
+    expires: i64,
+) -> Grant<'a> {
+    let now = vcw::domain::clock::now_ms();
+    Grant {
+        subject_hash: s,
+        jti,
+        issuer: "test",
+        purposes,
+        issued_at: now + issued,
+        expires_at: now + expires,
+        actor: "t",
+    }
+}
+
+/// The consent ledger: grant, renew, revoke, expire; tokens from before a revocation never
+/// count; concurrent reapers record a lapse once.
+async fn consent_ledger(catalog: Catalog) {
+    let p = ["moderation".to_string()];
+    assert_eq!(
+        catalog.consent_state("s1").await.unwrap(),
+        ConsentState::None
+    );
+    assert_eq!(
+        catalog
+            .record_consent(&grant("s1", "a", &p, -10_000, 60_000))
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    // The same token again records nothing; another one renews.
+    assert_eq!(
+        catalog
+            .record_consent(&grant("s1", "a", &p, -10_000, 60_000))
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    assert_eq!(
+        catalog
+            .record_consent(&grant("s1", "b", &p, -5_000, 120_000))
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    let kinds = |h: Vec<ConsentEvent>| h.into_iter().map(|e| e.kind).collect::<Vec<_>>();
+    assert_eq!(
+        kinds(catalog.consent_history("s1").await.unwrap()),
+        ["grant", "renew"]
+    );
+    assert!(matches!(
+        catalog.consent_state("s1").await.unwrap(),
+        ConsentState::Live { .. }
+    ));
+
+    let revocation = catalog.revoke_consent("s1", "officer").await.unwrap();
+    assert_eq!(
+        catalog.consent_state("s1").await.unwrap(),
+        ConsentState::Revoked {
+            at: revocation.at_ms
+        }
+    );
+    // A token issued before the revocation is refused, whenever it is presented.
+    assert_eq!(
+        catalog
+            .record_consent(&grant("s1", "c", &p, -1_000, 60_000))
+            .await
+            .unwrap(),
+        Err(revocation.at_ms)
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(
+        catalog
+            .record_consent(&grant("s1", "d", &p, 0, 60_000))
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    assert!(matches!(
+        catalog.consent_state("s1").await.unwrap(),
+        ConsentState::Live { .. }
+    ));
+    assert_eq!(
+        kinds(catalog.consent_history("s1").await.unwrap()),
+        ["grant", "renew", "revoke", "grant"]
+    );
+
+    // Consent that lapsed: one `expire` event, however many reapers look at once.
+    assert_eq!(
+        catalog
+            .record_consent(&grant("s2", "e", &p, -60_000, -1_000))
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    assert!(matches!(
+        catalog.consent_state("s2").await.unwrap(),
+        ConsentState::Lapsed { .. }
+    ));
+    let (a, b) = tokio::join!(catalog.record_expiries(100), catalog.record_expiries(100));
+    assert_eq!(a.unwrap() + b.unwrap(), 1, "one expire event");
+    assert_eq!(catalog.record_expiries(100).await.unwrap(), 0);
+    assert_eq!(
+        kinds(catalog.consent_history("s2").await.unwrap()),
+        ["grant", "expire"]
+    );
+    // s1's consent is live: nothing to record for it.
+    assert_eq!(
+        kinds(catalog.consent_history("s1").await.unwrap())
+            .last()
+            .unwrap(),
+        "grant"
+    );
+}
+
 #[test]
 fn catalog_state_machine_and_races_on_sqlite_and_postgresql() {
     let dir = tempfile::tempdir().unwrap();
@@ -420,11 +541,13 @@ fn catalog_state_machine_and_races_on_sqlite_and_postgresql() {
     let rt = runtime();
     rt.block_on(async {
         let catalog = Catalog::open(&dir.path().join("sqlite")).await.unwrap();
-        state_machine(catalog, &keyring).await;
+        state_machine(catalog.clone(), &keyring).await;
+        consent_ledger(catalog).await;
     });
     let pg = Postgres::start(dir.path());
     rt.block_on(async {
         let catalog = Catalog::connect(&pg.url).await.unwrap();
-        state_machine(catalog, &keyring).await;
+        state_machine(catalog.clone(), &keyring).await;
+        consent_ledger(catalog).await;
     });
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 
-use crate::serve::{Server, is_final, send, state, token_with, tus_upload, wait_for};
+use crate::serve::{Server, consent, is_final, send, state, token_with, tus_upload, wait_for};
 use crate::storage::s3s_server::S3sServer;
 use crate::util::{asset, vcw};
 use vcw::api::Role;
@@ -214,8 +214,10 @@ impl Drop for Postgres {
     }
 }
 
-/// A new keyring in `dir` (`vcw keys init`).
+/// A new keyring in `dir` (`vcw keys init`), and the local consent issuer's key beside it
+/// (cluster processes read it, never create it).
 fn init_keyring(dir: &Path) -> String {
+    vcw::consent::LocalIssuer::open_or_create(&dir.join("consent-issuer.pem")).unwrap();
     let keyring = dir.join("keyring.toml");
     let out = vcw()
         .args(["keys", "init", "--keyring"])
@@ -333,7 +335,7 @@ fn cluster_mode_on_nats_postgres_and_s3() {
         let job = serde_json::json!({
             "id": "feed0000000000000000000000000001",
             "source": {"s3": {"url": "s3://vcw/input/bikes.mp4"}},
-            "subject": "subject-2",
+            "consent": consent(dir.path(), "subject-2"),
         });
         js.publish("vcw.jobs", job.to_string().into())
             .await
@@ -356,7 +358,7 @@ fn cluster_mode_on_nats_postgres_and_s3() {
         "PUT",
         &api.url(&format!("/v1/videos/{long}")),
         Some(&uploader),
-        &[("vcw-subject", "subject-3")],
+        &[("vcw-consent", &consent(dir.path(), "subject-3"))],
         &std::fs::read(asset("samples/generated/longgop.mp4")).unwrap(),
     );
     assert_eq!(status, 202);
@@ -458,12 +460,13 @@ fn cluster_survives_nats_and_postgresql_outages() {
     );
     let _worker = Server::launch(&["worker"], dir.path(), "worker-0.log", &env);
     let clip = std::fs::read(asset("samples/carphone_pristine.mp4")).unwrap();
+    let outage_consent = consent(dir.path(), "outage-subject");
     let put = |id: &str| {
         send(
             "PUT",
             &api.url(&format!("/v1/videos/{id}")),
             Some(&admin),
-            &[("vcw-subject", "outage-subject")],
+            &[("vcw-consent", &outage_consent)],
             &clip,
         )
     };

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::serve::{
-    Server, get_json, is_final, send, state, stored_files, token_with, try_send, wait_for,
+    Server, consent, get_json, is_final, send, state, stored_files, token_with, try_send, wait_for,
     webhook_receiver,
 };
 use crate::util::ffmpeg;
@@ -61,7 +61,7 @@ fn put(s: &Server, tok: &str, id: &str, subject: &str, body: &[u8]) -> u16 {
         "PUT",
         &s.url(&format!("/v1/videos/{id}")),
         Some(tok),
-        &[("vcw-subject", subject)],
+        &[("vcw-consent", &consent(&s.dir, subject))],
         body,
     )
     .0
@@ -176,7 +176,7 @@ fn concurrent_uploads_lose_nothing(s: &Server, up: &str, reviewer: &str) {
         &[
             ("tus-resumable", "1.0.0"),
             ("upload-length", &length),
-            ("upload-metadata", "subject dHVzLXJhY2U="),
+            ("vcw-consent", &consent(&s.dir, "tus-race")),
         ],
         b"",
     );
@@ -336,8 +336,9 @@ fn crash_at(point: &str, postgres: bool, clip: &[u8], needle: &[u8]) {
     env.push(("VCW_CRASH_AT", point));
     let mut s = Server::start(dir.path(), &env);
     let url = s.url(&format!("/v1/videos/{id}"));
+    let crash_consent = consent(&s.dir, "crash-subject");
     let headers = [
-        ("vcw-subject", "crash-subject"),
+        ("vcw-consent", crash_consent.as_str()),
         ("vcw-callback-url", hook_url.as_str()),
     ];
     let answer = try_send("PUT", &url, Some(&up), &headers, clip);

@@ -2,8 +2,10 @@
 //! models, real FFmpeg and the real sample clips (`make test` fetches them first; a
 //! missing asset fails the test, it never skips).
 
+mod audit;
 mod catalog;
 mod cluster;
+mod consent;
 mod crypto;
 mod crypto_support;
 mod inputs;

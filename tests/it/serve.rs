@@ -184,6 +184,15 @@ pub(crate) fn get_json(url: &str, token: &str) -> (u16, Value) {
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
+/// A consent token for `subject` from the local issuer of the service whose keyring is in
+/// `dir` (created if the service has not yet), granting `moderation` for an hour.
+pub(crate) fn consent(dir: &Path, subject: &str) -> String {
+    vcw::consent::LocalIssuer::open_or_create(&dir.join("consent-issuer.pem"))
+        .unwrap()
+        .issue(subject, &["moderation".to_string()], 3600)
+        .unwrap()
+}
+
 pub(crate) fn put_video(
     s: &Server,
     token: &str,
@@ -191,7 +200,8 @@ pub(crate) fn put_video(
     file: &Path,
     extra: &[(&str, &str)],
 ) -> u16 {
-    let mut headers = vec![("vcw-subject", "subject-1")];
+    let token_for_subject = consent(&s.dir, "subject-1");
+    let mut headers = vec![("vcw-consent", token_for_subject.as_str())];
     headers.extend_from_slice(extra);
     send(
         "PUT",
@@ -313,7 +323,7 @@ pub(crate) fn tus_upload(s: &Server, token: &str, file: &Path, extra: &[&str]) -
         .args(["--endpoint", &s.url("/v1/uploads"), "--token", token])
         .arg("--file")
         .arg(file)
-        .args(["--subject", "subject-1"])
+        .args(["--consent", &consent(&s.dir, "subject-1")])
         .args(extra)
         .output()
         .expect("tus client runs");
@@ -593,7 +603,8 @@ fn bad_input_is_refused_and_leaves_stored_data_intact() {
     );
     let uploads = s.url("/v1/uploads");
     let tus = ("tus-resumable", "1.0.0");
-    let subject = ("upload-metadata", "subject c3ViamVjdC0x");
+    let token_for_subject = consent(&s.dir, "subject-1");
+    let subject = ("vcw-consent", token_for_subject.as_str());
     let post = |h: &[(&str, &str)]| send("POST", &uploads, Some(&up), h, b"");
 
     assert_eq!(
@@ -601,7 +612,13 @@ fn bad_input_is_refused_and_leaves_stored_data_intact() {
         412,
         "no Tus-Resumable"
     );
-    assert_eq!(post(&[tus, ("upload-length", "100")]).0, 400, "no subject");
+    assert_eq!(post(&[tus, ("upload-length", "100")]).0, 401, "no consent");
+    let named = ("upload-metadata", "subject c3ViamVjdC0x");
+    assert_eq!(
+        post(&[tus, subject, named, ("upload-length", "100")]).0,
+        400,
+        "a subject named outside the token"
+    );
     assert_eq!(post(&[tus, subject]).0, 400, "no length");
     assert_eq!(post(&[tus, subject, ("upload-length", "5000000")]).0, 413);
     let (status, headers, _) = post(&[tus, subject, ("upload-length", "400")]);
@@ -658,7 +675,7 @@ fn bad_input_is_refused_and_leaves_stored_data_intact() {
         "termination deletes parts"
     );
 
-    // Plain PUT: not a video, no subject, bad id. (Bodies stay small: the server answers
+    // Plain PUT: not a video, no consent, bad id. (Bodies stay small: the server answers
     // before reading them, and a client still sending a large body may see a reset.)
     let text = dir.path().join("notes.txt");
     std::fs::write(&text, "just some text, definitely not a video container").unwrap();
@@ -673,7 +690,7 @@ fn bad_input_is_refused_and_leaves_stored_data_intact() {
         &[],
         &mp4_head,
     );
-    assert_eq!(status, 400, "no subject");
+    assert_eq!(status, 401, "no consent token");
     let head_file = dir.path().join("head.mp4");
     std::fs::write(&head_file, &mp4_head).unwrap();
     assert_eq!(put_video(&s, &up, "not-an-id", &head_file, &[]), 400);
@@ -700,14 +717,13 @@ fn bad_input_is_refused_and_leaves_stored_data_intact() {
     let (hook_url, hooks) = webhook_receiver();
     let job = serde_json::json!({
         "source": {"s3": {"url": "s3://bucket/video.mp4"}},
-        "subject": "subject-1",
         "callback_url": hook_url,
     });
     let (status, _, body) = send(
         "POST",
         &s.url("/v1/jobs"),
         Some(&up),
-        &[("content-type", "application/json")],
+        &[("content-type", "application/json"), subject],
         job.to_string().as_bytes(),
     );
     assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
@@ -943,6 +959,8 @@ fn submit_drain_on_sigterm_and_tls() {
             &up,
             "--subject",
             "subject-1",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
             "--wait",
         ])
         .output()
@@ -968,6 +986,8 @@ fn submit_drain_on_sigterm_and_tls() {
             &up,
             "--subject",
             "s",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
             "--id",
             id,
         ])
@@ -1071,7 +1091,7 @@ fn cancelling_a_running_job_stops_it_and_leaves_nothing() {
         "PUT",
         &s.url(&format!("/v1/videos/{id}")),
         Some(&up),
-        &[("vcw-subject", "s")],
+        &[("vcw-consent", &consent(&s.dir, "s"))],
         &std::fs::read(clip).unwrap(),
     );
     assert_eq!(status, 202);

@@ -1,0 +1,177 @@
+//! Consent at the API's edge: the token every upload carries (`Vcw-Consent`), the ledger
+//! check before anything of a subject is served, and revocation.
+
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::App;
+use super::caller::{Caller, Role};
+use super::error::ApiError;
+use crate::catalog::{ConsentState, Grant};
+use crate::consent::{Consent, ConsentError};
+use crate::domain::audit::Entry;
+
+/// The header a consent token travels in (the `Authorization` header holds the API
+/// token).
+pub const CONSENT_HEADER: &str = "vcw-consent";
+
+/// Verifies the request's consent token for the deployment's purpose.
+fn verified(app: &App, headers: &HeaderMap) -> Result<Consent, ApiError> {
+    let token = headers
+        .get(CONSENT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(ConsentError::Missing)?;
+    Ok(app
+        .svc
+        .consent
+        .verify(token, &app.svc.config.consent.purpose)?)
+}
+
+/// The keyed hash of the subject of the request's consent token, once the token is
+/// verified and recorded in the ledger (refused if the subject revoked consent after the
+/// token was issued). The raw subject goes no further than this.
+pub async fn consenting_subject(
+    app: &App,
+    caller: &Caller,
+    headers: &HeaderMap,
+) -> Result<String, ApiError> {
+    let consent = verified(app, headers)?;
+    let claims = &consent.claims;
+    let subject_hash = app
+        .svc
+        .vault
+        .kms_subject_hash(&claims.sub)
+        .map_err(ApiError::internal)?;
+    let grant = Grant::of(claims, &subject_hash, &caller.id);
+    match app.svc.catalog().record_consent(&grant).await? {
+        Ok(()) => Ok(subject_hash),
+        Err(at) => Err(ConsentError::Revoked { at }.into()),
+    }
+}
+
+/// Refuses (403) unless the subject's consent is live in the ledger: nothing of a
+/// subject whose consent was revoked or has expired is served.
+pub async fn require_live(app: &App, subject_hash: &str) -> Result<(), ApiError> {
+    match app.svc.catalog().consent_state(subject_hash).await? {
+        ConsentState::Live { .. } => Ok(()),
+        ConsentState::Revoked { at } => Err(ConsentError::Revoked { at }.into()),
+        ConsentState::Lapsed { at } => Err(ConsentError::Lapsed { at }.into()),
+        ConsentState::None => Err(ConsentError::NoConsent.into()),
+    }
+}
+
+/// May `caller` act on `subject`'s data? A privacy officer or admin may; an uploader only
+/// with a valid consent token of that same subject (the platform acting for its user).
+fn may_act_for(
+    app: &App,
+    caller: &Caller,
+    subject: &str,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    if subject.is_empty() || subject.len() > 512 {
+        return Err(ApiError::BadRequest(
+            "the subject must be 1 to 512 bytes".into(),
+        ));
+    }
+    if !matches!(caller.role, Role::PrivacyOfficer | Role::Admin) {
+        let consent = verified(app, headers)?;
+        if consent.claims.sub != subject {
+            return Err(ConsentError::WrongSubject.into());
+        }
+    }
+    Ok(())
+}
+
+/// `GET /v1/subjects/{subject}`: everything held about a subject (data-subject access):
+/// their videos with states and verdicts, their consent ledger, and the audit records
+/// about them. Reading it is itself audited.
+pub async fn access(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(subject): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    may_act_for(&app, &caller, &subject, &headers)?;
+    let svc = &app.svc;
+    let subject_hash = svc
+        .vault
+        .kms_subject_hash(&subject)
+        .map_err(ApiError::internal)?;
+    let catalog = svc.catalog();
+    let entry = Entry {
+        actor: caller.id.clone(),
+        action: "subject.access".into(),
+        object: format!("subject {}", short(&subject_hash)),
+        result: "ok".into(),
+        subject: Some(subject_hash.clone()),
+        request_id: None,
+    };
+    catalog.audit(entry).await?;
+    let videos: Vec<_> = catalog
+        .videos_of(&subject_hash)
+        .await?
+        .into_iter()
+        .map(|v| {
+            json!({
+                "id": v.id,
+                "state": v.state,
+                "verdict": v.verdict,
+                "error": v.error,
+                "created_at_ms": v.created_at,
+                "updated_at_ms": v.updated_at,
+                "erased": v.erased_at.is_some(),
+                "report": v.report.as_deref().and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok()),
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "subject_hash": subject_hash,
+        "consent": {
+            "state": format!("{:?}", catalog.consent_state(&subject_hash).await?),
+            "history": catalog.consent_history(&subject_hash).await?,
+        },
+        "videos": videos,
+        "audit": catalog.audit_records_about(&subject_hash).await?,
+    }))
+    .into_response())
+}
+
+/// `DELETE /v1/subjects/{subject}/consent`: the subject withdraws consent. A privacy
+/// officer (or admin) may revoke any subject; an uploader only with a valid consent token
+/// of that same subject (the platform acting for its user). Jobs of the subject stop, and
+/// from the commit on nothing of the subject is served.
+pub async fn revoke(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(subject): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    may_act_for(&app, &caller, &subject, &headers)?;
+    let svc = &app.svc;
+    let subject_hash = svc
+        .vault
+        .kms_subject_hash(&subject)
+        .map_err(ApiError::internal)?;
+    let revocation = svc
+        .catalog()
+        .revoke_consent(&subject_hash, &caller.id)
+        .await?;
+    tracing::info!(subject = %short(&subject_hash), by = %caller.id, jobs_cancelled = revocation.jobs_cancelled, "consent revoked");
+    Ok(axum::Json(json!({
+        "revoked": true,
+        "at_ms": revocation.at_ms,
+        "jobs_cancelled": revocation.jobs_cancelled,
+    }))
+    .into_response())
+}
+
+/// The first 12 hex digits of a subject hash: enough to follow one subject in the logs,
+/// never the subject itself.
+pub fn short(subject_hash: &str) -> &str {
+    subject_hash.get(..12).unwrap_or(subject_hash)
+}

@@ -1,0 +1,189 @@
+//! `vcw audit verify | export | checkpoint | key`
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use ed25519_dalek::VerifyingKey;
+use ed25519_dalek::pkcs8::{DecodePublicKey, EncodePublicKey};
+
+use super::{GlobalArgs, Outcome, VaultArgs, runtime};
+use crate::audit::{AuditSigner, ChainCheck, Checkpoint, Record, signed_by};
+use crate::catalog::Catalog;
+use crate::config::Config;
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: AuditCommand,
+    #[command(flatten)]
+    pub vault: VaultArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Verify the audit log: the hash chain, the signed checkpoints, and that nothing was
+    /// edited, deleted, inserted, reordered or cut off; names the first bad record.
+    /// Exit status 2 when the log does not verify.
+    Verify {
+        /// An export (`vcw audit export`) to verify offline instead of the catalog.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// The deployment's public key (`vcw audit key`); default: the signing key's.
+        #[arg(long, value_name = "PEM")]
+        key: Option<PathBuf>,
+    },
+    /// Write the log for an auditor as JSON lines: `{"checkpoint": …}` lines, then
+    /// `{"record": …}` lines in sequence order.
+    Export {
+        /// Output file (default: stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Sign a checkpoint of the chain's head now (the reaper does it every
+    /// audit.checkpoint_seconds).
+    Checkpoint,
+    /// Print the deployment's public key (PEM), which verifies the checkpoints.
+    Key,
+}
+
+/// One line of an export.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Line {
+    Checkpoint(Checkpoint),
+    Record(Record),
+}
+
+pub fn run(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Outcome> {
+    let (keyring, data_dir) = args.vault.resolve(global)?;
+    let config = Config::load(global.config.as_deref(), std::env::vars())?;
+    let key_path = config.audit.signing_key_path(&keyring);
+    let signer = || AuditSigner::open(&key_path, false).map_err(anyhow::Error::msg);
+    let catalog = || async {
+        anyhow::Ok(match &config.cluster.database_url {
+            Some(url) => Catalog::connect(url).await?,
+            None => Catalog::open(&data_dir).await?,
+        })
+    };
+    match &args.command {
+        AuditCommand::Key => {
+            let pem = signer()?
+                .verifying_key()
+                .to_public_key_pem(Default::default())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            print!("{pem}");
+        }
+        AuditCommand::Checkpoint => {
+            let signer = signer()?;
+            let c = runtime()?.block_on(async {
+                crate::audit::checkpoint(&catalog().await?, &signer)
+                    .await
+                    .map_err(anyhow::Error::from)
+            })?;
+            println!("{}", serde_json::to_string(&c)?);
+        }
+        AuditCommand::Export { out } => {
+            let mut w: Box<dyn Write> = match out {
+                Some(p) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(p).with_context(|| p.display().to_string())?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            runtime()?.block_on(async {
+                let catalog = catalog().await?;
+                for c in catalog.audit_checkpoints().await? {
+                    serde_json::to_writer(&mut w, &Line::Checkpoint(c))?;
+                    w.write_all(b"\n")?;
+                }
+                let mut after = i64::MIN;
+                loop {
+                    let page = catalog.audit_records(after, 10_000).await?;
+                    let Some(last) = page.last() else { break };
+                    after = last.seq;
+                    for r in page {
+                        serde_json::to_writer(&mut w, &Line::Record(r))?;
+                        w.write_all(b"\n")?;
+                    }
+                }
+                w.flush()?;
+                anyhow::Ok(())
+            })?;
+        }
+        AuditCommand::Verify { file, key } => {
+            let key = match key {
+                Some(p) => {
+                    let pem =
+                        std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
+                    VerifyingKey::from_public_key_pem(&pem)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+                }
+                None => signer()?.verifying_key(),
+            };
+            let verdict = match file {
+                Some(path) => verify_file(path, &key)?,
+                None => runtime()?.block_on(async {
+                    let catalog = catalog().await?;
+                    anyhow::Ok(crate::audit::verify_catalog(&catalog, &key).await?)
+                })?,
+            };
+            match verdict {
+                Ok(v) => println!("{}", serde_json::to_string(&v)?),
+                Err(t) => {
+                    eprintln!("vcw: the audit log does not verify: {t}");
+                    return Ok(Outcome::Failed);
+                }
+            }
+        }
+    }
+    Ok(Outcome::Allowed)
+}
+
+/// Verifies an export: its checkpoints first, then its records in file order.
+fn verify_file(
+    path: &std::path::Path,
+    key: &VerifyingKey,
+) -> anyhow::Result<Result<crate::audit::Verified, crate::audit::Tamper>> {
+    let open = || -> anyhow::Result<std::io::BufReader<std::fs::File>> {
+        let f = std::fs::File::open(path).with_context(|| path.display().to_string())?;
+        Ok(std::io::BufReader::new(f))
+    };
+    let parse = |n: usize, line: &str| -> anyhow::Result<Line> {
+        serde_json::from_str(line).with_context(|| format!("{} line {}", path.display(), n + 1))
+    };
+    let mut checkpoints = Vec::new();
+    for (n, line) in open()?.lines().enumerate() {
+        if let Line::Checkpoint(c) = parse(n, &line?)? {
+            checkpoints.push(c);
+        }
+    }
+    checkpoints.sort_by_key(|c| c.seq);
+    let mut check = match ChainCheck::new(&checkpoints, |c| signed_by(key, c)) {
+        Ok(c) => c,
+        Err(t) => return Ok(Err(t)),
+    };
+    // Which record has a given hash, to tell a moved record from an inserted one: read
+    // again only when the chain breaks.
+    let find = |hash: &str| -> Option<i64> {
+        let reader = open().ok()?;
+        reader
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| match serde_json::from_str(&l) {
+                Ok(Line::Record(r)) if r.hash == hash => Some(r.seq),
+                _ => None,
+            })
+    };
+    for (n, line) in open()?.lines().enumerate() {
+        if let Line::Record(r) = parse(n, &line?)?
+            && let Err(t) = check.push(&r, find)
+        {
+            return Ok(Err(t));
+        }
+    }
+    if checkpoints.is_empty() {
+        bail!("{}: no checkpoint to verify against", path.display());
+    }
+    Ok(check.finish())
+}

@@ -1,0 +1,408 @@
+//! Consent through `vcw serve`: tokens from configured issuers (ES256 with two keys in
+//! rotation, RS256, EdDSA) and the local one, every way a token can be wrong answered
+//! 401/403 with a reason, the ledger, and revocation: jobs stop, playback answers 403 at
+//! once, a token from before the revocation is refused and one from after restores
+//! consent. The server runs at debug level and its log never shows a subject or a token.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+use crate::serve::{Server, consent, is_final, send, state, token, wait_for};
+use crate::util::{asset, ffmpeg, vcw};
+use vcw::api::Role;
+
+/// `openssl` key generation: (private PEM path, public PEM path).
+fn keypair(dir: &Path, name: &str, genpkey: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
+    let private = dir.join(format!("{name}.key"));
+    let public = dir.join(format!("{name}.pub"));
+    let ok = Command::new("openssl")
+        .arg("genpkey")
+        .args(genpkey)
+        .arg("-out")
+        .arg(&private)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "openssl genpkey {name}");
+    let ok = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&private)
+        .arg("-out")
+        .arg(&public)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "openssl pkey {name}");
+    (private, public)
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A JWT with `claims`, signed by `key` (PEM) with `alg` and `kid`.
+fn jwt(alg: Algorithm, kid: &str, key: &Path, claims: &Value) -> String {
+    let pem = std::fs::read(key).unwrap();
+    let key = match alg {
+        Algorithm::ES256 => EncodingKey::from_ec_pem(&pem),
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem),
+        _ => EncodingKey::from_ed_pem(&pem),
+    }
+    .unwrap();
+    let mut header = Header::new(alg);
+    header.kid = Some(kid.to_string());
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+/// Standard claims of the platform's consent service for `sub`.
+fn claims(sub: &str) -> Value {
+    json!({
+        "iss": "https://consent.example",
+        "sub": sub,
+        "purposes": ["moderation", "analytics"],
+        "iat": now() - 5,
+        "exp": now() + 3600,
+        "jti": format!("{sub}-{}", now()),
+    })
+}
+
+/// PUT of a small clip with `consent` (when given): the status and the message.
+fn put(s: &Server, up: &str, id: &str, clip: &[u8], consent: Option<&str>) -> (u16, String) {
+    let headers: Vec<(&str, &str)> = consent.map(|c| ("vcw-consent", c)).into_iter().collect();
+    let url = s.url(&format!("/v1/videos/{id}"));
+    let (status, _, body) = send("PUT", &url, Some(up), &headers, clip);
+    let message = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    (status, message)
+}
+
+#[test]
+fn consent_tokens_are_verified_and_revocation_stops_playback() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let ec = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    let (k1, k1_pub) = keypair(&keys, "es256-k1", &ec);
+    let (k2, k2_pub) = keypair(&keys, "es256-k2", &ec);
+    let (rsa, rsa_pub) = keypair(
+        &keys,
+        "rs256",
+        &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
+    );
+    let (ed, ed_pub) = keypair(&keys, "ed25519", &["-algorithm", "ed25519"]);
+    let issuer = |kid: &str, alg: &str, public: &Path| {
+        format!(
+            "[[consent.issuers]]\niss = \"https://consent.example\"\nkid = \"{kid}\"\nalg = \"{alg}\"\npublic_key = \"{}\"\n",
+            public.display()
+        )
+    };
+    let config = dir.path().join("vcw.toml");
+    std::fs::write(
+        &config,
+        [
+            issuer("k1", "ES256", &k1_pub),
+            issuer("k2", "ES256", &k2_pub),
+            issuer("r1", "RS256", &rsa_pub),
+            issuer("e1", "EdDSA", &ed_pub),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let up = token(dir.path(), Role::Uploader);
+    let reviewer = token(dir.path(), Role::Reviewer);
+    let officer = token(dir.path(), Role::PrivacyOfficer);
+    let data_dir = dir.path().to_str().unwrap();
+    let s = Server::launch(
+        &[
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data_dir,
+        ],
+        dir.path(),
+        "server.log",
+        &[("RUST_LOG", "debug")],
+    );
+    let clip_path = dir.path().join("tiny.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=duration=2:size=128x96:rate=10",
+        "-pix_fmt",
+        "yuv420p",
+        clip_path.to_str().unwrap(),
+    ]);
+    let clip = std::fs::read(&clip_path).unwrap();
+    let id = |n: u32| format!("{:032x}", 0xc0_0000 + n);
+    let mut issued: Vec<String> = Vec::new();
+
+    // --- every way a token can be wrong -------------------------------------------------
+    let (status, why) = put(&s, &up, &id(1), &clip, None);
+    assert_eq!((status, why.contains("Vcw-Consent")), (401, true), "{why}");
+    let (status, why) = put(&s, &up, &id(1), &clip, Some("not.a.jwt"));
+    assert_eq!((status, why.contains("not a JWT")), (401, true), "{why}");
+    let mut expired = claims("alice");
+    expired["exp"] = json!(now() - 1);
+    let (status, why) = put(
+        &s,
+        &up,
+        &id(1),
+        &clip,
+        Some(&jwt(Algorithm::ES256, "k1", &k1, &expired)),
+    );
+    assert_eq!((status, why.contains("expired")), (401, true), "{why}");
+    let mut analytics_only = claims("alice");
+    analytics_only["purposes"] = json!(["analytics"]);
+    let (status, why) = put(
+        &s,
+        &up,
+        &id(1),
+        &clip,
+        Some(&jwt(Algorithm::ES256, "k1", &k1, &analytics_only)),
+    );
+    assert_eq!(
+        (status, why.contains("\"moderation\"")),
+        (403, true),
+        "{why}"
+    );
+    let mut stranger = claims("alice");
+    stranger["iss"] = json!("https://elsewhere.example");
+    let (status, why) = put(
+        &s,
+        &up,
+        &id(1),
+        &clip,
+        Some(&jwt(Algorithm::ES256, "k1", &k1, &stranger)),
+    );
+    assert_eq!((status, why.contains("issuer")), (401, true), "{why}");
+    // Signed with k2's key but claiming to be k1: the signature does not verify.
+    let (status, why) = put(
+        &s,
+        &up,
+        &id(1),
+        &clip,
+        Some(&jwt(Algorithm::ES256, "k1", &k2, &claims("alice"))),
+    );
+    assert_eq!((status, why.contains("signature")), (401, true), "{why}");
+    let (status, why) = put(
+        &s,
+        &up,
+        &id(1),
+        &clip,
+        Some(&jwt(Algorithm::ES256, "k9", &k1, &claims("alice"))),
+    );
+    assert_eq!((status, why.contains("k9")), (401, true), "{why}");
+    let mut future = claims("alice");
+    future["iat"] = json!(now() + 600);
+    let (status, why) = put(
+        &s,
+        &up,
+        &id(1),
+        &clip,
+        Some(&jwt(Algorithm::ES256, "k1", &k1, &future)),
+    );
+    assert_eq!(
+        (status, why.contains("not valid yet")),
+        (401, true),
+        "{why}"
+    );
+    let mut anonymous = claims("alice");
+    anonymous.as_object_mut().unwrap().remove("sub");
+    let (status, why) = put(
+        &s,
+        &up,
+        &id(1),
+        &clip,
+        Some(&jwt(Algorithm::ES256, "k1", &k1, &anonymous)),
+    );
+    assert_eq!((status, why.contains("sub")), (401, true), "{why}");
+    // A local token minted with another deployment's key.
+    let foreign = vcw::consent::LocalIssuer::open_or_create(&keys.join("other.pem"))
+        .unwrap()
+        .issue("alice", &["moderation".to_string()], 600)
+        .unwrap();
+    assert_eq!(put(&s, &up, &id(1), &clip, Some(&foreign)).0, 401);
+
+    // --- accepted: both rotated ES256 keys, RS256, EdDSA, and the local issuer ----------
+    let mut ids = Vec::new();
+    for (n, (alg, kid, key)) in [
+        (Algorithm::ES256, "k1", &k1),
+        (Algorithm::ES256, "k2", &k2),
+        (Algorithm::RS256, "r1", &rsa),
+        (Algorithm::EdDSA, "e1", &ed),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut c = claims("alice");
+        c["jti"] = json!(format!("alice-{n}"));
+        let t = jwt(alg, kid, key, &c);
+        let (status, why) = put(&s, &up, &id(10 + n as u32), &clip, Some(&t));
+        assert_eq!(status, 202, "{alg:?} {kid}: {why}");
+        issued.push(t);
+        ids.push(id(10 + n as u32));
+    }
+    let local = consent(dir.path(), "alice");
+    assert_eq!(put(&s, &up, &id(14), &clip, Some(&local)).0, 202);
+    issued.push(local);
+    for v in &ids {
+        assert_eq!(state(&wait_for(&s, &up, v, 120, is_final)), "done");
+    }
+    let playlist = s.url(&format!("/v1/videos/{}/playlist.m3u8", ids[0]));
+    let (status, headers, _) = send("GET", &playlist, Some(&reviewer), &[], b"");
+    assert_eq!(status, 200);
+    let cache = headers["cache-control"].to_str().unwrap();
+    assert!(
+        cache.contains("no-store"),
+        "personal data is not cached on the way: {cache}"
+    );
+
+    // --- revocation -----------------------------------------------------------------------
+    // A long job of alice, running when consent is withdrawn, is stopped.
+    let long = id(20);
+    let long_clip = std::fs::read(asset("samples/generated/longgop.mp4")).unwrap();
+    assert_eq!(put(&s, &up, &long, &long_clip, Some(&issued[0])).0, 202);
+    wait_for(&s, &up, &long, 120, |v| state(v) == "running");
+    let revoke = s.url("/v1/subjects/alice/consent");
+    let bob = consent(dir.path(), "bob");
+    issued.push(bob.clone());
+    let (status, _, body) = send("DELETE", &revoke, Some(&up), &[("vcw-consent", &bob)], b"");
+    assert_eq!(
+        status,
+        403,
+        "bob's token cannot revoke alice: {}",
+        String::from_utf8_lossy(&body)
+    );
+    assert_eq!(
+        send("DELETE", &revoke, Some(&reviewer), &[], b"").0,
+        403,
+        "role"
+    );
+    let (status, headers, body) = send("DELETE", &revoke, Some(&officer), &[], b"");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["cache-control"], "no-store", "on every answer");
+    let revocation: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(revocation["jobs_cancelled"], 1, "{revocation}");
+    let revoked_at = revocation["at_ms"].as_i64().unwrap();
+    // From the answer on: nothing of alice is served, and her old tokens are refused.
+    let (status, _, body) = send("GET", &playlist, Some(&reviewer), &[], b"");
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("revoked"));
+    let segment = s.url(&format!("/v1/videos/{}/segments/0.m4s", ids[0]));
+    assert_eq!(send("GET", &segment, Some(&reviewer), &[], b"").0, 403);
+    let (status, why) = put(&s, &up, &id(30), &clip, Some(&issued[1]));
+    assert_eq!((status, why.contains("revoked")), (403, true), "{why}");
+    assert_eq!(state(&wait_for(&s, &up, &long, 120, is_final)), "cancelled");
+    // Bob is untouched.
+    assert_eq!(put(&s, &up, &id(31), &clip, Some(&bob)).0, 202);
+
+    // A token issued after the revocation (next second: `iat` has second precision)
+    // grants consent again.
+    while now() * 1000 <= revoked_at {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let fresh = consent(dir.path(), "alice");
+    issued.push(fresh.clone());
+    assert_eq!(put(&s, &up, &id(32), &clip, Some(&fresh)).0, 202);
+    assert_eq!(send("GET", &playlist, Some(&reviewer), &[], b"").0, 200);
+
+    // The ledger: append-only, in order.
+    let out = vcw()
+        .args(["consent", "show", "alice", "--data-dir", data_dir])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ledger: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds: Vec<&str> = ledger.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"grant"));
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "revoke").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.last(),
+        Some(&"grant"),
+        "consent granted again: {kinds:?}"
+    );
+    assert!(
+        kinds[1..kinds.len() - 2].iter().all(|k| *k == "renew"),
+        "{kinds:?}"
+    );
+
+    // `vcw consent revoke` (the catalog directly) takes effect on the running service.
+    let out = vcw()
+        .args(["consent", "revoke", "alice", "--data-dir", data_dir])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(send("GET", &playlist, Some(&reviewer), &[], b"").0, 403);
+
+    // Data-subject access: alice's videos, her ledger, the audit records about her.
+    let (status, _, body) = send(
+        "GET",
+        &s.url("/v1/subjects/alice"),
+        Some(&officer),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let held: Value = serde_json::from_slice(&body).unwrap();
+    let videos = held["videos"].as_array().unwrap();
+    assert_eq!(videos.len(), 7, "{held}");
+    assert!(videos.iter().any(|v| v["state"] == "cancelled"), "{held}");
+    assert_eq!(
+        held["consent"]["history"].as_array().unwrap().len(),
+        kinds.len() + 1
+    );
+    let audited: Vec<&str> = held["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "consent.grant",
+        "consent.revoke",
+        "video.read.playlist",
+        "subject.access",
+    ] {
+        assert!(audited.contains(&action), "{action} in {audited:?}");
+    }
+    let (status, _, _) = send(
+        "GET",
+        &s.url("/v1/subjects/alice"),
+        Some(&up),
+        &[("vcw-consent", &bob)],
+        b"",
+    );
+    assert_eq!(status, 403, "bob's token does not open alice's data");
+
+    // Nothing personal in the log, at debug level: no subject, no token.
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    assert!(log.contains("DEBUG"), "the log ran at debug level");
+    for secret in ["alice", "bob"].iter().map(|s| s.to_string()).chain(issued) {
+        assert!(!log.contains(&secret), "the log shows {secret:?}");
+    }
+}
