@@ -99,6 +99,9 @@ pub struct ConsentConfig {
     pub local_issuer_key: Option<PathBuf>,
     /// Public keys of the platform's consent service(s).
     pub issuers: Vec<IssuerKeyConfig>,
+    /// A subject whose consent lapsed (and was not renewed) is erased this long after,
+    /// unless under a legal hold.
+    pub erase_after_lapse_days: f64,
 }
 
 impl Default for ConsentConfig {
@@ -108,6 +111,7 @@ impl Default for ConsentConfig {
             local_issuer: true,
             local_issuer_key: None,
             issuers: Vec::new(),
+            erase_after_lapse_days: 30.0,
         }
     }
 }
@@ -477,6 +481,10 @@ impl Config {
         }
         if !(v.orphan_grace_seconds.is_finite() && v.orphan_grace_seconds >= 0.0) {
             return bad("server.orphan_grace_seconds must be a number of seconds >= 0");
+        }
+        let c = self.consent.erase_after_lapse_days;
+        if !(c.is_finite() && c >= 0.0) {
+            return bad("consent.erase_after_lapse_days must be 0 or more");
         }
         let a = &self.audit;
         if !(a.retention_days.is_finite() && a.retention_days >= 180.0) {

@@ -131,6 +131,11 @@ pub async fn access(
         .collect();
     Ok(axum::Json(json!({
         "subject_hash": subject_hash,
+        "legal_hold": catalog.active_hold(&subject_hash).await?,
+        "erasure_receipt": catalog
+            .erasure_receipt(&subject_hash)
+            .await?
+            .and_then(|r| serde_json::from_str::<serde_json::Value>(&r).ok()),
         "consent": {
             "state": format!("{:?}", catalog.consent_state(&subject_hash).await?),
             "history": catalog.consent_history(&subject_hash).await?,
@@ -168,6 +173,75 @@ pub async fn revoke(
         "jobs_cancelled": revocation.jobs_cancelled,
     }))
     .into_response())
+}
+
+/// `DELETE /v1/subjects/{subject}`: erasure. Every video of the subject is erased (jobs
+/// stopped, objects shredded and deleted), consent revoked, the subject key shredded;
+/// the answer is a receipt signed with the deployment's key (`vcw audit verify-receipt`).
+/// 409 while a legal hold is active, saying why.
+pub async fn erase(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(subject): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    may_act_for(&app, &caller, &subject, &headers)?;
+    let svc = &app.svc;
+    let subject_hash = svc
+        .vault
+        .kms_subject_hash(&subject)
+        .map_err(ApiError::internal)?;
+    let receipt = crate::jobs::cleanup::erase_subject(svc, &subject_hash, &caller.id).await?;
+    tracing::info!(subject = %short(&subject_hash), by = %caller.id, "subject erased");
+    Ok(axum::Json(receipt).into_response())
+}
+
+/// The reason of a legal hold (`PUT /v1/subjects/{subject}/hold`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRequest {
+    pub reason: String,
+}
+
+/// `PUT /v1/subjects/{subject}/hold`: suspends erasure of the subject's data.
+pub async fn hold(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(subject): Path<String>,
+    axum::Json(req): axum::Json<HoldRequest>,
+) -> Result<Response, ApiError> {
+    if req.reason.trim().is_empty() || req.reason.len() > 1000 {
+        return Err(ApiError::BadRequest(
+            "reason must be 1 to 1000 bytes".into(),
+        ));
+    }
+    let hash = app
+        .svc
+        .vault
+        .kms_subject_hash(&subject)
+        .map_err(ApiError::internal)?;
+    let set = app
+        .svc
+        .catalog()
+        .set_hold(&hash, &req.reason, &caller.id)
+        .await?;
+    let hold = app.svc.catalog().active_hold(&hash).await?;
+    Ok(axum::Json(json!({ "held": true, "set_now": set, "hold": hold })).into_response())
+}
+
+/// `DELETE /v1/subjects/{subject}/hold`: lets erasure proceed again.
+pub async fn release(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(subject): Path<String>,
+) -> Result<Response, ApiError> {
+    let hash = app
+        .svc
+        .vault
+        .kms_subject_hash(&subject)
+        .map_err(ApiError::internal)?;
+    let released = app.svc.catalog().release_hold(&hash, &caller.id).await?;
+    Ok(axum::Json(json!({ "released": released })).into_response())
 }
 
 /// The first 12 hex digits of a subject hash: enough to follow one subject in the logs,

@@ -86,6 +86,16 @@ impl From<crate::catalog::CatalogError> for ApiError {
     }
 }
 
+impl From<crate::jobs::cleanup::CleanupError> for ApiError {
+    fn from(e: crate::jobs::cleanup::CleanupError) -> Self {
+        match e {
+            crate::jobs::cleanup::CleanupError::Held(_) => ApiError::Conflict(e.to_string()),
+            crate::jobs::cleanup::CleanupError::Catalog(c) => c.into(),
+            e => ApiError::internal(e),
+        }
+    }
+}
+
 impl From<crate::consent::ConsentError> for ApiError {
     fn from(e: crate::consent::ConsentError) -> Self {
         match e {

@@ -219,9 +219,7 @@ pub async fn erase(
     let svc = &app.svc;
     visible_video(&app, &caller, &id).await?;
     let wait = std::time::Duration::from_secs_f64(svc.config.server.lease_seconds + 5.0);
-    let erasure = crate::jobs::cleanup::erase_video(svc, &id, &caller.id, wait)
-        .await
-        .map_err(ApiError::internal)?;
+    let erasure = crate::jobs::cleanup::erase_video(svc, &id, &caller.id, wait).await?;
     tracing::info!(video = %id, by = %caller.id, shredded = erasure.objects_shredded, "video erased");
     Ok(Json(json!({
         "id": id,

@@ -60,6 +60,47 @@ impl AuditSigner {
     }
 }
 
+/// A statement signed with the deployment's key: a deletion receipt.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SignedStatement {
+    /// What is stated (JSON).
+    pub body: serde_json::Value,
+    /// Hex of the first 8 bytes of the signing key's SHA-256.
+    pub key_id: String,
+    /// Hex Ed25519 signature over `"vcw-statement\0"` and the body's compact JSON.
+    pub signature: String,
+}
+
+fn statement_message(body: &serde_json::Value) -> Vec<u8> {
+    let mut m = b"vcw-statement\0".to_vec();
+    // serde_json writes a Value's keys in one fixed order, so re-serialising a parsed
+    // statement gives the bytes that were signed.
+    m.extend(body.to_string().into_bytes());
+    m
+}
+
+impl AuditSigner {
+    /// Signs `body`.
+    pub fn sign_statement(&self, body: serde_json::Value) -> SignedStatement {
+        let signature = self.key.sign(&statement_message(&body));
+        SignedStatement {
+            body,
+            key_id: self.key_id.clone(),
+            signature: crate::hex::encode(&signature.to_bytes()),
+        }
+    }
+}
+
+/// Whether `s` is signed by `key`.
+pub fn statement_signed_by(key: &VerifyingKey, s: &SignedStatement) -> bool {
+    let Some(bytes) = crate::hex::decode(&s.signature).and_then(|b| <[u8; 64]>::try_from(b).ok())
+    else {
+        return false;
+    };
+    key.verify(&statement_message(&s.body), &Signature::from_bytes(&bytes))
+        .is_ok()
+}
+
 /// Whether `c` is signed by `key`.
 pub fn signed_by(key: &VerifyingKey, c: &Checkpoint) -> bool {
     let Some(bytes) = crate::hex::decode(&c.signature).and_then(|b| <[u8; 64]>::try_from(b).ok())

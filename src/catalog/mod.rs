@@ -21,11 +21,13 @@ use crate::domain::clock::unix_now;
 mod audit;
 mod consent;
 mod service;
+mod subjects;
 pub use consent::{ConsentEvent, ConsentState, Grant, Revocation};
 pub use service::{
     AttemptEnd, ClaimOutcome, ClaimedJob, Completion, DeliveryRecord, NewVideo, OutboxRow,
     PartAdded, TokenRow, UploadPart, UploadRow, VideoRow,
 };
+pub use subjects::{ErasureStart, Hold};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -155,12 +157,18 @@ fn schema(postgres: bool) -> String {
             "INTEGER PRIMARY KEY AUTOINCREMENT",
         )
     };
-    [SCHEMA, service::SCHEMA, consent::SCHEMA, audit::SCHEMA]
-        .concat()
-        .replace("{INT}", int)
-        .replace("{BLOB}", blob)
-        .replace("{REAL}", real)
-        .replace("{SERIAL}", serial)
+    [
+        SCHEMA,
+        service::SCHEMA,
+        consent::SCHEMA,
+        audit::SCHEMA,
+        subjects::SCHEMA,
+    ]
+    .concat()
+    .replace("{INT}", int)
+    .replace("{BLOB}", blob)
+    .replace("{REAL}", real)
+    .replace("{SERIAL}", serial)
 }
 
 /// A path as the path part of a `sqlite://` URL.

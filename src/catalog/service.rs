@@ -16,7 +16,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Catalog, CatalogError};
+use super::{Catalog, CatalogError, Hold};
 use crate::domain::audit::Entry;
 use crate::domain::clock::now_ms;
 use crate::domain::{EventKind, JobState, OutboxEvent, UploadState};
@@ -459,6 +459,15 @@ impl Catalog {
             let action = format!("job.{}", state.as_str());
             let outcome = error.unwrap_or("ok");
             audit_video(&mut tx, self.now_sql(), id, "worker", &action, outcome).await?;
+            if let Some(reason) = result.hold {
+                let subject: String = sqlx::query("SELECT subject_hash FROM videos WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("subject_hash")?;
+                super::subjects::set_hold_in(&mut tx, self.now_sql(), &subject, reason, "policy")
+                    .await?;
+            }
         }
         commit_with_event(tx, matched, self.now_sql(), event).await
     }
@@ -569,36 +578,53 @@ impl Catalog {
     }
 
     /// First step of an erasure: from now on the video answers 410, no attempt may
-    /// record a result, and a queued job is cancelled. Returns the row as it now is.
+    /// record a result, and a queued job is cancelled. Returns the row as it now is
+    /// (`None`: no such video), or the legal hold on its subject that suspends erasure
+    /// (one that started before the hold goes on: its bytes may be gone already).
     pub async fn begin_erase(
         &self,
         id: &str,
         actor: &str,
-    ) -> Result<Option<VideoRow>, CatalogError> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(&self.sql(
-            "UPDATE videos SET cancel_requested = 1,
-               erased_at = COALESCE(erased_at, {now}),
-               state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
-               updated_at = {now}
-             WHERE id = $1",
-        ))
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 1 {
-            audit_video(
-                &mut tx,
-                self.now_sql(),
-                id,
-                actor,
-                "video.erase_started",
-                "ok",
-            )
+    ) -> Result<Result<Option<VideoRow>, Hold>, CatalogError> {
+        // A hold set or released in between makes the check below disagree: look again.
+        for _ in 0..3 {
+            let mut tx = self.pool.begin().await?;
+            let done = sqlx::query(&self.sql(
+                "UPDATE videos SET cancel_requested = 1,
+                   erased_at = COALESCE(erased_at, {now}),
+                   state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END,
+                   updated_at = {now}
+                 WHERE id = $1 AND (erased_at IS NOT NULL OR NOT EXISTS (SELECT 1
+                   FROM legal_holds h
+                   WHERE h.subject_hash = videos.subject_hash AND h.released_at IS NULL))",
+            ))
+            .bind(id)
+            .execute(&mut *tx)
             .await?;
+            if done.rows_affected() == 1 {
+                audit_video(
+                    &mut tx,
+                    self.now_sql(),
+                    id,
+                    actor,
+                    "video.erase_started",
+                    "ok",
+                )
+                .await?;
+                tx.commit().await?;
+                return Ok(Ok(self.video(id).await?));
+            }
+            drop(tx);
+            let Some(video) = self.video(id).await? else {
+                return Ok(Ok(None));
+            };
+            if let Some(hold) = self.active_hold(&video.subject_hash).await? {
+                return Ok(Err(hold));
+            }
         }
-        tx.commit().await?;
-        self.video(id).await
+        Err(CatalogError::Query(sqlx::Error::Protocol(
+            "a legal hold kept changing during the erasure; try again".into(),
+        )))
     }
 
     /// Last step of an erasure, once its objects are shredded and deleted: drops the
@@ -814,6 +840,19 @@ impl Catalog {
         Ok(Some(parts))
     }
 
+    /// Uploads of a subject not yet closed (receiving, or complete and not consumed).
+    pub async fn open_uploads_of(&self, subject_hash: &str) -> Result<Vec<String>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT id FROM uploads WHERE subject_hash = $1 AND state IN ('receiving', 'complete')",
+        )
+        .bind(subject_hash)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get("id").map_err(CatalogError::from))
+            .collect()
+    }
+
     /// Uploads still receiving that were created more than `age_ms` ago.
     pub async fn stale_uploads(&self, age_ms: i64) -> Result<Vec<String>, CatalogError> {
         let rows = sqlx::query(&self.sql(
@@ -988,6 +1027,9 @@ pub struct Completion<'a> {
     pub manifest: &'a str,
     /// Why the stored rendition failed its read-back check: the job ends `failed`.
     pub failed_check: Option<&'a str>,
+    /// Puts the subject under a legal hold, for this reason (a blocked and escalated
+    /// upload: evidence that must not be erased).
+    pub hold: Option<&'a str>,
 }
 
 /// How an attempt ends without a result.

@@ -1,4 +1,4 @@
-//! `vcw audit verify | export | checkpoint | key`
+//! `vcw audit verify | export | checkpoint | key | verify-receipt`
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -9,7 +9,9 @@ use ed25519_dalek::VerifyingKey;
 use ed25519_dalek::pkcs8::{DecodePublicKey, EncodePublicKey};
 
 use super::{GlobalArgs, Outcome, VaultArgs, runtime};
-use crate::audit::{AuditSigner, ChainCheck, Checkpoint, Record, signed_by};
+use crate::audit::{
+    AuditSigner, ChainCheck, Checkpoint, Record, SignedStatement, signed_by, statement_signed_by,
+};
 use crate::catalog::Catalog;
 use crate::config::Config;
 
@@ -44,8 +46,18 @@ pub enum AuditCommand {
     /// Sign a checkpoint of the chain's head now (the reaper does it every
     /// audit.checkpoint_seconds).
     Checkpoint,
-    /// Print the deployment's public key (PEM), which verifies the checkpoints.
+    /// Print the deployment's public key (PEM), which verifies the checkpoints and the
+    /// deletion receipts.
     Key,
+    /// Verify a deletion receipt (what `DELETE /v1/subjects/{subject}` answered) offline.
+    /// Exit status 2 when the signature does not verify.
+    VerifyReceipt {
+        /// The receipt (JSON).
+        file: PathBuf,
+        /// The deployment's public key (`vcw audit key`); default: the signing key's.
+        #[arg(long, value_name = "PEM")]
+        key: Option<PathBuf>,
+    },
 }
 
 /// One line of an export.
@@ -77,10 +89,11 @@ pub fn run(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Outcome> {
         }
         AuditCommand::Checkpoint => {
             let signer = signer()?;
+            // The checkpoint now covering the head: new, or the one that already did.
             let c = runtime()?.block_on(async {
-                crate::audit::checkpoint(&catalog().await?, &signer)
-                    .await
-                    .map_err(anyhow::Error::from)
+                let catalog = catalog().await?;
+                crate::audit::checkpoint(&catalog, &signer).await?;
+                anyhow::Ok(catalog.audit_checkpoints().await?.pop())
             })?;
             println!("{}", serde_json::to_string(&c)?);
         }
@@ -111,16 +124,22 @@ pub fn run(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Outcome> {
                 anyhow::Ok(())
             })?;
         }
+        AuditCommand::VerifyReceipt { file, key } => {
+            let key = public_key(key.as_deref(), signer)?;
+            let text = std::fs::read_to_string(file).with_context(|| file.display().to_string())?;
+            let receipt: SignedStatement = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a receipt", file.display()))?;
+            if !statement_signed_by(&key, &receipt) {
+                eprintln!(
+                    "vcw: {}: the receipt's signature does not verify",
+                    file.display()
+                );
+                return Ok(Outcome::Failed);
+            }
+            println!("{}", serde_json::to_string_pretty(&receipt.body)?);
+        }
         AuditCommand::Verify { file, key } => {
-            let key = match key {
-                Some(p) => {
-                    let pem =
-                        std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
-                    VerifyingKey::from_public_key_pem(&pem)
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
-                }
-                None => signer()?.verifying_key(),
-            };
+            let key = public_key(key.as_deref(), signer)?;
             let verdict = match file {
                 Some(path) => verify_file(path, &key)?,
                 None => runtime()?.block_on(async {
@@ -138,6 +157,21 @@ pub fn run(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Outcome> {
         }
     }
     Ok(Outcome::Allowed)
+}
+
+/// The public key from a PEM file, or the deployment's own.
+fn public_key(
+    pem: Option<&std::path::Path>,
+    signer: impl Fn() -> anyhow::Result<AuditSigner>,
+) -> anyhow::Result<VerifyingKey> {
+    match pem {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
+            VerifyingKey::from_public_key_pem(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+        }
+        None => Ok(signer()?.verifying_key()),
+    }
 }
 
 /// Verifies an export: its checkpoints first, then its records in file order.

@@ -7,6 +7,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::audit::SignedStatement;
+use crate::catalog::{ErasureStart, Hold};
 use crate::domain::{JobSource, JobState, UploadState, attempt_of, attempt_prefix, video_prefix};
 use crate::service::Service;
 use crate::staging::{StagingError, discard_parts};
@@ -23,6 +25,12 @@ pub enum CleanupError {
     Storage(#[from] crate::storage::StorageError),
     #[error(transparent)]
     Vault(#[from] crate::vault::VaultError),
+    /// No audit signing key to sign an erasure's receipt with (`audit.signing_key`).
+    #[error("no audit signing key to sign the erasure receipt (audit.signing_key)")]
+    Unsigned,
+    /// A legal hold suspends the erasure (the caller's to resolve, not a retry).
+    #[error("a legal hold suspends erasure: {} (set by {} at {} ms)", .0.reason, .0.set_by, .0.set_at_ms)]
+    Held(Hold),
 }
 
 /// Removes one attempt's objects (a failed attempt, or one that lost its claim).
@@ -93,7 +101,11 @@ pub async fn erase_video(
     wait: Duration,
 ) -> Result<Erasure, CleanupError> {
     let catalog = svc.catalog();
-    let Some(mut video) = catalog.begin_erase(video_id, actor).await? else {
+    let Some(mut video) = catalog
+        .begin_erase(video_id, actor)
+        .await?
+        .map_err(CleanupError::Held)?
+    else {
         return Ok(Erasure::default());
     };
     let deadline = Instant::now() + wait;
@@ -127,6 +139,73 @@ pub async fn erase_video(
     }
     catalog.finish_erase(video_id).await?;
     Ok(erasure)
+}
+
+/// What a subject erasure destroyed, and when: the body of its signed receipt.
+#[derive(Debug, serde::Serialize)]
+pub struct SubjectErasure {
+    /// The keyed hash of the subject (the subject itself is never stored).
+    pub subject_hash: String,
+    pub videos: Vec<String>,
+    pub objects_shredded: usize,
+    pub objects_deleted: usize,
+    /// The subject key is destroyed: every object ever sealed for the subject, wherever
+    /// a copy is, can no longer be decrypted (see docs/consent.md for backups).
+    pub subject_key_shredded: bool,
+    /// Keys of further objects of the subject destroyed with it (e.g. `vcw seal` ones).
+    pub other_objects_shredded: usize,
+    pub erased_at_ms: i64,
+}
+
+/// Erases a data subject: refused while a legal hold is active; otherwise every video of
+/// the subject is erased (jobs stopped, objects shredded and deleted, reports dropped),
+/// consent is revoked, and the subject key is crypto-shredded. Returns the receipt, signed
+/// with the deployment's key and recorded. Idempotent: the reaper runs it again for an
+/// erasure a crash interrupted.
+pub async fn erase_subject(
+    svc: &Service,
+    subject_hash: &str,
+    actor: &str,
+) -> Result<SignedStatement, CleanupError> {
+    let signer = svc.audit.as_ref().ok_or(CleanupError::Unsigned)?;
+    let catalog = svc.catalog();
+    let videos = match catalog.begin_subject_erasure(subject_hash, actor).await? {
+        ErasureStart::Held(hold) => return Err(CleanupError::Held(hold)),
+        ErasureStart::Started { videos } => videos,
+    };
+    let mut erased = SubjectErasure {
+        subject_hash: subject_hash.to_string(),
+        videos: videos.clone(),
+        objects_shredded: 0,
+        objects_deleted: 0,
+        subject_key_shredded: false,
+        other_objects_shredded: 0,
+        erased_at_ms: 0,
+    };
+    for id in &videos {
+        let e = erase_video(svc, id, actor, Duration::from_secs(10)).await?;
+        erased.objects_shredded += e.objects_shredded;
+        erased.objects_deleted += e.objects_deleted;
+    }
+    for upload_id in catalog.open_uploads_of(subject_hash).await? {
+        let from = [UploadState::Receiving, UploadState::Complete];
+        if let Some(n) = close_upload(svc, &upload_id, &from, UploadState::Erased).await? {
+            erased.objects_shredded += n;
+        }
+    }
+    let (_, others) = catalog.shred_subject(subject_hash).await?;
+    // Destroyed now, or by the run a crash interrupted.
+    erased.subject_key_shredded = catalog
+        .subject_key(subject_hash)
+        .await?
+        .is_none_or(|k| k.wrapped.is_none());
+    erased.other_objects_shredded = others.len();
+    erased.erased_at_ms = catalog.now().await?;
+    let body = serde_json::json!({ "erasure": erased });
+    let receipt = signer.sign_statement(body);
+    let text = serde_json::to_string(&receipt).unwrap_or_default();
+    catalog.finish_subject_erasure(subject_hash, &text).await?;
+    Ok(receipt)
 }
 
 /// Removes the objects stored under `prefix` (one attempt's, or a whole video's) and the

@@ -10,8 +10,9 @@
 //! 2. **Stale uploads.** Uploads left `receiving` longer than
 //!    `server.upload_expiry_seconds` become `expired`; their staged parts are shredded.
 //! 3. **Unfinished work**: staged uploads of videos that ended are discarded, and
-//!    interrupted erasures are run again to the end; consent that lapsed gets its
-//!    `expire` event in the ledger.
+//!    interrupted erasures (of videos and of subjects) are run again to the end;
+//!    consent that lapsed gets its `expire` event in the ledger, and a subject whose
+//!    consent lapsed `consent.erase_after_lapse_days` ago is erased (unless held).
 //! 4. **Orphans** (every `server.orphan_sweep_seconds`): store objects no catalog row
 //!    references, older than `server.orphan_grace_seconds` (staged parts without an
 //!    upload, objects of attempts that can never be recorded, objects of erased or
@@ -32,7 +33,9 @@ use crate::catalog::{AttemptEnd, VideoRow};
 use crate::domain::attempt_of;
 use crate::domain::{JobState, UploadState};
 use crate::domain::{OutboxEvent, video_ended};
-use crate::jobs::cleanup::{CleanupError, close_upload, erase_video, remove_attempt};
+use crate::jobs::cleanup::{
+    CleanupError, close_upload, erase_subject, erase_video, remove_attempt,
+};
 use crate::service::Service;
 
 /// What the reaper has done since the process started.
@@ -50,6 +53,8 @@ pub struct ReaperStats {
     pub consents_expired: AtomicU64,
     /// Signed audit checkpoints.
     pub audit_checkpoints: AtomicU64,
+    /// Subjects erased: interrupted erasures finished, lapsed consent past its grace.
+    pub subjects_erased: AtomicU64,
     pub errors: AtomicU64,
 }
 
@@ -115,6 +120,20 @@ pub async fn pass(svc: &Service, stats: &ReaperStats, sweep: bool) -> Result<(),
     if lapsed > 0 {
         tracing::info!(subjects = lapsed, "reaper: recorded lapsed consent");
         ReaperStats::add(&stats.consents_expired, lapsed);
+    }
+    let grace_ms = (svc.config.consent.erase_after_lapse_days * 86_400_000.0) as i64;
+    let mut subjects = svc.catalog().unfinished_subject_erasures().await?;
+    subjects.extend(svc.catalog().lapsed_for_erasure(grace_ms, 20).await?);
+    for subject_hash in subjects {
+        match erase_subject(svc, &subject_hash, "reaper").await {
+            Ok(_) => {
+                tracing::info!(subject = %&subject_hash[..12.min(subject_hash.len())], "reaper: erased a subject");
+                ReaperStats::add(&stats.subjects_erased, 1);
+            }
+            // A hold set after the erasure started, or on a lapsed subject: it waits.
+            Err(CleanupError::Held(_)) => {}
+            Err(e) => return Err(e),
+        }
     }
     for video in svc.catalog().unfinished_erasures().await? {
         erase_video(svc, &video.id, "reaper", Duration::ZERO).await?;

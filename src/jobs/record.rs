@@ -47,11 +47,16 @@ pub async fn done(
         Some(&report_json),
         failed_check,
     );
+    // Probable minor together with blocked content is evidence: it must not be erased
+    // until a privacy officer releases it.
+    let hold = (report.verdict == crate::policy::Action::Block && report.escalate)
+        .then(|| format!("video {id} was blocked and escalated"));
     let result = Completion {
         verdict,
         report: &report_json,
         manifest: &manifest_json,
         failed_check,
+        hold: hold.as_deref(),
     };
     crate::failpoint::hit("before-complete");
     let completed = svc

@@ -63,6 +63,7 @@ const ALLOWED: Completion = Completion {
     report: "{}",
     manifest: "{}",
     failed_check: None,
+    hold: None,
 };
 
 fn webhook(id: &str) -> OutboxEvent {
@@ -273,7 +274,12 @@ async fn state_machine(catalog: Catalog, keyring: &std::path::Path) {
     let ClaimOutcome::Claimed(_) = catalog.claim("v3", 60_000).await.unwrap() else {
         panic!("claim v3");
     };
-    let erasing = catalog.begin_erase("v3", "t").await.unwrap().unwrap();
+    let erasing = catalog
+        .begin_erase("v3", "t")
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(erasing.erased_at.is_some() && erasing.cancel_requested);
     assert!(!catalog.complete("v3", 1, &ALLOWED, None).await.unwrap());
     assert_eq!(catalog.unfinished_erasures().await.unwrap().len(), 1);
@@ -524,6 +530,52 @@ async fn consent_ledger(catalog: Catalog) {
         kinds(catalog.consent_history("s2").await.unwrap()),
         ["grant", "expire"]
     );
+    // A legal hold suspends erasure of the subject's videos until released; two holds
+    // at once are one.
+    catalog
+        .insert_video(&video("h1", None), false)
+        .await
+        .unwrap();
+    let (a, b) = tokio::join!(
+        catalog.set_hold("subject-hash", "litigation", "officer"),
+        catalog.set_hold("subject-hash", "again", "officer")
+    );
+    assert_eq!(
+        u8::from(a.unwrap()) + u8::from(b.unwrap()),
+        1,
+        "one active hold"
+    );
+    let hold = catalog.begin_erase("h1", "t").await.unwrap().unwrap_err();
+    assert_eq!(hold.set_by, "officer");
+    assert!(
+        catalog
+            .video("h1")
+            .await
+            .unwrap()
+            .unwrap()
+            .erased_at
+            .is_none()
+    );
+    assert!(
+        catalog
+            .release_hold("subject-hash", "officer")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !catalog
+            .release_hold("subject-hash", "officer")
+            .await
+            .unwrap()
+    );
+    let erased = catalog
+        .begin_erase("h1", "t")
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(erased.erased_at.is_some());
+
     // s1's consent is live: nothing to record for it.
     assert_eq!(
         kinds(catalog.consent_history("s1").await.unwrap())

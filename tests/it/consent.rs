@@ -24,6 +24,7 @@ fn keypair(dir: &Path, name: &str, genpkey: &[&str]) -> (std::path::PathBuf, std
         .args(genpkey)
         .arg("-out")
         .arg(&private)
+        .stderr(std::process::Stdio::null())
         .status()
         .unwrap()
         .success();
@@ -405,4 +406,172 @@ fn consent_tokens_are_verified_and_revocation_stops_playback() {
     for secret in ["alice", "bob"].iter().map(|s| s.to_string()).chain(issued) {
         assert!(!log.contains(&secret), "the log shows {secret:?}");
     }
+}
+
+/// A 2 s 128x96 clip in `dir`.
+fn tiny_clip(dir: &Path) -> Vec<u8> {
+    let path = dir.join("tiny.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=duration=2:size=128x96:rate=10",
+        "-pix_fmt",
+        "yuv420p",
+        path.to_str().unwrap(),
+    ]);
+    std::fs::read(path).unwrap()
+}
+
+/// Erasure of a data subject: suspended (409, with the reason) while a legal hold is
+/// active, for the subject and for each video; once released, every video is erased and
+/// the subject key shredded, and the answer is a receipt that verifies offline with the
+/// deployment's public key and fails once altered.
+#[test]
+fn subject_erasure_gives_a_signed_receipt_and_waits_for_a_legal_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let up = token(d, Role::Uploader);
+    let reviewer = token(d, Role::Reviewer);
+    let officer = token(d, Role::PrivacyOfficer);
+    let s = Server::start(d, &[]);
+    let clip = tiny_clip(d);
+    let carol = consent(d, "carol");
+    let ids = [
+        "ca401000000000000000000000000001",
+        "ca401000000000000000000000000002",
+    ];
+    for id in ids {
+        assert_eq!(put(&s, &up, id, &clip, Some(&carol)).0, 202);
+    }
+    for id in ids {
+        assert_eq!(state(&wait_for(&s, &up, id, 120, is_final)), "done");
+    }
+    let subject = s.url("/v1/subjects/carol");
+    let hold = s.url("/v1/subjects/carol/hold");
+    let body = br#"{"reason": "litigation 42"}"#;
+    let json = [("content-type", "application/json")];
+    assert_eq!(send("PUT", &hold, Some(&officer), &json, body).0, 200);
+    let (status, _, answer) = send("DELETE", &subject, Some(&officer), &[], b"");
+    assert_eq!(status, 409);
+    assert!(String::from_utf8_lossy(&answer).contains("litigation 42"));
+    let video = s.url(&format!("/v1/videos/{}", ids[0]));
+    let (status, _, answer) = send("DELETE", &video, Some(&officer), &[], b"");
+    assert_eq!(status, 409, "{}", String::from_utf8_lossy(&answer));
+    // The uploader may ask for carol with carol's token, not release a hold.
+    assert_eq!(send("DELETE", &hold, Some(&up), &[], b"").0, 403);
+    assert_eq!(send("DELETE", &hold, Some(&officer), &[], b"").0, 200);
+
+    let (status, _, answer) = send(
+        "DELETE",
+        &subject,
+        Some(&up),
+        &[("vcw-consent", &carol)],
+        b"",
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    let receipt: Value = serde_json::from_slice(&answer).unwrap();
+    let erasure = &receipt["body"]["erasure"];
+    assert_eq!(erasure["videos"].as_array().unwrap().len(), 2, "{receipt}");
+    assert_eq!(erasure["subject_key_shredded"], true, "{receipt}");
+    assert!(
+        erasure["objects_deleted"].as_u64().unwrap() >= 6,
+        "{receipt}"
+    );
+    for id in ids {
+        let (status, ..) = send(
+            "GET",
+            &s.url(&format!("/v1/videos/{id}/playlist.m3u8")),
+            Some(&reviewer),
+            &[],
+            b"",
+        );
+        assert_eq!(status, 410);
+        assert!(crate::serve::stored_files(d, &format!("videos/{id}")).is_empty());
+    }
+    let (_, _, held) = send("GET", &subject, Some(&officer), &[], b"");
+    let held: Value = serde_json::from_slice(&held).unwrap();
+    assert_eq!(held["erasure_receipt"], receipt, "the receipt is kept");
+    assert!(held["legal_hold"].is_null());
+
+    // Offline: the receipt verifies with the public key; altered, it does not.
+    let key = vcw()
+        .args(["audit", "key", "--data-dir", d.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(key.status.success());
+    let key_file = d.join("audit.pub");
+    std::fs::write(&key_file, &key.stdout).unwrap();
+    let verify = |receipt: &Value| {
+        let file = d.join("receipt.json");
+        std::fs::write(&file, serde_json::to_string_pretty(receipt).unwrap()).unwrap();
+        vcw()
+            .args(["audit", "verify-receipt"])
+            .arg(&file)
+            .arg("--key")
+            .arg(&key_file)
+            .args(["--data-dir", d.to_str().unwrap()])
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(verify(&receipt), Some(0));
+    let mut altered = receipt.clone();
+    altered["body"]["erasure"]["videos"] = json!([ids[0]]);
+    assert_eq!(verify(&altered), Some(2));
+}
+
+/// Consent that lapses is recorded as expired and, after `consent.erase_after_lapse_days`
+/// (here about 2 s), the reaper erases the subject with a receipt. (Real time, short: the
+/// catalog's clock cannot be paused from a test.)
+#[test]
+fn lapsed_consent_is_erased_after_its_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let up = token(d, Role::Uploader);
+    let reviewer = token(d, Role::Reviewer);
+    let officer = token(d, Role::PrivacyOfficer);
+    let s = Server::start(
+        d,
+        &[
+            ("VCW__SERVER__REAPER_SECONDS", "0.2"),
+            ("VCW__CONSENT__ERASE_AFTER_LAPSE_DAYS", "0.00002"),
+        ],
+    );
+    let clip = tiny_clip(d);
+    let short = vcw::consent::LocalIssuer::open_or_create(&d.join("consent-issuer.pem"))
+        .unwrap()
+        .issue("dave", &["moderation".to_string()], 8)
+        .unwrap();
+    let id = "da7e0000000000000000000000000001";
+    assert_eq!(put(&s, &up, id, &clip, Some(&short)).0, 202);
+    assert_eq!(state(&wait_for(&s, &up, id, 60, is_final)), "done");
+    let subject = s.url("/v1/subjects/dave");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let held = loop {
+        let (_, _, body) = send("GET", &subject, Some(&officer), &[], b"");
+        let held: Value = serde_json::from_slice(&body).unwrap();
+        if !held["erasure_receipt"].is_null() {
+            break held;
+        }
+        assert!(std::time::Instant::now() < deadline, "not erased: {held}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let kinds: Vec<&str> = held["consent"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["grant", "expire", "revoke"], "{held}");
+    assert_eq!(held["erasure_receipt"]["body"]["erasure"]["videos"][0], id);
+    let (status, ..) = send(
+        "GET",
+        &s.url(&format!("/v1/videos/{id}/playlist.m3u8")),
+        Some(&reviewer),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 410);
 }
