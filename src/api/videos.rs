@@ -275,7 +275,11 @@ async fn open_object(
     svc.vault
         .open_range(&source, Some(&expected), start, start + len - 1, &mut out)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(|e| match e {
+            // Crypto-shredded (`vcw keys shred`): gone for good, like an erased video.
+            crate::vault::VaultError::Shredded(_) => ApiError::Gone,
+            e => ApiError::internal(e),
+        })?;
     Ok(out)
 }
 

@@ -12,7 +12,6 @@ use super::{GlobalArgs, Outcome, VaultArgs, runtime};
 use crate::audit::{
     AuditSigner, ChainCheck, Checkpoint, Record, SignedStatement, signed_by, statement_signed_by,
 };
-use crate::catalog::Catalog;
 use crate::config::Config;
 
 #[derive(Args, Debug)]
@@ -73,12 +72,7 @@ pub fn run(global: &GlobalArgs, args: &AuditArgs) -> anyhow::Result<Outcome> {
     let config = Config::load(global.config.as_deref(), std::env::vars())?;
     let key_path = config.audit.signing_key_path(&keyring);
     let signer = || AuditSigner::open(&key_path, false).map_err(anyhow::Error::msg);
-    let catalog = || async {
-        anyhow::Ok(match &config.cluster.database_url {
-            Some(url) => Catalog::connect(url).await?,
-            None => Catalog::open(&data_dir).await?,
-        })
-    };
+    let catalog = || super::open_catalog(&config, &data_dir);
     match &args.command {
         AuditCommand::Key => {
             let pem = signer()?

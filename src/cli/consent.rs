@@ -49,10 +49,7 @@ pub fn run(global: &GlobalArgs, args: &ConsentArgs) -> anyhow::Result<Outcome> {
     let (keyring, data_dir) = args.vault.resolve(global)?;
     let config = Config::load(global.config.as_deref(), std::env::vars())?;
     let vault = || async {
-        let catalog = match &config.cluster.database_url {
-            Some(url) => crate::catalog::Catalog::connect(url).await?,
-            None => crate::catalog::Catalog::open(&data_dir).await?,
-        };
+        let catalog = super::open_catalog(&config, &data_dir).await?;
         anyhow::Ok(Vault::with_catalog(&keyring, catalog)?)
     };
     match &args.command {

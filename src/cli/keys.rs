@@ -34,6 +34,12 @@ pub enum KeysCommand {
 
 pub fn run(global: &GlobalArgs, args: &KeysArgs) -> anyhow::Result<Outcome> {
     let (keyring, data_dir) = args.vault.resolve(global)?;
+    let config = crate::config::Config::load(global.config.as_deref(), std::env::vars())?;
+    // The cluster's catalog when `cluster.database_url` is set, as the service uses.
+    let vault = || async {
+        let catalog = super::open_catalog(&config, &data_dir).await?;
+        anyhow::Ok(Vault::with_catalog(&keyring, catalog)?)
+    };
     match &args.command {
         KeysCommand::Init => {
             if let Some(parent) = keyring.parent() {
@@ -47,8 +53,8 @@ pub fn run(global: &GlobalArgs, args: &KeysArgs) -> anyhow::Result<Outcome> {
         }
         KeysCommand::Rotate => {
             let (version, count) = runtime()?.block_on(async {
-                let mut vault = Vault::load(&keyring, &data_dir).await?;
-                vault.rotate().await
+                let mut vault = vault().await?;
+                vault.rotate().await.map_err(anyhow::Error::from)
             })?;
             println!("KEK version {version} is current; {count} subject key(s) rewrapped");
         }
@@ -61,7 +67,7 @@ pub fn run(global: &GlobalArgs, args: &KeysArgs) -> anyhow::Result<Outcome> {
                 None => None,
             };
             let report = runtime()?.block_on(async {
-                let vault = Vault::load(&keyring, &data_dir).await?;
+                let vault = vault().await?;
                 match (subject, object_id) {
                     (Some(s), _) => vault.shred_subject(s).await.map_err(anyhow::Error::from),
                     (None, Some(id)) => vault.shred_object(&id).await.map_err(anyhow::Error::from),

@@ -135,6 +135,18 @@ pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// The catalog the service uses: PostgreSQL when `cluster.database_url` is set, else the
+/// SQLite file in `data_dir`. Admin commands (keys, tokens, consent, audit) act on it.
+pub(crate) async fn open_catalog(
+    config: &Config,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<crate::catalog::Catalog> {
+    Ok(match &config.cluster.database_url {
+        Some(url) => crate::catalog::Catalog::connect(url).await?,
+        None => crate::catalog::Catalog::open(data_dir).await?,
+    })
+}
+
 /// Outcome of one input, folded into the exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Outcome {

@@ -93,10 +93,7 @@ pub fn token(global: &GlobalArgs, args: &TokenArgs) -> anyhow::Result<Outcome> {
     let rt = runtime(1)?;
     let config = Config::load(global.config.as_deref(), std::env::vars())?;
     let token = rt.block_on(async {
-        let catalog = match &config.cluster.database_url {
-            Some(url) => crate::catalog::Catalog::connect(url).await?,
-            None => crate::catalog::Catalog::open(&data_dir).await?,
-        };
+        let catalog = super::open_catalog(&config, &data_dir).await?;
         crate::api::create_token(&catalog, role, label.as_deref())
             .await
             .map_err(anyhow::Error::from)
