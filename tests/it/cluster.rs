@@ -566,7 +566,9 @@ fn revocation_takes_effect_on_every_node_at_once() {
     let s3c = s3.config();
     let keyring = init_keyring(dir.path());
     let endpoint = s3c.endpoint.clone().unwrap();
-    let env = cluster_env(&nats.url, &pg.url, "s3://vcw/revoke", &endpoint, &keyring);
+    let mut env = cluster_env(&nats.url, &pg.url, "s3://vcw/revoke", &endpoint, &keyring);
+    env.push(("VCW__SERVER__RATE_PER_SECOND", "100000"));
+    env.push(("VCW__SERVER__RATE_BURST", "100000"));
     let admin = token_with(dir.path(), Role::Admin, &env);
     let uploader = token_with(dir.path(), Role::Uploader, &env);
     let nodes: Vec<Server> = (0..3)
@@ -630,7 +632,7 @@ fn revocation_takes_effect_on_every_node_at_once() {
     let mut first_refusals = Vec::new();
     for (reader, log) in logs.iter().enumerate() {
         assert!(log.len() > 5, "reader {reader} made {} reads", log.len());
-        // Any read sent after the acknowledgement is refused.
+        // Any read sent after the acknowledgement is refused: no plaintext.
         for (sent, _, status) in log {
             assert!(
                 *sent < acknowledged || *status == 403,
