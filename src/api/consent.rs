@@ -65,14 +65,15 @@ pub async fn require_live(app: &App, subject_hash: &str) -> Result<(), ApiError>
     }
 }
 
-/// May `caller` act on `subject`'s data? A privacy officer or admin may; an uploader only
-/// with a valid consent token of that same subject (the platform acting for its user).
-fn may_act_for(
+/// The keyed hash of `subject`, if `caller` may act on its data: a privacy officer or
+/// admin may; an uploader only with a valid consent token of that same subject (the
+/// platform acting for its user).
+fn subject_for(
     app: &App,
     caller: &Caller,
     subject: &str,
     headers: &HeaderMap,
-) -> Result<(), ApiError> {
+) -> Result<String, ApiError> {
     if subject.is_empty() || subject.len() > 512 {
         return Err(ApiError::BadRequest(
             "the subject must be 1 to 512 bytes".into(),
@@ -84,7 +85,10 @@ fn may_act_for(
             return Err(ConsentError::WrongSubject.into());
         }
     }
-    Ok(())
+    app.svc
+        .vault
+        .kms_subject_hash(subject)
+        .map_err(ApiError::internal)
 }
 
 /// `GET /v1/subjects/{subject}`: everything held about a subject (data-subject access):
@@ -96,12 +100,8 @@ pub async fn access(
     Path(subject): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    may_act_for(&app, &caller, &subject, &headers)?;
+    let subject_hash = subject_for(&app, &caller, &subject, &headers)?;
     let svc = &app.svc;
-    let subject_hash = svc
-        .vault
-        .kms_subject_hash(&subject)
-        .map_err(ApiError::internal)?;
     let catalog = svc.catalog();
     let entry = Entry {
         actor: caller.id.clone(),
@@ -156,12 +156,8 @@ pub async fn revoke(
     Path(subject): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    may_act_for(&app, &caller, &subject, &headers)?;
+    let subject_hash = subject_for(&app, &caller, &subject, &headers)?;
     let svc = &app.svc;
-    let subject_hash = svc
-        .vault
-        .kms_subject_hash(&subject)
-        .map_err(ApiError::internal)?;
     let revocation = svc
         .catalog()
         .revoke_consent(&subject_hash, &caller.id)
@@ -185,12 +181,8 @@ pub async fn erase(
     Path(subject): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    may_act_for(&app, &caller, &subject, &headers)?;
+    let subject_hash = subject_for(&app, &caller, &subject, &headers)?;
     let svc = &app.svc;
-    let subject_hash = svc
-        .vault
-        .kms_subject_hash(&subject)
-        .map_err(ApiError::internal)?;
     let receipt = crate::jobs::cleanup::erase_subject(svc, &subject_hash, &caller.id).await?;
     tracing::info!(subject = %short(&subject_hash), by = %caller.id, "subject erased");
     Ok(axum::Json(receipt).into_response())
@@ -208,6 +200,7 @@ pub async fn hold(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
     Path(subject): Path<String>,
+    headers: HeaderMap,
     axum::Json(req): axum::Json<HoldRequest>,
 ) -> Result<Response, ApiError> {
     if req.reason.trim().is_empty() || req.reason.len() > 1000 {
@@ -215,11 +208,7 @@ pub async fn hold(
             "reason must be 1 to 1000 bytes".into(),
         ));
     }
-    let hash = app
-        .svc
-        .vault
-        .kms_subject_hash(&subject)
-        .map_err(ApiError::internal)?;
+    let hash = subject_for(&app, &caller, &subject, &headers)?;
     let set = app
         .svc
         .catalog()
@@ -234,12 +223,9 @@ pub async fn release(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
     Path(subject): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let hash = app
-        .svc
-        .vault
-        .kms_subject_hash(&subject)
-        .map_err(ApiError::internal)?;
+    let hash = subject_for(&app, &caller, &subject, &headers)?;
     let released = app.svc.catalog().release_hold(&hash, &caller.id).await?;
     Ok(axum::Json(json!({ "released": released })).into_response())
 }
