@@ -1,7 +1,8 @@
-//! The audit trail's figures for scripts/bench: appends per second into a SQLite catalog
+//! The privacy figures for scripts/bench: audit appends per second into a SQLite catalog
 //! (one writer, then 8 concurrent ones: every append is its own transaction, as an
-//! access record is), and the time to verify a chain of a million records (hashing and
-//! checks, in memory: what `vcw audit verify` spends per record). Prints
+//! access record is); the time to verify a chain of a million records (hashing and
+//! checks, in memory: what `vcw audit verify` spends per record); and the cost of
+//! revoking one subject in a segment cache of a million entries. Prints
 //! `name count seconds` lines.
 
 use std::time::Instant;

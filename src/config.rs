@@ -220,6 +220,10 @@ pub struct ServerConfig {
     /// re-encodes those streams (audio to AAC) into a streamable HLS rendition. See
     /// docs/media.md for the licence consequence.
     pub transcode: Transcode,
+    /// Bytes of decrypted segments kept for playback (0: no cache).
+    pub cache_bytes: u64,
+    /// How long a decrypted segment is kept at most (less if consent expires sooner).
+    pub cache_seconds: f64,
     /// Sustained requests per second per token (a token bucket of `rate_burst`).
     pub rate_per_second: f64,
     pub rate_burst: f64,
@@ -259,6 +263,8 @@ impl Default for ServerConfig {
             retry_base_seconds: 2.0,
             segment_seconds: 4.0,
             transcode: Transcode::Off,
+            cache_bytes: 256 << 20,
+            cache_seconds: 300.0,
             rate_per_second: 50.0,
             rate_burst: 100.0,
             webhook_secret: None,

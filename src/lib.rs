@@ -4,6 +4,8 @@
 //! - [`api`]: the HTTP API (axum): tus/PUT uploads, jobs, results, playback, erasure.
 //! - [`audit`]: the audit trail: a hash chain of records written with each change,
 //!   signed checkpoints, verification that names the tampered record.
+//! - [`cache`]: decrypted segments for playback, keyed by subject hash, evicted on
+//!   revocation and at consent expiry.
 //! - [`catalog`]: wrapped keys, sealed objects, videos/jobs, uploads, tokens and the
 //!   outbox, in SQLite or PostgreSQL (sqlx); every multi-step change one transaction.
 //! - [`cli`]: one file per subcommand family (`scan`, `classify`, `keys`, `seal`/`open`);
@@ -39,6 +41,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod cache;
 pub mod catalog;
 pub mod cli;
 pub mod config;

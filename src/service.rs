@@ -23,6 +23,8 @@ pub struct Service {
     pub consent: crate::consent::Verifier,
     /// Signs audit checkpoints (none in a cluster process without the key file).
     pub audit: Option<crate::audit::AuditSigner>,
+    /// Decrypted segments for playback (`server.cache_bytes`; none when 0).
+    pub cache: Option<crate::cache::SegmentCache>,
 }
 
 impl Service {

@@ -55,10 +55,11 @@ pub async fn consenting_subject(
 }
 
 /// Refuses (403) unless the subject's consent is live in the ledger: nothing of a
-/// subject whose consent was revoked or has expired is served.
-pub async fn require_live(app: &App, subject_hash: &str) -> Result<(), ApiError> {
+/// subject whose consent was revoked or has expired is served. Returns when the consent
+/// expires (Unix ms).
+pub async fn require_live(app: &App, subject_hash: &str) -> Result<i64, ApiError> {
     match app.svc.catalog().consent_state(subject_hash).await? {
-        ConsentState::Live { .. } => Ok(()),
+        ConsentState::Live { expires_at } => Ok(expires_at),
         ConsentState::Revoked { at } => Err(ConsentError::Revoked { at }.into()),
         ConsentState::Lapsed { at } => Err(ConsentError::Lapsed { at }.into()),
         ConsentState::None => Err(ConsentError::NoConsent.into()),
@@ -162,6 +163,11 @@ pub async fn revoke(
         .catalog()
         .revoke_consent(&subject_hash, &caller.id)
         .await?;
+    // This node forgets at once; the others within a second (and none serves it
+    // meanwhile: each request asks the catalog first).
+    if let Some(cache) = &svc.cache {
+        cache.revoke(&subject_hash);
+    }
     tracing::info!(subject = %short(&subject_hash), by = %caller.id, jobs_cancelled = revocation.jobs_cancelled, "consent revoked");
     Ok(axum::Json(json!({
         "revoked": true,

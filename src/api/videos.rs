@@ -16,6 +16,7 @@ use super::caller::Caller;
 use super::consent::{consenting_subject, require_live};
 use super::error::ApiError;
 use super::uploads::{check_callback, check_capacity, new_video};
+use crate::cache::SegmentCache;
 use crate::catalog::{UploadRow, VideoRow};
 use crate::domain::JobSource;
 use crate::domain::UploadState;
@@ -231,12 +232,12 @@ pub async fn erase(
 
 /// The manifest of a video that may be played, or why not. The access is recorded in the
 /// audit trail first: one that cannot be recorded is refused.
-async fn playable(app: &App, caller: &Caller, id: &str, what: &str) -> Result<Manifest, ApiError> {
+async fn playable(app: &App, caller: &Caller, id: &str, what: &str) -> Result<Playable, ApiError> {
     let video = visible_video(app, caller, id).await?;
     if video.erased_at.is_some() {
         return Err(ApiError::Gone);
     }
-    require_live(app, &video.subject_hash).await?;
+    let consent_until = require_live(app, &video.subject_hash).await?;
     let Some(manifest) = video.manifest.as_deref() else {
         return Err(ApiError::Conflict(format!(
             "video is {}: nothing to play",
@@ -256,8 +257,30 @@ async fn playable(app: &App, caller: &Caller, id: &str, what: &str) -> Result<Ma
         request_id: None,
     };
     app.svc.catalog().audit(entry).await?;
-    Ok(manifest)
+    Ok(Playable {
+        manifest,
+        cache_scope: CacheScope {
+            subject_hash: video.subject_hash,
+            consent_until,
+        },
+    })
 }
+
+/// What may be played, and for whom it may be cached.
+struct Playable {
+    manifest: Manifest,
+    cache_scope: CacheScope,
+}
+
+/// The subject whose decrypted segments may be cached, and until when (its consent).
+struct CacheScope {
+    subject_hash: String,
+    consent_until: i64,
+}
+
+/// Objects up to this size are cached decrypted (segments and init segments; an
+/// original is streamed).
+const CACHEABLE: i64 = 16 << 20;
 
 /// Verifies and decrypts `len` bytes at `start` of a stored object.
 async fn open_object(
@@ -288,7 +311,7 @@ pub async fn playlist(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let manifest = playable(&app, &caller, &id, "playlist").await?;
+    let manifest = playable(&app, &caller, &id, "playlist").await?.manifest;
     let object = manifest.playlist.as_ref().ok_or_else(|| {
         let why = (manifest.not_streamable.as_deref())
             .or(manifest.failed_check.as_deref())
@@ -352,7 +375,10 @@ pub async fn segment(
     Path((id, n)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let manifest = playable(&app, &caller, &id, "segment").await?;
+    let Playable {
+        manifest,
+        cache_scope,
+    } = playable(&app, &caller, &id, "segment").await?;
     // `init.mp4`: the fMP4 init segment; `N.m4s` (or `N.ts`, or a bare `N`): a media
     // segment.
     let name = n.rsplit_once('.').map_or(n.as_str(), |(stem, _)| stem);
@@ -369,7 +395,7 @@ pub async fn segment(
         "mpegts" => "video/mp2t",
         _ => "video/mp4",
     };
-    serve_object(&app.svc, object, &headers, kind).await
+    serve_object(&app.svc, object, &headers, kind, Some(&cache_scope)).await
 }
 
 /// The upload itself, sealed, kept when HLS cannot carry its codecs; the same rules as
@@ -380,12 +406,12 @@ pub async fn original(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let manifest = playable(&app, &caller, &id, "original").await?;
+    let manifest = playable(&app, &caller, &id, "original").await?.manifest;
     let object = manifest
         .original
         .as_ref()
         .ok_or(ApiError::NotFound("original (the video is stored as HLS)"))?;
-    serve_object(&app.svc, object, &headers, "application/octet-stream").await
+    serve_object(&app.svc, object, &headers, "application/octet-stream", None).await
 }
 
 /// Answers a GET of a stored object, whole or by `Range`, verified and decrypted. The
@@ -398,6 +424,7 @@ async fn serve_object(
     object: &StoredObject,
     headers: &HeaderMap,
     kind: &'static str,
+    cache_scope: Option<&CacheScope>,
 ) -> Result<Response, ApiError> {
     let total = object.plaintext_len as u64;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
@@ -410,6 +437,14 @@ async fn serve_object(
         }
     };
     const FIRST: u64 = 1 << 16;
+    if let (Some(cache), Some(scope)) = (&svc.cache, cache_scope)
+        && object.plaintext_len <= CACHEABLE
+        && len > 0
+    {
+        let plain = cached_plaintext(svc, cache, scope, object).await?;
+        let body = Body::from(plain[start as usize..(start + len) as usize].to_vec());
+        return object_response(status, body, kind, start, len, total);
+    }
     let head = if len == 0 {
         Vec::new()
     } else {
@@ -440,6 +475,40 @@ async fn serve_object(
         });
         Body::from_stream(tokio_util::io::ReaderStream::new(rx))
     };
+    object_response(status, body, kind, start, len, total)
+}
+
+/// The whole object, decrypted: from the cache, or opened and cached.
+async fn cached_plaintext(
+    svc: &Service,
+    cache: &SegmentCache,
+    scope: &CacheScope,
+    object: &StoredObject,
+) -> Result<crate::cache::Plain, ApiError> {
+    let id = crate::domain::parse_id(&object.object_id)
+        .ok_or_else(|| ApiError::internal("manifest with a malformed object id"))?;
+    let subject = &scope.subject_hash;
+    if let Some(plain) = cache.get(subject, &id) {
+        return Ok(plain);
+    }
+    let generation = cache.generation(subject);
+    let len = object.plaintext_len as u64;
+    let plain = Arc::new(zeroize::Zeroizing::new(
+        open_object(svc, object, 0, len).await?,
+    ));
+    cache.insert(subject, &id, plain.clone(), generation, scope.consent_until);
+    Ok(plain)
+}
+
+/// The answer for (a range of) a stored object.
+fn object_response(
+    status: StatusCode,
+    body: Body,
+    kind: &'static str,
+    start: u64,
+    len: u64,
+    total: u64,
+) -> Result<Response, ApiError> {
     let mut r = (status, body).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));

@@ -264,6 +264,34 @@ impl Catalog {
         Ok(recorded)
     }
 
+    /// Revocations recorded after ledger position `after`, with their positions: what
+    /// each node's cache must forget. `after = None`: only the current position.
+    pub async fn revocations_after(
+        &self,
+        after: Option<i64>,
+    ) -> Result<(i64, Vec<String>), CatalogError> {
+        let Some(after) = after else {
+            let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM consent_events")
+                .fetch_one(&self.pool)
+                .await?;
+            return Ok((row.try_get("seq")?, Vec::new()));
+        };
+        let rows = sqlx::query(
+            "SELECT seq, subject_hash FROM consent_events WHERE seq > $1 AND kind = 'revoke'
+             ORDER BY seq LIMIT 1000",
+        )
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut last = after;
+        let mut subjects = Vec::with_capacity(rows.len());
+        for r in &rows {
+            last = r.try_get("seq")?;
+            subjects.push(r.try_get("subject_hash")?);
+        }
+        Ok((last, subjects))
+    }
+
     /// The subject's ledger, oldest first.
     pub async fn consent_history(
         &self,

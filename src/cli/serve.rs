@@ -165,6 +165,7 @@ async fn run_embedded(
     let consent = crate::consent::verifier_for(&config.consent, keyring, true)?;
     let audit_key = config.audit.signing_key_path(keyring);
     let audit = Some(AuditSigner::open(&audit_key, true).map_err(anyhow::Error::msg)?);
+    let cache = segment_cache(&config.server);
     let svc = Arc::new(Service {
         config,
         policy,
@@ -174,8 +175,44 @@ async fn run_embedded(
         tmp_dir,
         consent,
         audit,
+        cache,
     });
     run_service(svc, true, true).await
+}
+
+/// The decrypted-segment cache `server.cache_bytes` asks for.
+fn segment_cache(server: &crate::config::ServerConfig) -> Option<crate::cache::SegmentCache> {
+    (server.cache_bytes > 0).then(|| {
+        let ttl = Duration::from_secs_f64(server.cache_seconds);
+        crate::cache::SegmentCache::new(server.cache_bytes, ttl)
+    })
+}
+
+/// Keeps the cache honest on a timer, with or without traffic: expiry and eviction run,
+/// and revocations recorded anywhere (any node, `vcw consent revoke`) evict the subject's
+/// entries here. A node that cannot read the ledger empties its cache (fail closed).
+async fn tend_cache(svc: Arc<Service>, mut stop: watch::Receiver<bool>) {
+    let Some(cache) = &svc.cache else { return };
+    let mut seen: Option<i64> = None;
+    loop {
+        match svc.catalog().revocations_after(seen).await {
+            Ok((last, subjects)) => {
+                for subject in &subjects {
+                    cache.revoke(subject);
+                }
+                seen = Some(last);
+            }
+            Err(e) => {
+                tracing::warn!("cache: cannot read revocations, emptying the cache: {e}");
+                cache.clear();
+            }
+        }
+        cache.maintain();
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Which cluster role to run.
@@ -260,6 +297,7 @@ async fn cluster_service(
         tracing::warn!(path = %audit_key.display(), "no audit signing key: this process signs no checkpoints");
         None
     };
+    let cache = segment_cache(&config.server);
     Ok(Arc::new(Service {
         config,
         policy,
@@ -269,6 +307,7 @@ async fn cluster_service(
         tmp_dir,
         consent,
         audit,
+        cache,
     }))
 }
 
@@ -301,6 +340,9 @@ async fn run_service(svc: Arc<Service>, api: bool, work: bool) -> anyhow::Result
             stop_rx.clone(),
         ))
     });
+    if api {
+        tokio::spawn(tend_cache(svc.clone(), stop_rx.clone()));
+    }
     tokio::spawn(async move {
         wait_for_signal().await;
         eprintln!("vcw: stopping: draining in-flight work");

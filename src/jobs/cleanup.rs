@@ -173,6 +173,9 @@ pub async fn erase_subject(
         ErasureStart::Held(hold) => return Err(CleanupError::Held(hold)),
         ErasureStart::Started { videos } => videos,
     };
+    if let Some(cache) = &svc.cache {
+        cache.revoke(subject_hash);
+    }
     let mut erased = SubjectErasure {
         subject_hash: subject_hash.to_string(),
         videos: videos.clone(),

@@ -175,12 +175,18 @@ fn the_audit_trail_records_a_run_and_names_every_tampering() {
     // The whole run at debug level: no subject and no consent token in any log line.
     drop(s);
     let log = std::fs::read_to_string(d.join("server.log")).unwrap();
-    assert!(log.lines().count() > 100 && log.contains("DEBUG"), "a debug log");
+    assert!(
+        log.lines().count() > 100 && log.contains("DEBUG"),
+        "a debug log"
+    );
     let token = crate::serve::consent(d, "subject-1");
     let issuer_part = token.split('.').next().unwrap();
     for line in log.lines() {
         assert!(!line.contains("subject-1"), "a subject in the log: {line}");
-        assert!(!line.contains(issuer_part), "a consent token in the log: {line}");
+        assert!(
+            !line.contains(issuer_part),
+            "a consent token in the log: {line}"
+        );
     }
 
     // On the live catalog: a row changed in the database.
