@@ -78,5 +78,26 @@ fn main() -> anyhow::Result<()> {
         verified.records,
         start.elapsed().as_secs_f64()
     );
+
+    // A million cached entries: 10,000 subjects with 100 segments each.
+    let cache = vcw::cache::SegmentCache::new(u64::MAX, std::time::Duration::from_secs(3600));
+    let until = vcw::domain::clock::now_ms() + 3_600_000;
+    let tiny = std::sync::Arc::new(zeroize::Zeroizing::new(vec![0u8; 16]));
+    for subject in 0..10_000u32 {
+        let name = format!("{subject:064x}");
+        let generation = cache.generation(&name);
+        for object in 0..100u32 {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&object.to_be_bytes());
+            cache.insert(&name, &id, tiny.clone(), generation, until);
+        }
+    }
+    cache.maintain();
+    let start = Instant::now();
+    let removed = cache.revoke(&format!("{:064x}", 4242));
+    println!(
+        "revoke_in_1m {removed} {:.6}",
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }
