@@ -12,7 +12,7 @@ use super::caller::{Caller, Role};
 use super::error::ApiError;
 use crate::catalog::{ConsentState, Grant};
 use crate::consent::{Consent, ConsentError};
-use crate::domain::audit::Entry;
+use crate::domain::audit::{Entry, subject_prefix};
 
 /// The header a consent token travels in (the `Authorization` header holds the API
 /// token).
@@ -104,14 +104,7 @@ pub async fn access(
     let subject_hash = subject_for(&app, &caller, &subject, &headers)?;
     let svc = &app.svc;
     let catalog = svc.catalog();
-    let entry = Entry {
-        actor: caller.id.clone(),
-        action: "subject.access".into(),
-        object: format!("subject {}", short(&subject_hash)),
-        result: "ok".into(),
-        subject: Some(subject_hash.clone()),
-        request_id: None,
-    };
+    let entry = Entry::about_subject(&caller.id, "subject.access", &subject_hash, "ok");
     catalog.audit(entry).await?;
     let videos: Vec<_> = catalog
         .videos_of(&subject_hash)
@@ -168,7 +161,7 @@ pub async fn revoke(
     if let Some(cache) = &svc.cache {
         cache.revoke(&subject_hash);
     }
-    tracing::info!(subject = %short(&subject_hash), by = %caller.id, jobs_cancelled = revocation.jobs_cancelled, "consent revoked");
+    tracing::info!(subject = %subject_prefix(&subject_hash), by = %caller.id, jobs_cancelled = revocation.jobs_cancelled, "consent revoked");
     Ok(axum::Json(json!({
         "revoked": true,
         "at_ms": revocation.at_ms,
@@ -190,7 +183,7 @@ pub async fn erase(
     let subject_hash = subject_for(&app, &caller, &subject, &headers)?;
     let svc = &app.svc;
     let receipt = crate::jobs::cleanup::erase_subject(svc, &subject_hash, &caller.id).await?;
-    tracing::info!(subject = %short(&subject_hash), by = %caller.id, "subject erased");
+    tracing::info!(subject = %subject_prefix(&subject_hash), by = %caller.id, "subject erased");
     Ok(axum::Json(receipt).into_response())
 }
 
@@ -234,10 +227,4 @@ pub async fn release(
     let hash = subject_for(&app, &caller, &subject, &headers)?;
     let released = app.svc.catalog().release_hold(&hash, &caller.id).await?;
     Ok(axum::Json(json!({ "released": released })).into_response())
-}
-
-/// The first 12 hex digits of a subject hash: enough to follow one subject in the logs,
-/// never the subject itself.
-pub fn short(subject_hash: &str) -> &str {
-    subject_hash.get(..12).unwrap_or(subject_hash)
 }

@@ -91,18 +91,6 @@ pub struct Revocation {
     pub jobs_cancelled: u64,
 }
 
-/// The audit record of a ledger event.
-fn consent_entry(actor: &str, kind: &str, subject_hash: &str, result: &str) -> Entry {
-    Entry {
-        actor: actor.to_string(),
-        action: format!("consent.{kind}"),
-        object: format!("subject {}", &subject_hash[..subject_hash.len().min(12)]),
-        result: result.to_string(),
-        subject: Some(subject_hash.to_string()),
-        request_id: None,
-    }
-}
-
 const LAST_REVOKE: &str =
     "(SELECT MAX(at) FROM consent_events WHERE subject_hash = $1 AND kind = 'revoke')";
 
@@ -152,7 +140,13 @@ impl Catalog {
             // This token was recorded before: nothing changed, nothing to audit.
             return Ok(Ok(()));
         }
-        let entry = consent_entry(g.actor, kind, g.subject_hash, &format!("token {}", g.jti));
+        let action = format!("consent.{kind}");
+        let entry = Entry::about_subject(
+            g.actor,
+            &action,
+            g.subject_hash,
+            &format!("token {}", g.jti),
+        );
         slot.write(&mut tx, entry).await?;
         tx.commit().await?;
         Ok(Ok(()))
@@ -209,7 +203,7 @@ impl Catalog {
         .execute(&mut *tx)
         .await?;
         let result = format!("{} jobs cancelled", cancelled.rows_affected());
-        let entry = consent_entry(actor, "revoke", subject_hash, &result);
+        let entry = Entry::about_subject(actor, "consent.revoke", subject_hash, &result);
         super::audit::append(&mut tx, self.now_sql(), entry).await?;
         tx.commit().await?;
         Ok(Revocation {
@@ -255,7 +249,8 @@ impl Catalog {
             .await?;
             if done.rows_affected() == 1 {
                 let result = format!("lapsed at {lapsed_at}");
-                let entry = consent_entry("reaper", "expire", &subject_hash, &result);
+                let entry =
+                    Entry::about_subject("reaper", "consent.expire", &subject_hash, &result);
                 super::audit::append(&mut tx, self.now_sql(), entry).await?;
             }
             tx.commit().await?;

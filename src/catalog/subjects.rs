@@ -48,17 +48,6 @@ pub enum ErasureStart {
 const ACTIVE_HOLD: &str = "SELECT reason, set_by, set_at FROM legal_holds
      WHERE subject_hash = $1 AND released_at IS NULL ORDER BY seq LIMIT 1";
 
-fn entry(actor: &str, action: &str, subject_hash: &str, result: &str) -> Entry {
-    Entry {
-        actor: actor.to_string(),
-        action: action.to_string(),
-        object: format!("subject {}", &subject_hash[..subject_hash.len().min(12)]),
-        result: result.to_string(),
-        subject: Some(subject_hash.to_string()),
-        request_id: None,
-    }
-}
-
 fn hold_row(r: &sqlx::any::AnyRow) -> Result<Hold, CatalogError> {
     Ok(Hold {
         reason: r.try_get("reason")?,
@@ -87,7 +76,7 @@ pub(super) async fn set_hold_in(
     .await?;
     let set = done.rows_affected() == 1;
     if set {
-        let e = entry(actor, "subject.hold_set", subject_hash, reason);
+        let e = Entry::about_subject(actor, "subject.hold_set", subject_hash, reason);
         super::audit::append(conn, now_sql, e).await?;
     }
     Ok(set)
@@ -135,7 +124,7 @@ impl Catalog {
         .await?;
         let released = done.rows_affected() > 0;
         if released {
-            let e = entry(actor, "subject.hold_released", subject_hash, "ok");
+            let e = Entry::about_subject(actor, "subject.hold_released", subject_hash, "ok");
             super::audit::append(&mut tx, self.now_sql(), e).await?;
         }
         tx.commit().await?;
@@ -201,7 +190,7 @@ impl Catalog {
         let result = format!("{} videos", videos.len());
         slot.write(
             &mut tx,
-            entry(actor, "subject.erase_started", subject_hash, &result),
+            Entry::about_subject(actor, "subject.erase_started", subject_hash, &result),
         )
         .await?;
         tx.commit().await?;
@@ -224,7 +213,8 @@ impl Catalog {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 1 {
-            let e = entry("erasure", "subject.erased", subject_hash, "receipt issued");
+            let e =
+                Entry::about_subject("erasure", "subject.erased", subject_hash, "receipt issued");
             super::audit::append(&mut tx, self.now_sql(), e).await?;
         }
         tx.commit().await?;

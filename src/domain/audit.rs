@@ -61,6 +61,27 @@ pub struct Entry {
     pub request_id: Option<String>,
 }
 
+impl Entry {
+    /// A change concerning a data subject as a whole (consent, holds, erasure): the
+    /// object names the subject by the prefix of its keyed hash.
+    pub fn about_subject(actor: &str, action: &str, subject_hash: &str, result: &str) -> Self {
+        Entry {
+            actor: actor.to_string(),
+            action: action.to_string(),
+            object: format!("subject {}", subject_prefix(subject_hash)),
+            result: result.to_string(),
+            subject: Some(subject_hash.to_string()),
+            request_id: None,
+        }
+    }
+}
+
+/// The first 12 hex digits of a subject's keyed hash: enough to follow one subject in
+/// logs and audit objects, never the subject itself.
+pub fn subject_prefix(subject_hash: &str) -> &str {
+    subject_hash.get(..12).unwrap_or(subject_hash)
+}
+
 /// SHA-256 commitment to one field's value (`None` differs from `Some("")`); a redacted
 /// field is its own commitment.
 pub fn field_commitment(name: &str, value: Option<&str>) -> Option<[u8; 32]> {

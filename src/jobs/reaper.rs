@@ -127,7 +127,7 @@ pub async fn pass(svc: &Service, stats: &ReaperStats, sweep: bool) -> Result<(),
     for subject_hash in subjects {
         match erase_subject(svc, &subject_hash, "reaper").await {
             Ok(_) => {
-                tracing::info!(subject = %&subject_hash[..12.min(subject_hash.len())], "reaper: erased a subject");
+                tracing::info!(subject = %crate::domain::audit::subject_prefix(&subject_hash), "reaper: erased a subject");
                 ReaperStats::add(&stats.subjects_erased, 1);
             }
             // A hold set after the erasure started, or on a lapsed subject: it waits.
