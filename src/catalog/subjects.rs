@@ -18,6 +18,8 @@ CREATE TABLE IF NOT EXISTS legal_holds (
     released_at {INT}
 );
 CREATE INDEX IF NOT EXISTS holds_by_subject ON legal_holds (subject_hash);
+CREATE UNIQUE INDEX IF NOT EXISTS one_active_hold ON legal_holds (subject_hash)
+    WHERE released_at IS NULL;
 CREATE TABLE IF NOT EXISTS subject_erasures (
     subject_hash TEXT PRIMARY KEY,
     started_at {INT} NOT NULL,
@@ -56,7 +58,9 @@ fn hold_row(r: &sqlx::any::AnyRow) -> Result<Hold, CatalogError> {
     })
 }
 
-/// Sets a hold within `conn`'s transaction unless one is active. True if set.
+/// Sets a hold within `conn`'s transaction unless one is active. True if set. The
+/// partial unique index decides, not a `NOT EXISTS` check: under READ COMMITTED two
+/// transactions would both see no active hold and both insert one.
 pub(super) async fn set_hold_in(
     conn: &mut sqlx::AnyConnection,
     now_sql: &str,
@@ -66,8 +70,8 @@ pub(super) async fn set_hold_in(
 ) -> Result<bool, CatalogError> {
     let done = sqlx::query(&format!(
         "INSERT INTO legal_holds (subject_hash, reason, set_by, set_at)
-         SELECT $1, $2, $3, {now_sql}
-         WHERE NOT EXISTS (SELECT 1 FROM legal_holds WHERE subject_hash = $1 AND released_at IS NULL)"
+         VALUES ($1, $2, $3, {now_sql})
+         ON CONFLICT (subject_hash) WHERE released_at IS NULL DO NOTHING"
     ))
     .bind(subject_hash)
     .bind(reason)
