@@ -69,7 +69,7 @@ pub async fn require_live(app: &App, subject_hash: &str) -> Result<i64, ApiError
 /// The keyed hash of `subject`, if `caller` may act on its data: a privacy officer or
 /// admin may; an uploader only with a valid consent token of that same subject (the
 /// platform acting for its user).
-fn subject_for(
+pub(super) fn subject_for(
     app: &App,
     caller: &Caller,
     subject: &str,
@@ -102,12 +102,19 @@ pub async fn access(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let subject_hash = subject_for(&app, &caller, &subject, &headers)?;
-    let svc = &app.svc;
-    let catalog = svc.catalog();
     let entry = Entry::about_subject(&caller.id, "subject.access", &subject_hash, "ok");
-    catalog.audit(entry).await?;
+    app.svc.catalog().audit(entry).await?;
+    Ok(axum::Json(subject_report(&app, &subject_hash).await?).into_response())
+}
+
+/// Everything held about a subject, as JSON (access, and the portability archive).
+pub(super) async fn subject_report(
+    app: &App,
+    subject_hash: &str,
+) -> Result<serde_json::Value, ApiError> {
+    let catalog = app.svc.catalog();
     let videos: Vec<_> = catalog
-        .videos_of(&subject_hash)
+        .videos_of(subject_hash)
         .await?
         .into_iter()
         .map(|v| {
@@ -123,21 +130,20 @@ pub async fn access(
             })
         })
         .collect();
-    Ok(axum::Json(json!({
+    Ok(json!({
         "subject_hash": subject_hash,
-        "legal_hold": catalog.active_hold(&subject_hash).await?,
+        "legal_hold": catalog.active_hold(subject_hash).await?,
         "erasure_receipt": catalog
-            .erasure_receipt(&subject_hash)
+            .erasure_receipt(subject_hash)
             .await?
             .and_then(|r| serde_json::from_str::<serde_json::Value>(&r).ok()),
         "consent": {
-            "state": format!("{:?}", catalog.consent_state(&subject_hash).await?),
-            "history": catalog.consent_history(&subject_hash).await?,
+            "state": format!("{:?}", catalog.consent_state(subject_hash).await?),
+            "history": catalog.consent_history(subject_hash).await?,
         },
         "videos": videos,
-        "audit": catalog.audit_records_about(&subject_hash).await?,
+        "audit": catalog.audit_records_about(subject_hash).await?,
     }))
-    .into_response())
 }
 
 /// `DELETE /v1/subjects/{subject}/consent`: the subject withdraws consent. A privacy

@@ -9,6 +9,8 @@ mod caller;
 mod consent;
 mod error;
 mod health;
+mod portability;
+mod request;
 mod routes;
 mod tls;
 mod uploads;
@@ -38,8 +40,8 @@ pub struct App {
 /// JSON bodies are small; upload bodies are streamed and limited by their handlers.
 const JSON_LIMIT: usize = 64 * 1024;
 
-/// The router with authorization, body limits, `Cache-Control: no-store` and (with TLS)
-/// HSTS.
+/// The router with authorization, body limits, `Cache-Control: no-store`, a request id
+/// (span, audit, `X-Request-Id`) and (with TLS) HSTS.
 pub fn router(svc: Arc<Service>) -> Router {
     let server = &svc.config.server;
     let tls = server.tls_cert.is_some();
@@ -66,6 +68,7 @@ pub fn router(svc: Arc<Service>) -> Router {
                 r
             },
         ))
+        .layer(axum::middleware::from_fn(request::tag))
         .with_state(app);
     if tls {
         router = router.layer(axum::middleware::map_response(

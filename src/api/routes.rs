@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::App;
 use super::caller::Role;
-use super::{consent, health, uploads, videos};
+use super::{consent, health, portability, uploads, videos};
 
 pub struct Endpoint {
     pub method: &'static str,
@@ -169,6 +169,18 @@ pub static ENDPOINTS: &[Endpoint] = &[
             (403, "the consent token is for another subject"),
         ],
         add: |m| m.get(consent::access),
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/subjects/{subject}/export",
+        summary: "Data portability: a tar archive (streamed) of the subject's own videos, decrypted, with subject.json (everything held about them); media of blocked videos withheld (privacy officer, or an uploader with the subject's own Vcw-Consent)",
+        roles: REVOKE,
+        responses: &[
+            (200, "application/x-tar"),
+            (401, "the uploader's consent token is missing or invalid"),
+            (403, "the consent token is for another subject"),
+        ],
+        add: |m| m.get(portability::export),
     },
     Endpoint {
         method: "DELETE",

@@ -289,21 +289,34 @@ async fn open_object(
     start: u64,
     len: u64,
 ) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::with_capacity(len as usize);
+    copy_object(svc, object, start, len, &mut out).await?;
+    Ok(out)
+}
+
+/// Verifies and decrypts `len` (> 0) bytes at `start` of a stored object into `out`, as
+/// they are read: nothing unverified is written.
+pub(super) async fn copy_object(
+    svc: &Service,
+    object: &StoredObject,
+    start: u64,
+    len: u64,
+    out: &mut (impl tokio::io::AsyncWrite + Unpin),
+) -> Result<(), ApiError> {
     let source = StoredSource::new(&*svc.store, &object.key)
         .await
         .map_err(ApiError::internal)?;
     let expected = crate::domain::parse_id(&object.object_id)
         .ok_or_else(|| ApiError::internal("manifest with a malformed object id"))?;
-    let mut out = Vec::with_capacity(len as usize);
     svc.vault
-        .open_range(&source, Some(&expected), start, start + len - 1, &mut out)
+        .open_range(&source, Some(&expected), start, start + len - 1, out)
         .await
         .map_err(|e| match e {
             // Crypto-shredded (`vcw keys shred`): gone for good, like an erased video.
             crate::vault::VaultError::Shredded(_) => ApiError::Gone,
             e => ApiError::internal(e),
         })?;
-    Ok(out)
+    Ok(())
 }
 
 pub async fn playlist(
@@ -457,20 +470,11 @@ async fn serve_object(
         let (svc, object) = (svc.clone(), object.clone());
         tokio::spawn(async move {
             let rest = async {
-                tx.write_all(&head).await.map_err(|e| e.to_string())?;
-                let source = StoredSource::new(&*svc.store, &object.key)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let expected =
-                    crate::domain::parse_id(&object.object_id).ok_or("malformed object id")?;
-                let (from, to) = (start + FIRST, start + len - 1);
-                svc.vault
-                    .open_range(&source, Some(&expected), from, to, &mut tx)
-                    .await
-                    .map_err(|e| e.to_string())
+                tx.write_all(&head).await.map_err(ApiError::internal)?;
+                copy_object(&svc, &object, start + FIRST, len - FIRST, &mut tx).await
             };
             if let Err(e) = rest.await {
-                tracing::warn!(object = %object.key, "streaming a stored object stopped: {e}");
+                tracing::warn!(object = %object.key, "streaming a stored object stopped: {e:?}");
             }
         });
         Body::from_stream(tokio_util::io::ReaderStream::new(rx))

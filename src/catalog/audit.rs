@@ -40,6 +40,12 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
 );
 ";
 
+tokio::task_local! {
+    /// The id of the API request being served: stamped on every audit record written
+    /// while it runs (set by the API's request middleware).
+    pub static REQUEST_ID: String;
+}
+
 /// A reserved place in the chain, held until the transaction ends.
 pub(super) struct Slot {
     seq: i64,
@@ -74,6 +80,10 @@ impl Slot {
         conn: &mut sqlx::AnyConnection,
         entry: Entry,
     ) -> Result<(), CatalogError> {
+        let mut entry = entry;
+        if entry.request_id.is_none() {
+            entry.request_id = REQUEST_ID.try_with(Clone::clone).ok();
+        }
         let r = Record::chain(entry, &self.prev, self.seq, self.at_ms);
         sqlx::query(
             "INSERT INTO audit_log

@@ -22,6 +22,7 @@ mod audit;
 mod consent;
 mod service;
 mod subjects;
+pub use audit::REQUEST_ID;
 pub use consent::{ConsentEvent, ConsentState, Grant, Revocation};
 pub use service::{
     AttemptEnd, ClaimOutcome, ClaimedJob, Completion, DeliveryRecord, NewVideo, OutboxRow,

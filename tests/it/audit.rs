@@ -70,7 +70,11 @@ fn the_audit_trail_records_a_run_and_names_every_tampering() {
         assert_eq!(state(&wait_for(&s, &up, id, 120, is_final)), "done");
     }
     let playlist = s.url(&format!("/v1/videos/{a}/playlist.m3u8"));
-    assert_eq!(send("GET", &playlist, Some(&reviewer), &[], b"").0, 200);
+    // A request id the client sends is echoed and stamped on the records it causes.
+    let traced = [("x-request-id", "audit-test-playlist")];
+    let (code, headers, _) = send("GET", &playlist, Some(&reviewer), &traced, b"");
+    assert_eq!(code, 200);
+    assert_eq!(headers["x-request-id"], "audit-test-playlist");
     let erase = s.url(&format!("/v1/videos/{b}"));
     assert_eq!(send("DELETE", &erase, Some(&officer), &[], b"").0, 200);
     let revoke = s.url("/v1/subjects/subject-1/consent");
@@ -111,6 +115,27 @@ fn the_audit_trail_records_a_run_and_names_every_tampering() {
             "{action} in {actions:?}"
         );
     }
+
+    let record = |action: &str| {
+        lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|v| v["record"].clone())
+            .find(|r| r["action"] == action)
+            .unwrap()
+    };
+    assert_eq!(
+        record("video.read.playlist")["request_id"],
+        "audit-test-playlist"
+    );
+    // One the client did not send is made up (32 hex digits); the worker's records have
+    // none.
+    let made_up = record("consent.revoke")["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(made_up.len() == 32 && made_up.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert!(record("job.done")["request_id"].is_null());
 
     // Offline, with the public key alone.
     let (code, key, err) = audit(d, &["key"]);

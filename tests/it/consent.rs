@@ -402,12 +402,12 @@ fn tiny_clip(dir: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
-/// Erasure of a data subject: suspended (409, with the reason) while a legal hold is
+/// Portability, then erasure of a data subject: suspended (409, with the reason) while a legal hold is
 /// active, for the subject and for each video; once released, every video is erased and
 /// the subject key shredded, and the answer is a receipt that verifies offline with the
 /// deployment's public key and fails once altered.
 #[test]
-fn subject_erasure_gives_a_signed_receipt_and_waits_for_a_legal_hold() {
+fn subject_export_and_erasure_with_a_signed_receipt_and_a_legal_hold() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let up = token(d, Role::Uploader);
@@ -426,6 +426,40 @@ fn subject_erasure_gives_a_signed_receipt_and_waits_for_a_legal_hold() {
     for id in ids {
         assert_eq!(state(&wait_for(&s, &up, id, 120, is_final)), "done");
     }
+    // Portability: carol's own archive, with carol's token; every video plays from it
+    // frame for frame as uploaded.
+    let export = s.url("/v1/subjects/carol/export");
+    let dave = consent(d, "dave");
+    let (status, ..) = send("GET", &export, Some(&up), &[("vcw-consent", &dave)], b"");
+    assert_eq!(status, 403, "another subject's token");
+    let (status, headers, archive) =
+        send("GET", &export, Some(&up), &[("vcw-consent", &carol)], b"");
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/x-tar");
+    assert_eq!(
+        headers["content-length"],
+        archive.len().to_string().as_str()
+    );
+    let unpacked = d.join("export");
+    tar::Archive::new(&archive[..]).unpack(&unpacked).unwrap();
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(unpacked.join("subject.json")).unwrap()).unwrap();
+    assert_eq!(report["videos"].as_array().unwrap().len(), 2, "{report}");
+    assert!(!report["consent"]["history"].as_array().unwrap().is_empty());
+    let source = crate::util::md5s(d.join("tiny.mp4").to_str().unwrap(), "v:0", false, None);
+    assert_eq!(source.len(), 20);
+    for id in ids {
+        let playlist = unpacked.join(format!("videos/{id}/playlist.m3u8"));
+        let frames = crate::util::md5s(playlist.to_str().unwrap(), "v:0", false, None);
+        assert_eq!(frames, source, "{id}");
+    }
+    let listed = report["archive"]["files"].as_array().unwrap();
+    assert_eq!(
+        listed.len(),
+        6,
+        "playlist, init and one segment each: {listed:?}"
+    );
+
     let subject = s.url("/v1/subjects/carol");
     let hold = s.url("/v1/subjects/carol/hold");
     let body = br#"{"reason": "litigation 42"}"#;

@@ -1,0 +1,194 @@
+//! Data portability: `GET /v1/subjects/{subject}/export` streams a tar archive of the
+//! subject's own videos, decrypted, with everything held about them (`subject.json`, the
+//! same document as data-subject access). Each video's HLS files keep their stored names,
+//! so `videos/<id>/playlist.m3u8` plays as it is; an original kept because HLS could not
+//! carry the upload is `videos/<id>/original`. Media of a video whose verdict is `block`
+//! is withheld (it may be illegal to hand out) and listed as such.
+//!
+//! The archive streams with memory flat whatever its size: each object is verified and
+//! decrypted as the client reads, and `Content-Length` is exact, so a client can tell an
+//! archive cut short (an object that fails verification ends the body) from a whole one.
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+use super::App;
+use super::caller::Caller;
+use super::consent::{subject_for, subject_report};
+use super::error::ApiError;
+use super::videos::copy_object;
+use crate::domain::audit::Entry;
+use crate::domain::{Manifest, StoredObject};
+use crate::service::Service;
+
+const BLOCK: u64 = 512;
+
+/// One file of the archive: its name and where its bytes come from.
+enum Content {
+    Bytes(Vec<u8>),
+    Object(StoredObject),
+}
+
+struct File {
+    path: String,
+    content: Content,
+}
+
+impl File {
+    fn len(&self) -> u64 {
+        match &self.content {
+            Content::Bytes(b) => b.len() as u64,
+            Content::Object(o) => o.plaintext_len as u64,
+        }
+    }
+}
+
+/// Bytes of padding after `len` bytes of content.
+fn padding(len: u64) -> u64 {
+    (BLOCK - len % BLOCK) % BLOCK
+}
+
+/// The stored files of one video, under `videos/<id>/`.
+fn video_files(id: &str, manifest: Manifest) -> Vec<File> {
+    let dir = format!("videos/{id}");
+    let object = |name: String, o: StoredObject| File {
+        path: format!("{dir}/{name}"),
+        content: Content::Object(o),
+    };
+    let ext = if manifest.segment_format == "mpegts" {
+        "ts"
+    } else {
+        "m4s"
+    };
+    let mut files = Vec::new();
+    if let Some(p) = manifest.playlist {
+        files.push(object("playlist.m3u8".into(), p));
+        files.extend(manifest.init.map(|o| object("init.mp4".into(), o)));
+        for s in manifest.segments {
+            files.push(object(format!("seg-{:05}.{ext}", s.index), s.object));
+        }
+    }
+    files.extend(manifest.original.map(|o| object("original".into(), o)));
+    files
+}
+
+/// `GET /v1/subjects/{subject}/export`: the portability archive (privacy officer, or an
+/// uploader with the subject's own consent token). Audited.
+pub async fn export(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(subject): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let subject_hash = subject_for(&app, &caller, &subject, &headers)?;
+    let mut files = Vec::new();
+    let mut withheld = Vec::new();
+    for video in app.svc.catalog().videos_of(&subject_hash).await? {
+        let Some(manifest) = video
+            .manifest
+            .as_deref()
+            .filter(|_| video.erased_at.is_none())
+        else {
+            continue;
+        };
+        if video.verdict.as_deref() == Some("block") {
+            withheld.push(json!({ "id": video.id, "reason": "verdict block" }));
+            continue;
+        }
+        let manifest: Manifest = serde_json::from_str(manifest).map_err(ApiError::internal)?;
+        files.extend(video_files(&video.id, manifest));
+    }
+    let mut report = subject_report(&app, &subject_hash).await?;
+    let listed: Vec<_> = files.iter().map(|f| f.path.clone()).collect();
+    report["archive"] = json!({ "files": listed, "withheld": withheld });
+    let report = serde_json::to_vec_pretty(&report).map_err(ApiError::internal)?;
+    files.insert(
+        0,
+        File {
+            path: "subject.json".into(),
+            content: Content::Bytes(report),
+        },
+    );
+    let result = format!("{} files", files.len());
+    let entry = Entry::about_subject(&caller.id, "subject.export", &subject_hash, &result);
+    app.svc.catalog().audit(entry).await?;
+
+    let total: u64 = files
+        .iter()
+        .map(|f| BLOCK + f.len() + padding(f.len()))
+        .sum::<u64>()
+        + 2 * BLOCK;
+    let (mut tx, rx) = tokio::io::duplex(1 << 16);
+    let svc = app.svc.clone();
+    tokio::spawn(async move {
+        if let Err(e) = write_archive(&svc, files, &mut tx).await {
+            tracing::warn!("a portability archive stopped early: {e:?}");
+        }
+    });
+    let mut response = Body::from_stream(tokio_util::io::ReaderStream::new(rx)).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"subject-export.tar\""),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+    Ok(response)
+}
+
+/// Writes the archive: per file a ustar header, the content, padding; then the two zero
+/// blocks that end a tar.
+async fn write_archive(
+    svc: &Service,
+    files: Vec<File>,
+    out: &mut tokio::io::DuplexStream,
+) -> Result<(), ApiError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for file in files {
+        let len = file.len();
+        let mut h = tar::Header::new_ustar();
+        h.set_path(&file.path).map_err(ApiError::internal)?;
+        h.set_size(len);
+        h.set_mode(0o600);
+        h.set_mtime(now);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        out.write_all(h.as_bytes())
+            .await
+            .map_err(ApiError::internal)?;
+        match &file.content {
+            Content::Bytes(b) => out.write_all(b).await.map_err(ApiError::internal)?,
+            Content::Object(o) if len > 0 => copy_object(svc, o, 0, len, out).await?,
+            Content::Object(_) => {}
+        }
+        let pad = vec![0u8; padding(len) as usize];
+        out.write_all(&pad).await.map_err(ApiError::internal)?;
+    }
+    out.write_all(&[0u8; 2 * BLOCK as usize])
+        .await
+        .map_err(ApiError::internal)?;
+    out.shutdown().await.map_err(ApiError::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::padding;
+
+    #[test]
+    fn entries_are_padded_to_whole_blocks() {
+        assert_eq!(padding(0), 0);
+        assert_eq!(padding(1), 511);
+        assert_eq!(padding(512), 0);
+        assert_eq!(padding(513), 511);
+    }
+}
