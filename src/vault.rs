@@ -343,7 +343,7 @@ impl Vault {
 
     /// Adds a KEK version and rewraps every live subject key under it. Content and
     /// data keys are untouched. Returns (new version, subject keys rewrapped).
-    pub async fn rotate(&mut self) -> Result<(u32, usize), VaultError> {
+    pub async fn rotate(&self) -> Result<(u32, usize), VaultError> {
         let rows = self.catalog.live_subject_keys().await?;
         // Unwrap everything first: a key that cannot be unwrapped stops the rotation
         // before anything changes.
@@ -362,9 +362,89 @@ impl Vault {
         for (row, key, ctx) in &keys {
             let (v, wrapped) = self.kms.wrap(key, ctx)?;
             self.catalog
-                .rewrap_subject_key(&row.subject_hash, &wrapped, v)
+                .rewrap_subject_key(&row.subject_hash, row.version, &wrapped, v)
                 .await?;
         }
+        let result = format!(
+            "KEK v{version} current; {} subject keys rewrapped",
+            keys.len()
+        );
+        self.catalog
+            .audit(vault_entry("keys.rotate", result))
+            .await?;
         Ok((version, keys.len()))
     }
+
+    /// Destroys the KEK versions that no backup can need any more, so that what was
+    /// shredded stays shredded even for someone holding an old backup of the catalog (a
+    /// PostgreSQL backup or WAL still holds the wrapped key a shred destroyed): a version
+    /// is retired once it is not current, no live subject key is wrapped under it, and
+    /// the rotation that superseded it is more than `backup_retention` old (every backup
+    /// from before then has expired). Running services read the keyring file before each
+    /// wrap, so none wraps under a superseded version.
+    pub async fn retire(
+        &self,
+        backup_retention: std::time::Duration,
+    ) -> Result<Retirement, VaultError> {
+        let now = crate::domain::clock::unix_now() as u64;
+        let in_use = self.catalog.kek_versions_in_use().await?;
+        let versions = self.kms.versions();
+        let current = self.kms.current_version();
+        let mut out = Retirement::default();
+        for (i, k) in versions.iter().enumerate() {
+            let superseded = versions[i + 1..].iter().map(|n| n.created).min();
+            let keep = |reason: String| KeptKek {
+                version: k.version,
+                reason,
+            };
+            match (superseded, in_use.get(&k.version)) {
+                _ if k.version == current => out.kept.push(keep("current".into())),
+                (_, Some(n)) => out.kept.push(keep(format!(
+                    "{n} live subject key(s) still wrapped under it: run `vcw keys rotate`"
+                ))),
+                (None, None) => out.kept.push(keep("no newer version supersedes it".into())),
+                (Some(at), None) if now.saturating_sub(at) < backup_retention.as_secs() => {
+                    out.kept.push(keep(format!(
+                        "superseded {} day(s) ago; backups from before then may still exist",
+                        now.saturating_sub(at) / 86_400
+                    )))
+                }
+                _ => out.retired.push(k.version),
+            }
+        }
+        if !out.retired.is_empty() {
+            self.kms.retire(&out.retired)?;
+            let result = format!("retired KEK versions {:?}", out.retired);
+            self.catalog
+                .audit(vault_entry("keys.retire", result))
+                .await?;
+        }
+        Ok(out)
+    }
+}
+
+/// An audit record of a key-management change.
+fn vault_entry(action: &str, result: String) -> crate::domain::audit::Entry {
+    crate::domain::audit::Entry {
+        actor: "vault".into(),
+        action: action.into(),
+        object: "keyring".into(),
+        result,
+        subject: None,
+        request_id: None,
+    }
+}
+
+/// What `vcw keys retire` did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Retirement {
+    pub retired: Vec<u32>,
+    pub kept: Vec<KeptKek>,
+}
+
+/// A KEK version kept, and why.
+#[derive(Debug, serde::Serialize)]
+pub struct KeptKek {
+    pub version: u32,
+    pub reason: String,
 }

@@ -16,6 +16,7 @@ use std::path::Path;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
+use crate::domain::audit::Entry;
 use crate::domain::clock::unix_now;
 
 mod audit;
@@ -325,20 +326,45 @@ impl Catalog {
         rows.iter().map(subject_row).collect()
     }
 
-    /// Replaces a subject key's wrapping (rotation); the key itself is unchanged.
+    /// Replaces the wrapping of version `key_version` of a subject's key (rotation); the
+    /// key itself is unchanged. A key shredded (or shredded and made anew) since it was
+    /// read is left alone.
     pub async fn rewrap_subject_key(
         &self,
         subject_hash: &str,
+        key_version: i64,
         wrapped: &[u8],
         kek_version: u32,
     ) -> Result<(), CatalogError> {
-        sqlx::query("UPDATE subject_keys SET wrapped = $1, kek_version = $2 WHERE subject_hash = $3 AND wrapped IS NOT NULL")
-            .bind(wrapped)
-            .bind(i64::from(kek_version))
-            .bind(subject_hash)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE subject_keys SET wrapped = $1, kek_version = $2
+             WHERE subject_hash = $3 AND version = $4 AND wrapped IS NOT NULL",
+        )
+        .bind(wrapped)
+        .bind(i64::from(kek_version))
+        .bind(subject_hash)
+        .bind(key_version)
+        .execute(&self.pool)
+        .await?;
         Ok(())
+    }
+
+    /// How many live subject keys each KEK version wraps.
+    pub async fn kek_versions_in_use(
+        &self,
+    ) -> Result<std::collections::BTreeMap<u32, i64>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT kek_version, COUNT(*) AS n FROM subject_keys
+             WHERE wrapped IS NOT NULL GROUP BY kek_version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let version: i64 = r.try_get("kek_version")?;
+                Ok((version as u32, r.try_get("n")?))
+            })
+            .collect()
     }
 
     /// Crypto-shreds a subject: its key and every one of its objects' data keys.
@@ -367,6 +393,13 @@ impl Catalog {
             .bind(subject_hash)
             .execute(&mut *tx)
             .await?;
+        let result = format!(
+            "key shredded: {}, objects: {}",
+            key.rows_affected() > 0,
+            objects.len()
+        );
+        let entry = Entry::about_subject("vault", "keys.shred_subject", subject_hash, &result);
+        audit::append(&mut tx, self.now_sql(), entry).await?;
         tx.commit().await?;
         Ok((key.rows_affected() > 0, objects))
     }

@@ -1,4 +1,4 @@
-//! `vcw keys init | rotate | shred`
+//! `vcw keys init | rotate | retire | shred`
 
 use clap::{Args, Subcommand};
 
@@ -21,6 +21,18 @@ pub enum KeysCommand {
     Init,
     /// Add a KEK version and rewrap every subject key under it (content is not re-encrypted).
     Rotate,
+    /// Destroy KEK versions no backup can need any more, so that shredded keys stay
+    /// shredded even in old catalog backups (PostgreSQL keeps old row versions, WAL and
+    /// base backups). Retires each version that is not current, wraps no live subject
+    /// key, and was superseded by `vcw keys rotate` more than the backup retention ago.
+    /// Rotate regularly (say monthly): a shred is then final in every backup within one
+    /// rotation period plus the backup retention.
+    Retire {
+        /// How long the catalog's backups (base backups, archived WAL, snapshots) are
+        /// kept, in days.
+        #[arg(long, default_value_t = 35)]
+        backup_retention_days: u64,
+    },
     /// Crypto-shred: destroy a subject's key (every object of the subject) or one object's key.
     Shred {
         /// Data-subject identifier as the platform knows it (hashed before use, never stored).
@@ -52,11 +64,22 @@ pub fn run(global: &GlobalArgs, args: &KeysArgs) -> anyhow::Result<Outcome> {
             );
         }
         KeysCommand::Rotate => {
-            let (version, count) = runtime()?.block_on(async {
-                let mut vault = vault().await?;
-                vault.rotate().await.map_err(anyhow::Error::from)
-            })?;
+            let (version, count) = runtime()?
+                .block_on(async { vault().await?.rotate().await.map_err(anyhow::Error::from) })?;
             println!("KEK version {version} is current; {count} subject key(s) rewrapped");
+        }
+        KeysCommand::Retire {
+            backup_retention_days,
+        } => {
+            let retention = std::time::Duration::from_secs(backup_retention_days * 86_400);
+            let report = runtime()?.block_on(async {
+                vault()
+                    .await?
+                    .retire(retention)
+                    .await
+                    .map_err(anyhow::Error::from)
+            })?;
+            println!("{}", serde_json::to_string(&report)?);
         }
         KeysCommand::Shred { subject, object } => {
             // Parse before touching anything, so a typo shreds nothing.

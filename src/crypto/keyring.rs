@@ -129,12 +129,51 @@ struct KekEntry {
     created: u64,
 }
 
-/// The keyring file, loaded. Key bytes are zeroized on drop and never printed.
+/// One KEK version.
+struct Kek {
+    version: u32,
+    key: Key16,
+    /// Unix seconds.
+    created: u64,
+}
+
+/// What may change in the keyring file while vcw runs (`vcw keys rotate` or `retire`
+/// from another process, a Secret updated in place): the KEK versions. The salt never
+/// changes: every subject hash depends on it.
+struct Ring {
+    current: u32,
+    keks: Vec<Kek>,
+    /// Which file this was read from (inode, modification time, length): a different
+    /// one means the file was replaced.
+    stamp: Option<(u64, std::time::SystemTime, u64)>,
+}
+
+impl Ring {
+    fn kek(&self, version: u32) -> Result<&Key16, KeyError> {
+        self.keks
+            .iter()
+            .find(|k| k.version == version)
+            .map(|k| &k.key)
+            .ok_or(KeyError::UnknownKekVersion(version))
+    }
+}
+
+/// A KEK version as `vcw keys` shows it (no key material).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KekVersion {
+    pub version: u32,
+    /// Unix seconds.
+    pub created: u64,
+}
+
+/// The keyring file, loaded. Key bytes are zeroized on drop and never printed. The file
+/// is read again when it changes before each wrap (so a running service wraps new
+/// subject keys under the version a rotation made current, never under one about to be
+/// retired) and when a key names a version not yet seen.
 pub struct LocalKms {
     path: PathBuf,
-    current: u32,
     salt: Zeroizing<Vec<u8>>,
-    keks: Vec<(u32, Key16, u64)>,
+    ring: std::sync::RwLock<Ring>,
 }
 
 impl std::fmt::Debug for LocalKms {
@@ -143,7 +182,7 @@ impl std::fmt::Debug for LocalKms {
             f,
             "LocalKms({}, current v{}, <keys redacted>)",
             self.path.display(),
-            self.current
+            self.current_version()
         )
     }
 }
@@ -152,6 +191,11 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+fn stamp_of(meta: &std::fs::Metadata) -> Option<(u64, std::time::SystemTime, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    Some((meta.ino(), meta.modified().ok()?, meta.len()))
 }
 
 impl LocalKms {
@@ -164,93 +208,121 @@ impl LocalKms {
         }
         let kms = LocalKms {
             path: path.to_path_buf(),
-            current: 1,
             salt: Zeroizing::new(random::<32>()?.to_vec()),
-            keks: vec![(1, random::<16>()?, unix_now())],
+            ring: std::sync::RwLock::new(Ring {
+                current: 1,
+                keks: vec![Kek {
+                    version: 1,
+                    key: random::<16>()?,
+                    created: unix_now(),
+                }],
+                stamp: None,
+            }),
         };
-        kms.save()?;
+        kms.save(&mut kms.write())?;
         Ok(kms)
     }
 
     /// Loads the keyring, refusing one that group or others can read.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let shown = path.display().to_string();
-        let err = |detail: String| KeyError::Keyring {
-            path: shown.clone(),
-            detail,
-        };
-        let meta = std::fs::metadata(path).map_err(|e| {
-            err(format!(
-                "{e} (create one with `vcw keys init --keyring {shown}`)"
-            ))
-        })?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(KeyError::Permissions { path: shown, mode });
-        }
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?);
-        let file: KeyringFile = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
-        let salt = crate::hex::decode(&file.subject_salt)
-            .filter(|s| s.len() >= 16)
-            .ok_or_else(|| err("subject_salt must be at least 16 hex-encoded bytes".into()))?;
-        let mut keks = Vec::new();
-        for entry in &file.kek {
-            let bytes = crate::hex::decode(&entry.key)
-                .filter(|k| k.len() == 16)
-                .ok_or_else(|| {
-                    err(format!(
-                        "KEK version {} is not 16 hex-encoded bytes",
-                        entry.version
-                    ))
-                })?;
-            let mut key = Zeroizing::new([0u8; 16]);
-            key.copy_from_slice(&bytes);
-            keks.push((entry.version, key, entry.created));
-        }
-        if !keks.iter().any(|k| k.0 == file.current) {
-            return Err(err(format!(
-                "current KEK version {} is not in the file",
-                file.current
-            )));
-        }
+        let (salt, ring) = read(path)?;
         Ok(LocalKms {
             path: path.to_path_buf(),
-            current: file.current,
-            salt: Zeroizing::new(salt),
-            keks,
+            salt,
+            ring: std::sync::RwLock::new(ring),
         })
     }
 
+    fn read_ring(&self) -> std::sync::RwLockReadGuard<'_, Ring> {
+        self.ring.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Ring> {
+        self.ring.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the file again if it was replaced since it was last read.
+    fn refresh(&self) -> Result<(), KeyError> {
+        let meta = std::fs::metadata(&self.path).map_err(|e| KeyError::Keyring {
+            path: self.path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        if stamp_of(&meta).is_some() && stamp_of(&meta) == self.read_ring().stamp {
+            return Ok(());
+        }
+        let (salt, ring) = read(&self.path)?;
+        if salt != self.salt {
+            return Err(KeyError::Keyring {
+                path: self.path.display().to_string(),
+                detail: "subject_salt changed while running: every subject hash depends on it"
+                    .into(),
+            });
+        }
+        *self.write() = ring;
+        Ok(())
+    }
+
     /// Adds a new KEK version and makes it current (callers then rewrap subject keys).
-    pub fn add_version(&mut self) -> Result<u32, KeyError> {
-        let version = self.keks.iter().map(|k| k.0).max().unwrap_or(0) + 1;
-        self.keks.push((version, random::<16>()?, unix_now()));
-        self.current = version;
-        self.save()?;
+    pub fn add_version(&self) -> Result<u32, KeyError> {
+        self.refresh()?;
+        let mut ring = self.write();
+        let version = ring.keks.iter().map(|k| k.version).max().unwrap_or(0) + 1;
+        ring.keks.push(Kek {
+            version,
+            key: random::<16>()?,
+            created: unix_now(),
+        });
+        ring.current = version;
+        self.save(&mut ring)?;
         Ok(version)
     }
 
-    pub fn versions(&self) -> Vec<u32> {
-        self.keks.iter().map(|k| k.0).collect()
+    /// Destroys KEK `versions` (never the current one): whatever is wrapped under them,
+    /// wherever a copy lives, can no longer be unwrapped. Callers check that nothing
+    /// live still is.
+    pub fn retire(&self, versions: &[u32]) -> Result<(), KeyError> {
+        self.refresh()?;
+        let mut ring = self.write();
+        if versions.contains(&ring.current) {
+            return Err(KeyError::Keyring {
+                path: self.path.display().to_string(),
+                detail: format!(
+                    "KEK version {} is current: it cannot be retired",
+                    ring.current
+                ),
+            });
+        }
+        ring.keks.retain(|k| !versions.contains(&k.version));
+        self.save(&mut ring)
+    }
+
+    /// The KEK versions in the file, oldest first.
+    pub fn versions(&self) -> Vec<KekVersion> {
+        let mut v: Vec<_> = (self.read_ring().keks.iter())
+            .map(|k| KekVersion {
+                version: k.version,
+                created: k.created,
+            })
+            .collect();
+        v.sort_by_key(|k| k.version);
+        v
     }
 
     /// Writes atomically: a 0600 temp file in the same directory, fsync, rename.
-    fn save(&self) -> Result<(), KeyError> {
+    fn save(&self, ring: &mut Ring) -> Result<(), KeyError> {
         let shown = self.path.display().to_string();
         let err = |e: std::io::Error| KeyError::Keyring {
             path: shown.clone(),
             detail: e.to_string(),
         };
         let file = KeyringFile {
-            current: self.current,
+            current: ring.current,
             subject_salt: crate::hex::encode(&self.salt),
-            kek: self
-                .keks
-                .iter()
-                .map(|(version, key, created)| KekEntry {
-                    version: *version,
-                    key: crate::hex::encode(key.as_ref()),
-                    created: *created,
+            kek: (ring.keks.iter())
+                .map(|k| KekEntry {
+                    version: k.version,
+                    key: crate::hex::encode(k.key.as_ref()),
+                    created: k.created,
                 })
                 .collect(),
         };
@@ -273,30 +345,88 @@ impl LocalKms {
             let _ = std::fs::remove_file(&tmp);
             return Err(err(e));
         }
-        std::fs::rename(&tmp, &self.path).map_err(err)
+        std::fs::rename(&tmp, &self.path).map_err(err)?;
+        ring.stamp = std::fs::metadata(&self.path)
+            .ok()
+            .as_ref()
+            .and_then(stamp_of);
+        Ok(())
     }
+}
 
-    fn kek(&self, version: u32) -> Result<&Key16, KeyError> {
-        self.keks
-            .iter()
-            .find(|k| k.0 == version)
-            .map(|k| &k.1)
-            .ok_or(KeyError::UnknownKekVersion(version))
+/// Reads and checks a keyring file: (salt, KEK versions).
+fn read(path: &Path) -> Result<(Zeroizing<Vec<u8>>, Ring), KeyError> {
+    let shown = path.display().to_string();
+    let err = |detail: String| KeyError::Keyring {
+        path: shown.clone(),
+        detail,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| {
+        err(format!(
+            "{e} (create one with `vcw keys init --keyring {shown}`)"
+        ))
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KeyError::Permissions { path: shown, mode });
     }
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?);
+    let file: KeyringFile = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+    let salt = crate::hex::decode(&file.subject_salt)
+        .filter(|s| s.len() >= 16)
+        .ok_or_else(|| err("subject_salt must be at least 16 hex-encoded bytes".into()))?;
+    let mut keks = Vec::new();
+    for entry in &file.kek {
+        let bytes = crate::hex::decode(&entry.key)
+            .filter(|k| k.len() == 16)
+            .ok_or_else(|| {
+                err(format!(
+                    "KEK version {} is not 16 hex-encoded bytes",
+                    entry.version
+                ))
+            })?;
+        let mut key = Zeroizing::new([0u8; 16]);
+        key.copy_from_slice(&bytes);
+        keks.push(Kek {
+            version: entry.version,
+            key,
+            created: entry.created,
+        });
+    }
+    if !keks.iter().any(|k| k.version == file.current) {
+        return Err(err(format!(
+            "current KEK version {} is not in the file",
+            file.current
+        )));
+    }
+    let ring = Ring {
+        current: file.current,
+        keks,
+        stamp: stamp_of(&meta),
+    };
+    Ok((Zeroizing::new(salt), ring))
 }
 
 impl Kms for LocalKms {
     fn current_version(&self) -> u32 {
-        self.current
+        self.read_ring().current
     }
 
     fn wrap(&self, key: &[u8; 16], context: &str) -> Result<(u32, Vec<u8>), KeyError> {
-        let kek = self.kek(self.current)?;
-        Ok((self.current, wrap_key(kek, key, context)?))
+        self.refresh()?;
+        let ring = self.read_ring();
+        Ok((
+            ring.current,
+            wrap_key(ring.kek(ring.current)?, key, context)?,
+        ))
     }
 
     fn unwrap(&self, version: u32, wrapped: &[u8], context: &str) -> Result<Key16, KeyError> {
-        unwrap_key(self.kek(version)?, wrapped, context)
+        let known = self.read_ring().kek(version).is_ok();
+        if !known {
+            self.refresh()?;
+        }
+        unwrap_key(self.read_ring().kek(version)?, wrapped, context)
     }
 
     fn subject_hash(&self, subject: &str) -> Result<String, KeyError> {
@@ -353,7 +483,7 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let (v, wrapped) = kms.wrap(&[1u8; 16], "ctx").unwrap();
-        let mut loaded = LocalKms::load(&path).unwrap();
+        let loaded = LocalKms::load(&path).unwrap();
         assert_eq!(*loaded.unwrap(v, &wrapped, "ctx").unwrap(), [1u8; 16]);
         assert_eq!(
             loaded.subject_hash("alice").unwrap(),
@@ -363,7 +493,8 @@ mod tests {
             loaded.subject_hash("alice").unwrap(),
             loaded.subject_hash("bob").unwrap()
         );
-        assert!(!format!("{loaded:?}").contains(&crate::hex::encode(kms.kek(1).unwrap().as_ref())));
+        let kek1 = crate::hex::encode(kms.read_ring().kek(1).unwrap().as_ref());
+        assert!(!format!("{loaded:?}").contains(&kek1));
         assert_eq!(loaded.add_version().unwrap(), 2);
         let reloaded = LocalKms::load(&path).unwrap();
         assert_eq!(reloaded.current_version(), 2);
@@ -372,6 +503,20 @@ mod tests {
             [1u8; 16],
             "old versions stay"
         );
+        // Another process rotates: this one wraps under the new version from then on,
+        // and unwraps what the other wrapped.
+        assert_eq!(kms.current_version(), 1);
+        let (v2, wrapped2) = kms.wrap(&[2u8; 16], "ctx").unwrap();
+        assert_eq!(v2, 2);
+        assert_eq!(*reloaded.unwrap(v2, &wrapped2, "ctx").unwrap(), [2u8; 16]);
+        // Retired: gone for every reader of the file, and the current one never is.
+        assert!(reloaded.retire(&[2]).is_err());
+        reloaded.retire(&[1]).unwrap();
+        assert_eq!(reloaded.versions().len(), 1);
+        assert!(matches!(
+            LocalKms::load(&path).unwrap().unwrap(1, &wrapped, "ctx"),
+            Err(KeyError::UnknownKekVersion(1))
+        ));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = LocalKms::load(&path).unwrap_err().to_string();
         assert!(e.contains("chmod 600"), "{e}");

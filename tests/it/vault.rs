@@ -225,6 +225,98 @@ fn rotation_rewraps_without_touching_content() {
     v.ok(&["open", s(&s2), s(&v.path("o2"))]);
 }
 
+/// A copy of the data directory: what a backup of the catalog holds.
+fn backup(v: &Vault, name: &str) {
+    let to = v.path(name);
+    std::fs::create_dir_all(&to).unwrap();
+    for entry in std::fs::read_dir(v.path("data")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// The gap a shred leaves in backups, and how KEK retirement closes it: a catalog backup
+/// from before the shred still holds the wrapped subject key, and with the KEK it opens
+/// the "shredded" object; once the KEK version is rotated out and retired, it no longer
+/// does. A version still wrapping a live key is never retired.
+#[test]
+fn retiring_a_kek_closes_the_backup_gap_of_a_shred() {
+    let v = Vault::new();
+    let src = asset("samples/carphone_pristine.mp4");
+    let (frank, _) = v.seal(&src, "f.sealed", "frank");
+    let (grace, _) = v.seal(&src, "g.sealed", "grace");
+    backup(&v, "backup");
+    v.ok(&["keys", "shred", "--subject", "frank"]);
+    assert!(
+        v.fails(&["open", s(&frank), s(&v.path("o"))])
+            .contains("shredded")
+    );
+    let from_backup = |sealed: &Path| {
+        vcw()
+            .args(["open", s(sealed), s(&v.path("o"))])
+            .arg("--data-dir")
+            .arg(v.path("backup"))
+            .arg("--keyring")
+            .arg(v.path("keyring.toml"))
+            .output()
+            .unwrap()
+    };
+    let gap = from_backup(&frank);
+    assert!(
+        gap.status.success(),
+        "the backup still opens the shredded object"
+    );
+
+    // Nothing to retire yet: v1 is current; then v1 wraps a key made by a process that
+    // still had the old keyring.
+    let report: serde_json::Value =
+        serde_json::from_str(&v.ok(&["keys", "retire", "--backup-retention-days", "0"])).unwrap();
+    assert_eq!(report["retired"], serde_json::json!([]), "{report}");
+    assert_eq!(report["kept"][0]["reason"], "current", "{report}");
+    std::fs::copy(v.path("keyring.toml"), v.path("old-keyring.toml")).unwrap();
+    v.ok(&["keys", "rotate"]);
+    let late = vcw()
+        .args([
+            "seal",
+            s(&src),
+            s(&v.path("h.sealed")),
+            "--subject",
+            "heidi",
+        ])
+        .arg("--data-dir")
+        .arg(v.path("data"))
+        .arg("--keyring")
+        .arg(v.path("old-keyring.toml"))
+        .output()
+        .unwrap();
+    assert!(late.status.success());
+    let report = v.ok(&["keys", "retire", "--backup-retention-days", "0"]);
+    assert!(
+        report.contains("1 live subject key(s) still wrapped"),
+        "{report}"
+    );
+    // Within the backup retention nothing is retired either.
+    v.ok(&["keys", "rotate"]);
+    let report = v.ok(&["keys", "retire"]);
+    assert!(
+        report.contains("\"retired\":[]") && report.contains("superseded 0 day(s) ago"),
+        "{report}"
+    );
+
+    let report: serde_json::Value =
+        serde_json::from_str(&v.ok(&["keys", "retire", "--backup-retention-days", "0"])).unwrap();
+    assert_eq!(report["retired"], serde_json::json!([1, 2]), "{report}");
+    let closed = from_backup(&frank);
+    assert_eq!(closed.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&closed.stderr);
+    assert!(err.contains("KEK version 1 is not in the keyring"), "{err}");
+    // Live data is untouched.
+    v.ok(&["open", s(&grace), s(&v.path("o"))]);
+    v.ok(&["open", s(&v.path("h.sealed")), s(&v.path("o"))]);
+}
+
 #[test]
 fn shredding_a_subject_or_an_object_makes_them_unopenable() {
     let v = Vault::new();
