@@ -11,13 +11,14 @@
 //! - values are zeroized when the last reference goes.
 //!
 //! Serving never trusts the cache alone: each request checks the subject's consent in the
-//! catalog first (a revocation on any node is seen at once); revocations are also read
-//! from the ledger every second ([`crate::jobs::reaper`]'s sibling task in `vcw serve`
-//! and `vcw api`), which evicts the revoked subjects' entries on every node, and a node
-//! that cannot read the ledger empties its cache (fail closed).
+//! catalog first (a revocation on any node is seen at once). Revocations evict the
+//! subject's entries on every node: announced over NATS in cluster mode
+//! ([`crate::fanout`]), and read from the ledger every second by the cache task of `vcw
+//! serve` and `vcw api`. A node that cannot read the ledger, or lost the announcements,
+//! suspends its cache (fail closed).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -86,6 +87,9 @@ pub struct SegmentCache {
     cache: Cache<Key, Entry>,
     index: Arc<Index>,
     generations: Mutex<HashMap<Arc<str>, u64>>,
+    /// Set while this node may have missed a revocation: nothing is served from the
+    /// cache or put into it.
+    suspended: AtomicBool,
     pub stats: Arc<CacheStats>,
 }
 
@@ -120,6 +124,7 @@ impl SegmentCache {
             cache,
             index,
             generations: Mutex::default(),
+            suspended: AtomicBool::new(false),
             stats,
         }
     }
@@ -139,7 +144,7 @@ impl SegmentCache {
             object: *object,
         };
         match self.cache.get(&key) {
-            Some(e) if e.generation == self.generation(subject) => {
+            Some(e) if e.generation == self.generation(subject) && !self.is_suspended() => {
                 self.stats.hits.fetch_add(1, Ordering::Relaxed);
                 Some(e.bytes)
             }
@@ -164,7 +169,7 @@ impl SegmentCache {
         generation: u64,
         consent_until_ms: i64,
     ) {
-        if generation != self.generation(subject) {
+        if generation != self.generation(subject) || self.is_suspended() {
             return;
         }
         let left = consent_until_ms.saturating_sub(crate::domain::clock::now_ms());
@@ -235,6 +240,22 @@ impl SegmentCache {
         self.cache.invalidate_all();
     }
 
+    /// Stops serving and filling the cache, and empties it: this node may have missed a
+    /// revocation (fail closed) until [`SegmentCache::resume`].
+    pub fn suspend(&self) {
+        self.suspended.store(true, Ordering::SeqCst);
+        self.clear();
+    }
+
+    /// Uses the cache again, once every revocation is known.
+    pub fn resume(&self) {
+        self.suspended.store(false, Ordering::SeqCst);
+    }
+
+    pub fn is_suspended(&self) -> bool {
+        self.suspended.load(Ordering::SeqCst)
+    }
+
     /// Runs expiry and eviction now (and their listener), with or without traffic.
     pub fn maintain(&self) {
         self.cache.run_pending_tasks();
@@ -275,6 +296,16 @@ mod tests {
         assert!((0..10u8).all(|i| cache.get("a", &[i; 16]).is_none()));
         assert!(cache.get("b", &[1; 16]).is_some(), "other subjects stay");
         assert_eq!(cache.stats.evicted_revoked.load(Ordering::Relaxed), 10);
+
+        // Suspended (a node that lost the fan-out): empty, and nothing goes in or out
+        // until resumed.
+        cache.suspend();
+        assert!(cache.get("b", &[1; 16]).is_none());
+        cache.insert("b", &[2; 16], plain(100), cache.generation("b"), far());
+        cache.resume();
+        assert!(cache.get("b", &[2; 16]).is_none(), "nothing was stored");
+        cache.insert("b", &[2; 16], plain(100), cache.generation("b"), far());
+        assert!(cache.get("b", &[2; 16]).is_some());
     }
 
     #[test]

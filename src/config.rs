@@ -153,6 +153,8 @@ pub struct ClusterConfig {
     pub stream: String,
     pub subject: String,
     pub consumer: String,
+    /// Core NATS subject revocations are announced on (API nodes evict and acknowledge).
+    pub revocation_subject: String,
 }
 
 impl Default for ClusterConfig {
@@ -163,6 +165,7 @@ impl Default for ClusterConfig {
             stream: "VCW_JOBS".into(),
             subject: "vcw.jobs".into(),
             consumer: "vcw-workers".into(),
+            revocation_subject: "vcw.revocations".into(),
         }
     }
 }

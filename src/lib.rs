@@ -50,6 +50,7 @@ pub mod crypto;
 pub mod dispatcher;
 pub mod domain;
 pub mod failpoint;
+pub mod fanout;
 pub mod frame;
 pub mod hex;
 pub mod inference;

@@ -25,6 +25,8 @@ pub struct Service {
     pub audit: Option<crate::audit::AuditSigner>,
     /// Decrypted segments for playback (`server.cache_bytes`; none when 0).
     pub cache: Option<crate::cache::SegmentCache>,
+    /// Revocation fan-out to the other API nodes (cluster mode only).
+    pub fanout: Option<crate::fanout::Fanout>,
 }
 
 impl Service {

@@ -162,16 +162,25 @@ pub async fn revoke(
         .catalog()
         .revoke_consent(&subject_hash, &caller.id)
         .await?;
-    // This node forgets at once; the others within a second (and none serves it
-    // meanwhile: each request asks the catalog first).
+    // This node forgets at once, the others when the announcement reaches them (or, at
+    // the latest, when they next read the ledger); none serves the subject meanwhile:
+    // each request asks the catalog first.
     if let Some(cache) = &svc.cache {
         cache.revoke(&subject_hash);
     }
+    let fanout = match &svc.fanout {
+        Some(f) => Some(
+            f.announce_revocation(app.svc.catalog(), &subject_hash)
+                .await,
+        ),
+        None => None,
+    };
     tracing::info!(subject = %subject_prefix(&subject_hash), by = %caller.id, jobs_cancelled = revocation.jobs_cancelled, "consent revoked");
     Ok(axum::Json(json!({
         "revoked": true,
         "at_ms": revocation.at_ms,
         "jobs_cancelled": revocation.jobs_cancelled,
+        "fanout": fanout,
     }))
     .into_response())
 }

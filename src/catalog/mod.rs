@@ -21,6 +21,7 @@ use crate::domain::clock::unix_now;
 
 mod audit;
 mod consent;
+mod nodes;
 mod service;
 mod subjects;
 pub use audit::REQUEST_ID;
@@ -165,6 +166,7 @@ fn schema(postgres: bool) -> String {
         consent::SCHEMA,
         audit::SCHEMA,
         subjects::SCHEMA,
+        nodes::SCHEMA,
     ]
     .concat()
     .replace("{INT}", int)

@@ -73,7 +73,21 @@ pub fn run(global: &GlobalArgs, args: &ConsentArgs) -> anyhow::Result<Outcome> {
                 let vault = vault().await?;
                 let hash = vault.kms_subject_hash(subject)?;
                 let revoked = vault.catalog().revoke_consent(&hash, "cli").await;
-                revoked.context("recording the revocation")
+                let revoked = revoked.context("recording the revocation")?;
+                // In a cluster, the API nodes evict at once rather than within a second.
+                let fanout = match &config.cluster.nats_url {
+                    Some(url) => {
+                        let subject = &config.cluster.revocation_subject;
+                        let f = crate::fanout::Fanout::connect(url, subject).await?;
+                        Some(f.announce_revocation(vault.catalog(), &hash).await)
+                    }
+                    None => None,
+                };
+                anyhow::Ok(serde_json::json!({
+                    "at_ms": revoked.at_ms,
+                    "jobs_cancelled": revoked.jobs_cancelled,
+                    "fanout": fanout,
+                }))
             })?;
             println!("{}", serde_json::to_string(&revocation)?);
         }

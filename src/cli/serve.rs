@@ -176,6 +176,7 @@ async fn run_embedded(
         consent,
         audit,
         cache,
+        fanout: None,
     });
     run_service(svc, true, true).await
 }
@@ -188,31 +189,93 @@ fn segment_cache(server: &crate::config::ServerConfig) -> Option<crate::cache::S
     })
 }
 
-/// Keeps the cache honest on a timer, with or without traffic: expiry and eviction run,
-/// and revocations recorded anywhere (any node, `vcw consent revoke`) evict the subject's
-/// entries here. A node that cannot read the ledger empties its cache (fail closed).
+/// Keeps the cache honest, with or without traffic: expiry and eviction run every second;
+/// revocations announced by other nodes (cluster mode) evict at once and are
+/// acknowledged; revocations recorded anywhere (any node, `vcw consent revoke`) are read
+/// from the ledger every second as well. A node that cannot read the ledger empties its
+/// cache, and one that lost the fan-out channel keeps it off until it is connected again
+/// and has read the ledger since (fail closed).
 async fn tend_cache(svc: Arc<Service>, mut stop: watch::Receiver<bool>) {
     let Some(cache) = &svc.cache else { return };
+    let fanout = svc.fanout.as_ref();
+    let mut announcements = None;
     let mut seen: Option<i64> = None;
+    // Set from a loss until the cache is back on (said in the log, at warn).
+    let mut was_lost = false;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            Some(message) = next_announcement(&mut announcements) => {
+                if let Some(f) = fanout {
+                    f.handle(message, |subject| { cache.revoke(subject); }).await;
+                }
+                continue;
+            }
+            _ = async { if let Some(f) = fanout { f.lost_changed().await } else { std::future::pending().await } } => {}
+            _ = stop.changed() => return,
+        }
+        if let Some(f) = fanout {
+            if f.take_lost() {
+                announcements = None;
+            }
+            if announcements.is_none() && seen.is_some() && !was_lost {
+                tracing::warn!("revocation fan-out lost: cache off until caught up");
+                was_lost = true;
+            }
+            if announcements.is_none() {
+                // Not subscribed (at start, or the subscription ended): announcements
+                // may have been missed.
+                cache.suspend();
+                match f.subscribe().await {
+                    Ok(sub) => announcements = Some(sub),
+                    Err(e) => tracing::warn!("{e}"),
+                }
+            }
+            if let Err(e) = svc.catalog().node_heartbeat(f.node()).await {
+                tracing::warn!("node heartbeat: {e}");
+            }
+        }
+        // Subscribed before reading the ledger: every revocation is then either in this
+        // read or announced to the subscription.
+        let listening = fanout.is_none_or(|f| announcements.is_some() && f.connected());
         match svc.catalog().revocations_after(seen).await {
             Ok((last, subjects)) => {
                 for subject in &subjects {
                     cache.revoke(subject);
                 }
                 seen = Some(last);
+                if listening && cache.is_suspended() {
+                    if was_lost {
+                        tracing::warn!("revocation fan-out back and the ledger read: cache on");
+                        was_lost = false;
+                    }
+                    cache.resume();
+                }
             }
             Err(e) => {
                 tracing::warn!("cache: cannot read revocations, emptying the cache: {e}");
-                cache.clear();
+                cache.suspend();
             }
         }
         cache.maintain();
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = stop.changed() => return,
-        }
     }
+}
+
+/// The next announcement, or never when not subscribed (a subscription that ended is
+/// dropped, and the channel counts as lost).
+async fn next_announcement(
+    sub: &mut Option<async_nats::Subscriber>,
+) -> Option<async_nats::Message> {
+    use futures_util::StreamExt as _;
+    let Some(s) = sub else {
+        return std::future::pending().await;
+    };
+    let next = s.next().await;
+    if next.is_none() {
+        *sub = None;
+    }
+    next
 }
 
 /// Which cluster role to run.
@@ -280,7 +343,7 @@ async fn cluster_service(
     let vault = Arc::new(Vault::with_catalog(keyring, catalog)?);
     let store: Arc<dyn BlobStore> = Arc::from(open_store(store_uri, &config.s3)?);
     let queue = crate::queue::NatsQueue::connect(crate::queue::NatsSettings {
-        url: nats,
+        url: nats.clone(),
         stream: c.stream.clone(),
         subject: c.subject.clone(),
         consumer: c.consumer.clone(),
@@ -298,6 +361,7 @@ async fn cluster_service(
         None
     };
     let cache = segment_cache(&config.server);
+    let fanout = crate::fanout::Fanout::connect(&nats, &c.revocation_subject).await?;
     Ok(Arc::new(Service {
         config,
         policy,
@@ -308,6 +372,7 @@ async fn cluster_service(
         consent,
         audit,
         cache,
+        fanout: Some(fanout),
     }))
 }
 

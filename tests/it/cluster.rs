@@ -560,7 +560,7 @@ fn revocation_takes_effect_on_every_node_at_once() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let nats = Nats::start(dir.path());
+    let mut nats = Nats::start(dir.path());
     let pg = Postgres::start(dir.path());
     let s3 = rt.block_on(S3sServer::start());
     let s3c = s3.config();
@@ -624,6 +624,13 @@ fn revocation_takes_effect_on_every_node_at_once() {
     let (status, _, body) = send("DELETE", &revoke, Some(&admin), &[], b"");
     let acknowledged = start.elapsed();
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["fanout"]["nodes"], 3, "{answer}");
+    assert_eq!(
+        answer["fanout"]["acknowledged"].as_array().unwrap().len(),
+        3,
+        "every node evicted and said so: {answer}"
+    );
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let logs: Vec<Vec<(Duration, Duration, u16)>> =
@@ -652,5 +659,61 @@ fn revocation_takes_effect_on_every_node_at_once() {
         "revocation: first 403 per reader after the acknowledgement: p50 {:.1} ms, p99 {:.1} ms",
         pct(0.5) * 1000.0,
         pct(0.99) * 1000.0
+    );
+
+    // The fan-out itself: announced by each node in turn, acknowledged by all three.
+    let mut fanout_ms = Vec::new();
+    for i in 0..60 {
+        let url = nodes[i % 3].url(&format!("/v1/subjects/fanout-{i}/consent"));
+        let (status, _, body) = send("DELETE", &url, Some(&admin), &[], b"");
+        assert_eq!(status, 200);
+        let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let fanout = &answer["fanout"];
+        assert_eq!(
+            fanout["acknowledged"].as_array().unwrap().len(),
+            3,
+            "{answer}"
+        );
+        fanout_ms.push(fanout["ms"].as_f64().unwrap());
+    }
+    fanout_ms.sort_by(f64::total_cmp);
+    let at = |p: f64| fanout_ms[((fanout_ms.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "revocation fan-out, acknowledged by 3 of 3 nodes: p50 {:.2} ms, p99 {:.2} ms",
+        at(0.5),
+        at(0.99)
+    );
+
+    // A node that loses the channel turns its cache off until it is back and has read
+    // the ledger (fail closed); it says so in its log.
+    let count = |node: usize, text: &str| {
+        let log = std::fs::read_to_string(dir.path().join(format!("api-{node}.log"))).unwrap();
+        log.matches(text).count()
+    };
+    let resumed: Vec<usize> = (0..3).map(|n| count(n, "cache on")).collect();
+    nats.kill();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while (0..3).any(|n| count(n, "fan-out lost: cache off") == 0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a node did not notice"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nats.restart();
+    while (0..3).any(|n| count(n, "cache on") <= resumed[n]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a node did not resume"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let url = nodes[2].url("/v1/subjects/after-restart/consent");
+    let (_, _, body) = send("DELETE", &url, Some(&admin), &[], b"");
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        answer["fanout"]["acknowledged"].as_array().unwrap().len(),
+        3,
+        "{answer}"
     );
 }
