@@ -139,7 +139,7 @@ impl Catalog {
     /// change made outside the catalog.
     pub async fn audit(&self, entry: Entry) -> Result<(), CatalogError> {
         let mut tx = self.pool.begin().await?;
-        append(&mut tx, self.now_sql(), entry).await?;
+        append(&mut tx, &self.now_sql(), entry).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -103,7 +103,7 @@ impl Catalog {
         let mut tx = self.pool.begin().await?;
         // The audit slot first: its write serialises this transaction from the start (a
         // SQLite transaction that reads first could not write after a concurrent one).
-        let slot = super::audit::reserve(&mut tx, self.now_sql()).await?;
+        let slot = super::audit::reserve(&mut tx, &self.now_sql()).await?;
         let row = sqlx::query(&format!(
             "SELECT {LAST_REVOKE} AS revoked_at,
                (SELECT COUNT(*) FROM consent_events WHERE subject_hash = $1
@@ -204,7 +204,7 @@ impl Catalog {
         .await?;
         let result = format!("{} jobs cancelled", cancelled.rows_affected());
         let entry = Entry::about_subject(actor, "consent.revoke", subject_hash, &result);
-        super::audit::append(&mut tx, self.now_sql(), entry).await?;
+        super::audit::append(&mut tx, &self.now_sql(), entry).await?;
         tx.commit().await?;
         Ok(Revocation {
             at_ms: at,
@@ -251,7 +251,7 @@ impl Catalog {
                 let result = format!("lapsed at {lapsed_at}");
                 let entry =
                     Entry::about_subject("reaper", "consent.expire", &subject_hash, &result);
-                super::audit::append(&mut tx, self.now_sql(), entry).await?;
+                super::audit::append(&mut tx, &self.now_sql(), entry).await?;
             }
             tx.commit().await?;
             recorded += done.rows_affected();

@@ -25,6 +25,7 @@ mod nodes;
 mod service;
 mod subjects;
 pub use audit::REQUEST_ID;
+
 pub use consent::{ConsentEvent, ConsentState, Grant, Revocation};
 pub use service::{
     AttemptEnd, ClaimOutcome, ClaimedJob, Completion, DeliveryRecord, NewVideo, OutboxRow,
@@ -136,6 +137,27 @@ pub struct Catalog {
     pool: AnyPool,
     /// PostgreSQL rather than SQLite: decides the few spellings that differ.
     postgres: bool,
+    /// Set by tests that travel in time; otherwise the database's clock.
+    clock: Option<ManualClock>,
+}
+
+/// A clock that stands still until moved: lets a test cross a 30-day grace period in no
+/// time ([`Catalog::with_clock`]). Only settable from code, never from configuration.
+#[derive(Clone, Debug, Default)]
+pub struct ManualClock(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl ManualClock {
+    pub fn at(ms: i64) -> Self {
+        Self(std::sync::Arc::new(ms.into()))
+    }
+
+    pub fn now(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// The database's clock, Unix milliseconds. Leases and due times are computed here,
@@ -250,21 +272,33 @@ impl Catalog {
         }
         created.map_err(open_err)?;
         drop(conn);
-        Ok(Self { pool, postgres })
+        Ok(Self {
+            pool,
+            postgres,
+            clock: None,
+        })
+    }
+
+    /// This catalog on `clock` instead of the database's clock (tests).
+    pub fn with_clock(self, clock: ManualClock) -> Self {
+        Self {
+            clock: Some(clock),
+            ..self
+        }
     }
 
     /// The SQL expression for the database's current time (Unix ms).
-    fn now_sql(&self) -> &'static str {
-        if self.postgres {
-            POSTGRES_NOW
-        } else {
-            SQLITE_NOW
+    fn now_sql(&self) -> std::borrow::Cow<'static, str> {
+        match (&self.clock, self.postgres) {
+            (Some(clock), _) => clock.now().to_string().into(),
+            (None, true) => POSTGRES_NOW.into(),
+            (None, false) => SQLITE_NOW.into(),
         }
     }
 
     /// `sql` with `{now}` spelled for this backend.
     fn sql(&self, sql: &str) -> String {
-        sql.replace("{now}", self.now_sql())
+        sql.replace("{now}", &self.now_sql())
     }
 
     /// The database's current time (Unix ms).
@@ -401,7 +435,7 @@ impl Catalog {
             objects.len()
         );
         let entry = Entry::about_subject("vault", "keys.shred_subject", subject_hash, &result);
-        audit::append(&mut tx, self.now_sql(), entry).await?;
+        audit::append(&mut tx, &self.now_sql(), entry).await?;
         tx.commit().await?;
         Ok((key.rows_affected() > 0, objects))
     }

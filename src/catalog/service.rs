@@ -327,9 +327,9 @@ impl Catalog {
         publish: bool,
     ) -> Result<bool, CatalogError> {
         let mut tx = self.pool.begin().await?;
-        let created = insert_video_row(&mut tx, self.now_sql(), v).await?;
+        let created = insert_video_row(&mut tx, &self.now_sql(), v).await?;
         if created && publish {
-            insert_event(&mut tx, self.now_sql(), &OutboxEvent::publish(v.id, 0)).await?;
+            insert_event(&mut tx, &self.now_sql(), &OutboxEvent::publish(v.id, 0)).await?;
         }
         tx.commit().await?;
         Ok(created)
@@ -458,18 +458,18 @@ impl Catalog {
         if matched {
             let action = format!("job.{}", state.as_str());
             let outcome = error.unwrap_or("ok");
-            audit_video(&mut tx, self.now_sql(), id, "worker", &action, outcome).await?;
+            audit_video(&mut tx, &self.now_sql(), id, "worker", &action, outcome).await?;
             if let Some(reason) = result.hold {
                 let subject: String = sqlx::query("SELECT subject_hash FROM videos WHERE id = $1")
                     .bind(id)
                     .fetch_one(&mut *tx)
                     .await?
                     .try_get("subject_hash")?;
-                super::subjects::set_hold_in(&mut tx, self.now_sql(), &subject, reason, "policy")
+                super::subjects::set_hold_in(&mut tx, &self.now_sql(), &subject, reason, "policy")
                     .await?;
             }
         }
-        commit_with_event(tx, matched, self.now_sql(), event).await
+        commit_with_event(tx, matched, &self.now_sql(), event).await
     }
 
     /// Ends attempt `attempt` without a result, with its event, in one transaction:
@@ -507,9 +507,9 @@ impl Catalog {
         let matched = done.rows_affected() == 1;
         if matched {
             let action = format!("job.{}", end.state.as_str());
-            audit_video(&mut tx, self.now_sql(), id, actor, &action, end.error).await?;
+            audit_video(&mut tx, &self.now_sql(), id, actor, &action, end.error).await?;
         }
-        commit_with_event(tx, matched, self.now_sql(), event).await
+        commit_with_event(tx, matched, &self.now_sql(), event).await
     }
 
     /// Running jobs whose lease ran out: their worker died, hangs, or lost its way to
@@ -565,7 +565,7 @@ impl Catalog {
         if done.rows_affected() == 1 {
             audit_video(
                 &mut tx,
-                self.now_sql(),
+                &self.now_sql(),
                 id,
                 actor,
                 "job.cancel_requested",
@@ -604,7 +604,7 @@ impl Catalog {
             if done.rows_affected() == 1 {
                 audit_video(
                     &mut tx,
-                    self.now_sql(),
+                    &self.now_sql(),
                     id,
                     actor,
                     "video.erase_started",
@@ -642,7 +642,15 @@ impl Catalog {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 1 {
-            audit_video(&mut tx, self.now_sql(), id, "erasure", "video.erased", "ok").await?;
+            audit_video(
+                &mut tx,
+                &self.now_sql(),
+                id,
+                "erasure",
+                "video.erased",
+                "ok",
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -739,11 +747,11 @@ impl Catalog {
             tx.commit().await?;
             return Ok(PartAdded::Received(received));
         }
-        if !insert_video_row(&mut tx, self.now_sql(), video).await? {
+        if !insert_video_row(&mut tx, &self.now_sql(), video).await? {
             // The id was taken meanwhile (a job by reference): nothing is recorded.
             return Ok(PartAdded::Conflict);
         }
-        insert_event(&mut tx, self.now_sql(), &OutboxEvent::publish(video.id, 0)).await?;
+        insert_event(&mut tx, &self.now_sql(), &OutboxEvent::publish(video.id, 0)).await?;
         tx.commit().await?;
         Ok(PartAdded::Completed)
     }
@@ -769,10 +777,10 @@ impl Catalog {
             return Ok(false);
         }
         insert_part(&mut tx, video.id, part).await?;
-        if !insert_video_row(&mut tx, self.now_sql(), video).await? {
+        if !insert_video_row(&mut tx, &self.now_sql(), video).await? {
             return Ok(false);
         }
-        insert_event(&mut tx, self.now_sql(), &OutboxEvent::publish(video.id, 0)).await?;
+        insert_event(&mut tx, &self.now_sql(), &OutboxEvent::publish(video.id, 0)).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -106,7 +106,7 @@ impl Catalog {
         actor: &str,
     ) -> Result<bool, CatalogError> {
         let mut tx = self.pool.begin().await?;
-        let set = set_hold_in(&mut tx, self.now_sql(), subject_hash, reason, actor).await?;
+        let set = set_hold_in(&mut tx, &self.now_sql(), subject_hash, reason, actor).await?;
         tx.commit().await?;
         Ok(set)
     }
@@ -129,7 +129,7 @@ impl Catalog {
         let released = done.rows_affected() > 0;
         if released {
             let e = Entry::about_subject(actor, "subject.hold_released", subject_hash, "ok");
-            super::audit::append(&mut tx, self.now_sql(), e).await?;
+            super::audit::append(&mut tx, &self.now_sql(), e).await?;
         }
         tx.commit().await?;
         Ok(released)
@@ -145,7 +145,7 @@ impl Catalog {
         actor: &str,
     ) -> Result<ErasureStart, CatalogError> {
         let mut tx = self.pool.begin().await?;
-        let slot = super::audit::reserve(&mut tx, self.now_sql()).await?;
+        let slot = super::audit::reserve(&mut tx, &self.now_sql()).await?;
         if let Some(row) = sqlx::query(ACTIVE_HOLD)
             .bind(subject_hash)
             .fetch_optional(&mut *tx)
@@ -219,7 +219,7 @@ impl Catalog {
         if done.rows_affected() == 1 {
             let e =
                 Entry::about_subject("erasure", "subject.erased", subject_hash, "receipt issued");
-            super::audit::append(&mut tx, self.now_sql(), e).await?;
+            super::audit::append(&mut tx, &self.now_sql(), e).await?;
         }
         tx.commit().await?;
         Ok(())

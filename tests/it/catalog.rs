@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use vcw::catalog::{
-    AttemptEnd, Catalog, ClaimOutcome, Completion, ConsentEvent, ConsentState, Grant, NewVideo,
-    PartAdded, UploadPart, UploadRow,
+    AttemptEnd, Catalog, ClaimOutcome, Completion, ConsentEvent, ConsentState, Grant, ManualClock,
+    NewVideo, PartAdded, UploadPart, UploadRow,
 };
 use vcw::crypto::LocalKms;
 use vcw::domain::{EventKind, JobState, OutboxEvent, UploadState};
@@ -583,6 +583,74 @@ async fn consent_ledger(catalog: Catalog) {
     );
 }
 
+/// The expiry sweeper's queries on a paused clock, across the default 30-day grace: a
+/// lapse is recorded once it happened, and the subject comes up for erasure only after
+/// the grace, unless consent was renewed, a hold is active, or the erasure has begun.
+async fn lapse_sweep(catalog: Catalog) {
+    let day = 86_400_000;
+    let grace = 30 * day;
+    let t0 = vcw::domain::clock::now_ms() + 365 * day;
+    let clock = ManualClock::at(t0);
+    let catalog = catalog.with_clock(clock.clone());
+    let p = ["moderation".to_string()];
+    let at = |s: &'static str, jti: &'static str, issued: i64, expires: i64| Grant {
+        subject_hash: s,
+        jti,
+        issuer: "test",
+        purposes: &p,
+        issued_at: issued,
+        expires_at: expires,
+        actor: "t",
+    };
+    let hour = 3_600_000;
+    // A year on, the earlier tests' subjects have lapsed too: recorded first.
+    catalog.record_expiries(100).await.unwrap();
+    for s in ["lapses", "renews", "held"] {
+        let g = at(s, "g", t0, t0 + hour);
+        assert_eq!(catalog.record_consent(&g).await.unwrap(), Ok(()));
+    }
+    let ours = ["held", "lapses", "renews"];
+    let due = || async {
+        let mut due = catalog.lapsed_for_erasure(grace, 100).await.unwrap();
+        due.retain(|s| ours.contains(&s.as_str()));
+        due.sort();
+        due
+    };
+    assert_eq!(catalog.record_expiries(100).await.unwrap(), 0, "not yet");
+    clock.advance(2 * hour);
+    assert_eq!(catalog.record_expiries(100).await.unwrap(), 3);
+    assert!(matches!(
+        catalog.consent_state("lapses").await.unwrap(),
+        ConsentState::Lapsed { .. }
+    ));
+    assert!(due().await.is_empty(), "within the grace");
+    // Renewed a day later; held by an officer.
+    clock.advance(day);
+    let renewal = at("renews", "r", t0 + day, t0 + 90 * day);
+    assert_eq!(catalog.record_consent(&renewal).await.unwrap(), Ok(()));
+    assert!(
+        catalog
+            .set_hold("held", "litigation", "officer")
+            .await
+            .unwrap()
+    );
+    clock.advance(grace);
+    assert_eq!(due().await, ["lapses"]);
+    assert!(catalog.release_hold("held", "officer").await.unwrap());
+    assert_eq!(due().await, ["held", "lapses"]);
+    // Once an erasure has begun it is not offered again.
+    catalog
+        .begin_subject_erasure("lapses", "reaper")
+        .await
+        .unwrap();
+    assert_eq!(due().await, ["held"]);
+    assert_eq!(
+        catalog.record_expiries(100).await.unwrap(),
+        0,
+        "each lapse once"
+    );
+}
+
 #[test]
 fn catalog_state_machine_and_races_on_sqlite_and_postgresql() {
     let dir = tempfile::tempdir().unwrap();
@@ -592,12 +660,14 @@ fn catalog_state_machine_and_races_on_sqlite_and_postgresql() {
     rt.block_on(async {
         let catalog = Catalog::open(&dir.path().join("sqlite")).await.unwrap();
         state_machine(catalog.clone(), &keyring).await;
-        consent_ledger(catalog).await;
+        consent_ledger(catalog.clone()).await;
+        lapse_sweep(catalog).await;
     });
     let pg = Postgres::start(dir.path());
     rt.block_on(async {
         let catalog = Catalog::connect(&pg.url).await.unwrap();
         state_machine(catalog.clone(), &keyring).await;
-        consent_ledger(catalog).await;
+        consent_ledger(catalog.clone()).await;
+        lapse_sweep(catalog).await;
     });
 }

@@ -536,8 +536,9 @@ fn subject_export_and_erasure_with_a_signed_receipt_and_a_legal_hold() {
 }
 
 /// Consent that lapses is recorded as expired and, after `consent.erase_after_lapse_days`
-/// (here about 2 s), the reaper erases the subject with a receipt. (Real time, short: the
-/// catalog's clock cannot be paused from a test.)
+/// (here about 2 s), the reaper erases the subject with a receipt: the whole service, in
+/// real time. The sweeper's queries over the default 30 days, on a paused clock, are in
+/// `catalog.rs` (`lapse_sweep`).
 #[test]
 fn lapsed_consent_is_erased_after_its_grace_period() {
     let dir = tempfile::tempdir().unwrap();
