@@ -196,6 +196,7 @@ pub async fn erase_subject(
             erased.objects_shredded += n;
         }
     }
+    crate::failpoint::hit("during-subject-erasure");
     let (_, others) = catalog.shred_subject(subject_hash).await?;
     // Destroyed now, or by the run a crash interrupted.
     erased.subject_key_shredded = catalog

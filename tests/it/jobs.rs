@@ -347,6 +347,12 @@ fn crash_at(point: &str, postgres: bool, clip: &[u8], needle: &[u8]) {
         wait_for(&s, &up, &id, 120, is_final);
         assert!(try_send("DELETE", &url, Some(&officer), &[], b"").is_err());
     }
+    let subject = s.url("/v1/subjects/crash-subject");
+    if point == "during-subject-erasure" {
+        assert_eq!(answer.as_ref().unwrap().0, 202);
+        wait_for(&s, &up, &id, 120, is_final);
+        assert!(try_send("DELETE", &subject, Some(&officer), &[], b"").is_err());
+    }
     let status = s.wait_exit(120).unwrap_or_else(|| {
         let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
         let answer = answer
@@ -369,6 +375,24 @@ fn crash_at(point: &str, postgres: bool, clip: &[u8], needle: &[u8]) {
             wait_until(60, || stored_files(&s.dir, "").is_empty());
             let (code, _) = get_json(&url, &up);
             assert_eq!(code, 404, "no video was recorded");
+        }
+        "during-subject-erasure" => {
+            // The reaper finishes the subject's erasure and signs its receipt: the key is
+            // shredded, nothing is stored, the video is Gone.
+            let subject = s.url("/v1/subjects/crash-subject");
+            let mut receipt = Value::Null;
+            wait_until(60, || {
+                let (_, _, body) = send("GET", &subject, Some(&officer), &[], b"");
+                let held: Value = serde_json::from_slice(&body).unwrap();
+                receipt = held["erasure_receipt"].clone();
+                !receipt.is_null()
+            });
+            let erasure = &receipt["body"]["erasure"];
+            assert_eq!(erasure["subject_key_shredded"], true, "{receipt}");
+            assert_eq!(erasure["videos"][0], id.as_str(), "{receipt}");
+            assert!(stored_files(&s.dir, "").is_empty());
+            let playlist = format!("{url}/playlist.m3u8");
+            assert_eq!(send("GET", &playlist, Some(&reviewer), &[], b"").0, 410);
         }
         "during-erase" => {
             // The reaper finishes the erasure: nothing of the video is left, and it is Gone.
@@ -433,6 +457,7 @@ fn crash_matrix(postgres: bool) {
         "before-complete",
         "after-complete",
         "during-erase",
+        "during-subject-erasure",
     ] {
         crash_at(point, postgres, &clip, &needle);
     }
