@@ -574,6 +574,36 @@ async fn consent_ledger(catalog: Catalog) {
         .unwrap();
     assert!(erased.erased_at.is_some());
 
+    // Revocations racing grants of tokens issued before them (eight at once): whatever
+    // the interleaving, the revocations win.
+    let racers = (0..8).map(|i| {
+        let (catalog, p) = (catalog.clone(), p.clone());
+        async move {
+            if i % 2 == 0 {
+                catalog.revoke_consent("s3", "t").await.map(|_| ())
+            } else {
+                let jti = format!("race-{i}");
+                let g = grant("s3", &jti, &p, -5_000, 60_000);
+                catalog.record_consent(&g).await.map(|_| ())
+            }
+        }
+    });
+    for r in futures_util::future::join_all(racers).await {
+        r.unwrap();
+    }
+    assert!(matches!(
+        catalog.consent_state("s3").await.unwrap(),
+        ConsentState::Revoked { .. }
+    ));
+    // A token issued after them counts.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let after = grant("s3", "after", &p, 1, 60_000);
+    assert_eq!(catalog.record_consent(&after).await.unwrap(), Ok(()));
+    assert!(matches!(
+        catalog.consent_state("s3").await.unwrap(),
+        ConsentState::Live { .. }
+    ));
+
     // s1's consent is live: nothing to record for it.
     assert_eq!(
         kinds(catalog.consent_history("s1").await.unwrap())
