@@ -2,7 +2,7 @@
 //! check before anything of a subject is served, and revocation.
 
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -99,18 +99,33 @@ pub async fn access(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
     Path(subject): Path<String>,
+    Query(page): Query<AuditPage>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let subject_hash = subject_for(&app, &caller, &subject, &headers)?;
     let entry = Entry::about_subject(&caller.id, "subject.access", &subject_hash, "ok");
     app.svc.catalog().audit(entry).await?;
-    Ok(axum::Json(subject_report(&app, &subject_hash).await?).into_response())
+    let report = subject_report(&app, &subject_hash, page.audit_after).await?;
+    Ok(axum::Json(report).into_response())
 }
 
-/// Everything held about a subject, as JSON (access, and the portability archive).
+/// Audit records about a subject come in pages (every segment a reviewer reads is one):
+/// `?audit_after=SEQ` continues after `audit_next` of the previous page.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditPage {
+    #[serde(default)]
+    audit_after: i64,
+}
+
+const AUDIT_PAGE: i64 = 1000;
+
+/// Everything held about a subject, as JSON (access, and the portability archive), with
+/// the page of audit records after `audit_after`.
 pub(super) async fn subject_report(
     app: &App,
     subject_hash: &str,
+    audit_after: i64,
 ) -> Result<serde_json::Value, ApiError> {
     let catalog = app.svc.catalog();
     let videos: Vec<_> = catalog
@@ -130,6 +145,11 @@ pub(super) async fn subject_report(
             })
         })
         .collect();
+    let audit = (catalog.audit_records_about(subject_hash, audit_after, AUDIT_PAGE)).await?;
+    // Where the next page starts, when this one is full.
+    let audit_next = (audit.len() as i64 == AUDIT_PAGE)
+        .then(|| audit.last().map(|r| r.seq))
+        .flatten();
     Ok(json!({
         "subject_hash": subject_hash,
         "legal_hold": catalog.active_hold(subject_hash).await?,
@@ -142,7 +162,8 @@ pub(super) async fn subject_report(
             "history": catalog.consent_history(subject_hash).await?,
         },
         "videos": videos,
-        "audit": catalog.audit_records_about(subject_hash).await?,
+        "audit": audit,
+        "audit_next": audit_next,
     }))
 }
 

@@ -103,7 +103,7 @@ pub async fn export(
         let manifest: Manifest = serde_json::from_str(manifest).map_err(ApiError::internal)?;
         files.extend(video_files(&video.id, manifest));
     }
-    let mut report = subject_report(&app, &subject_hash).await?;
+    let mut report = subject_report(&app, &subject_hash, 0).await?;
     let listed: Vec<_> = files.iter().map(|f| f.path.clone()).collect();
     report["archive"] = json!({ "files": listed, "withheld": withheld });
     let report = serde_json::to_vec_pretty(&report).map_err(ApiError::internal)?;

@@ -155,15 +155,22 @@ impl Catalog {
         rows.iter().map(record_row).collect()
     }
 
-    /// The records about one subject (its keyed hash), for data-subject access.
+    /// The records about one subject (its keyed hash), for data-subject access: at most
+    /// `limit`, after sequence number `after`.
     pub async fn audit_records_about(
         &self,
         subject_hash: &str,
+        after: i64,
+        limit: i64,
     ) -> Result<Vec<Record>, CatalogError> {
-        let rows = sqlx::query("SELECT * FROM audit_log WHERE subject = $1 ORDER BY seq")
-            .bind(subject_hash)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM audit_log WHERE subject = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(subject_hash)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(record_row).collect()
     }
 

@@ -506,6 +506,22 @@ fn subject_export_and_erasure_with_a_signed_receipt_and_a_legal_hold() {
     let held: Value = serde_json::from_slice(&held).unwrap();
     assert_eq!(held["erasure_receipt"], receipt, "the receipt is kept");
     assert!(held["legal_hold"].is_null());
+    // Audit records come in pages: this one is the last, and after it there are none
+    // (but the access just recorded).
+    assert!(held["audit_next"].is_null(), "{held}");
+    let records = held["audit"].as_array().unwrap();
+    assert!(records.len() >= 5, "{held}");
+    let last = records.last().unwrap()["seq"].as_i64().unwrap();
+    let page = s.url(&format!("/v1/subjects/carol?audit_after={last}"));
+    let (status, _, body) = send("GET", &page, Some(&officer), &[], b"");
+    assert_eq!(status, 200);
+    let next: Value = serde_json::from_slice(&body).unwrap();
+    let actions: Vec<&str> = (next["audit"].as_array().unwrap().iter())
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["subject.access"], "{next}");
+    let bad = s.url("/v1/subjects/carol?page=2");
+    assert_eq!(send("GET", &bad, Some(&officer), &[], b"").0, 400);
 
     // Offline: the receipt verifies with the public key; altered, it does not.
     let key = vcw()
