@@ -352,9 +352,11 @@ def check_workload(report, source, obj, objects):
             fail(f"container {c.get('name')}: needs a writable emptyDir at /tmp "
                  "(staging files; the root filesystem is read-only)")
         check_keyring(fail, pod, c, inits, volumes, objects)
+        check_scrape(fail, template)
         if role == "api":
-            check_api(fail, c)
+            check_http(fail, c, (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")))
         elif role == "worker":
+            check_http(fail, c, (("livenessProbe", "/healthz"),))
             grace = pod.get("terminationGracePeriodSeconds", 30)
             if not isinstance(grace, int) or grace < MIN_WORKER_GRACE:
                 fail(f"terminationGracePeriodSeconds {grace}: the worker needs at least "
@@ -418,7 +420,9 @@ def check_keyring(fail, pod, c, inits, volumes, objects):
         check_ref(fail, objects, "Secret", secret.get("secretName"), "keyring volume")
 
 
-def check_api(fail, c):
+def check_http(fail, c, probes):
+    """vcw listens on API_PORT (the api its API, a worker /healthz and /metrics), with
+    `probes` (probe -> path) on it."""
     name = f"container {c.get('name')}"
     ports = {p.get("containerPort"): p for p in c.get("ports") or []}
     if API_PORT not in ports:
@@ -427,11 +431,21 @@ def check_api(fail, c):
     if not listen or not listen.endswith(f":{API_PORT}"):
         fail(f"{name}: --listen {listen} is not port {API_PORT}")
     by_name = {p.get("name"): p.get("containerPort") for p in c.get("ports") or []}
-    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+    for probe, path in probes:
         get = (c.get(probe) or {}).get("httpGet") or {}
         port = by_name.get(get.get("port"), get.get("port"))
         if get.get("path") != path or port != API_PORT:
             fail(f"{name}: {probe} must be httpGet {path} on port {API_PORT}")
+
+
+def check_scrape(fail, template):
+    """Prometheus finds the pod's /metrics through the usual annotations."""
+    annotations = (template.get("metadata") or {}).get("annotations") or {}
+    want = {"prometheus.io/scrape": "true", "prometheus.io/port": str(API_PORT),
+            "prometheus.io/path": "/metrics"}
+    for key, value in want.items():
+        if annotations.get(key) != value:
+            fail(f"pod template annotation {key} must be {value!r} (Prometheus scraping)")
 
 
 def check_service(report, source, obj, objects):

@@ -231,6 +231,7 @@ impl Fanout {
             }
         }
         let _ = acks.unsubscribe().await;
+        (crate::metrics::metrics().fanout).observe(started.elapsed().as_secs_f64());
         Ok(Delivery {
             nodes,
             acknowledged,

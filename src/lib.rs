@@ -56,6 +56,7 @@ pub mod hex;
 pub mod inference;
 pub mod jobs;
 pub mod media;
+pub mod metrics;
 pub mod package;
 pub mod policy;
 pub mod queue;

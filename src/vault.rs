@@ -216,6 +216,7 @@ impl Vault {
             shredded_at: None,
         };
         self.catalog.insert_object(&row).await?;
+        (crate::metrics::metrics().sealed_bytes).inc_by(summary.plaintext_len);
         Ok((row, summary.header))
     }
 
@@ -295,6 +296,7 @@ impl Vault {
         let key = self.data_key(&header, expected).await?;
         let summary =
             crate::crypto::open(&key, std::io::Cursor::new(head).chain(input), output).await?;
+        (crate::metrics::metrics().opened_bytes).inc_by(summary.plaintext_len);
         Ok(summary.plaintext_len)
     }
 
@@ -316,7 +318,9 @@ impl Vault {
         let head = source.read_at(0, HEADER_LEN).await?;
         let header = Header::parse(&head)?;
         let key = self.data_key(&header, expected).await?;
-        Ok(crate::crypto::open_range(&key, source, start, end_inclusive, output).await?)
+        let opened = crate::crypto::open_range(&key, source, start, end_inclusive, output).await?;
+        (crate::metrics::metrics().opened_bytes).inc_by(opened);
+        Ok(opened)
     }
 
     /// Destroys the subject's key and every one of its objects' data keys.

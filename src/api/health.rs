@@ -1,4 +1,4 @@
-//! Liveness and readiness.
+//! Liveness, readiness and metrics: what probes and Prometheus ask, without a token.
 
 use axum::Json;
 use axum::extract::State;
@@ -37,4 +37,23 @@ pub async fn readyz(State(app): State<App>) -> (StatusCode, Json<Value>) {
         status,
         Json(json!({ "catalog": catalog, "queue": queue, "store": store })),
     )
+}
+
+/// Prometheus metrics in the text exposition format (see [`crate::metrics`]).
+pub async fn metrics() -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::metrics().encode(),
+    )
+}
+
+/// What a worker process serves (`vcw worker`): liveness and metrics, nothing else.
+pub fn worker_router() -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", axum::routing::get(healthz))
+        .route("/metrics", axum::routing::get(metrics))
+        .layer(axum::middleware::from_fn(super::request::tag))
 }

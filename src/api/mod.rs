@@ -26,6 +26,7 @@ use axum::http::{HeaderValue, header};
 pub use auth::create_token;
 pub use caller::Role;
 pub use error::ApiError;
+pub use health::worker_router;
 pub use routes::{ENDPOINTS, Endpoint, openapi};
 
 use crate::service::Service;

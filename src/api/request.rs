@@ -1,7 +1,8 @@
 //! The request id: taken from `X-Request-Id` when the client (or a proxy in front) sent a
 //! well-formed one, made up otherwise; echoed in the response, carried by the request's
 //! tracing span and stamped on every audit record the request causes, so that one id
-//! joins a client's report, the logs and the audit trail.
+//! joins a client's report, the logs and the audit trail. Each request is also counted
+//! and timed by route template (`vcw_http_requests_total`, `…_duration_seconds`).
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
@@ -49,10 +50,18 @@ pub async fn tag(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_string();
-    let span = tracing::info_span!("request", id = %id, method = %request.method(), route = %route);
+    let method = request.method().clone();
+    let span = tracing::info_span!("request", id = %id, method = %method, route = %route);
+    let started = std::time::Instant::now();
     let mut response = REQUEST_ID
         .scope(id.clone(), next.run(request).instrument(span))
         .await;
+    let m = crate::metrics::metrics();
+    let status = response.status().as_u16().to_string();
+    (m.http_requests
+        .with_label_values(&[method.as_str(), &route, &status]))
+    .inc();
+    (m.http_duration.with_label_values(&[&route])).observe(started.elapsed().as_secs_f64());
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);
     }

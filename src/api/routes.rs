@@ -53,6 +53,14 @@ pub static ENDPOINTS: &[Endpoint] = &[
     },
     Endpoint {
         method: "GET",
+        path: "/metrics",
+        summary: "Prometheus metrics (text exposition format); no personal data, ids or subjects in them",
+        roles: &[],
+        responses: &[(200, "metrics")],
+        add: |m| m.get(health::metrics),
+    },
+    Endpoint {
+        method: "GET",
         path: "/openapi.json",
         summary: "This API's OpenAPI 3.1 document",
         roles: &[],

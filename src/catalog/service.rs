@@ -657,6 +657,16 @@ impl Catalog {
     }
 
     /// Every video of a subject (its keyed hash), oldest first: data-subject access.
+    /// How many jobs are in each state.
+    pub async fn job_counts(&self) -> Result<std::collections::HashMap<String, i64>, CatalogError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM videos GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
+            .collect()
+    }
+
     pub async fn videos_of(&self, subject_hash: &str) -> Result<Vec<VideoRow>, CatalogError> {
         let rows =
             sqlx::query("SELECT * FROM videos WHERE subject_hash = $1 ORDER BY created_at, id")
@@ -927,6 +937,22 @@ impl Catalog {
     }
 
     // --- outbox --------------------------------------------------------------------
+
+    /// Events still to deliver (webhooks that gave up excluded), and when the oldest was
+    /// written (Unix ms).
+    pub async fn outbox_backlog(
+        &self,
+        max_webhook_attempts: i64,
+    ) -> Result<(i64, Option<i64>), CatalogError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox
+             WHERE delivered_at IS NULL AND (attempts < $1 OR kind = 'publish')",
+        )
+        .bind(max_webhook_attempts)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("n")?, row.try_get("oldest")?))
+    }
 
     /// Takes one due event, pushing its next attempt `lease_ms` out so that no other
     /// dispatcher delivers it concurrently. Webhooks give up after `max_webhook_attempts`;

@@ -397,14 +397,12 @@ async fn run_service(svc: Arc<Service>, api: bool, work: bool) -> anyhow::Result
         Duration::from_secs_f64(server.webhook_retry_base_seconds),
     );
     let dispatcher = tokio::spawn(Arc::new(dispatcher).run(stop_rx.clone()));
-    let reaper = work.then(|| {
-        let stats = Arc::new(crate::jobs::reaper::ReaperStats::default());
-        tokio::spawn(crate::jobs::reaper::run(
-            svc.clone(),
-            stats,
-            stop_rx.clone(),
-        ))
-    });
+    let reaper = work.then(|| tokio::spawn(crate::jobs::reaper::run(svc.clone(), stop_rx.clone())));
+    tokio::spawn(crate::metrics::run(
+        svc.clone(),
+        Duration::from_secs(5),
+        stop_rx.clone(),
+    ));
     if api {
         tokio::spawn(tend_cache(svc.clone(), stop_rx.clone()));
     }
@@ -433,13 +431,18 @@ async fn run_service(svc: Arc<Service>, api: bool, work: bool) -> anyhow::Result
         );
         crate::api::serve(svc, listener, shutdown).await?;
     } else {
+        // Liveness and metrics for the kubelet and Prometheus.
+        let listener = crate::api::bind(&server.listen).await?;
         println!(
-            "vcw: worker running (store {}, queue {}, {} worker(s))",
+            "vcw: worker running, health and metrics on http://{} (store {}, queue {}, {} worker(s))",
+            listener.local_addr()?,
             svc.store.describe(),
             svc.queue.describe(),
             server.workers
         );
-        shutdown.await;
+        axum::serve(listener, crate::api::worker_router())
+            .with_graceful_shutdown(shutdown)
+            .await?;
     }
     let drain = Duration::from_secs_f64(server.drain_seconds);
     if let Some(w) = workers

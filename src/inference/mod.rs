@@ -114,9 +114,19 @@ impl Classifier {
 
     /// Classifies a batch of frames with every model; one result per frame, in order.
     pub fn classify(&mut self, frames: &[&Frame]) -> Result<Vec<FrameSignals>, InferenceError> {
+        let timed = |model: &str, started: std::time::Instant| {
+            crate::metrics::inference(model, started.elapsed());
+        };
+        let t = std::time::Instant::now();
         let nsfw_scores = self.nsfw(frames)?;
+        timed(nsfw::NAME, t);
+        let t = std::time::Instant::now();
         let detections = self.detect(frames)?;
+        timed(nudenet::NAME, t);
+        let t = std::time::Instant::now();
         let faces = self.ages(frames, &detections)?;
+        timed(age::NAME, t);
+        (crate::metrics::metrics().frames_sampled).inc_by(frames.len() as u64);
         Ok(nsfw_scores
             .into_iter()
             .zip(detections)

@@ -22,11 +22,10 @@
 //! 5. **Audit trail** (every `audit.checkpoint_seconds`): a signed checkpoint of the
 //!    chain's head; redaction and pruning of old records.
 //!
-//! What it did is logged and counted in [`ReaperStats`] (for the dashboard).
+//! What it did is logged and counted (`vcw_reaper_actions_total`, by action).
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::catalog::{AttemptEnd, VideoRow};
@@ -36,40 +35,11 @@ use crate::domain::{OutboxEvent, video_ended};
 use crate::jobs::cleanup::{
     CleanupError, close_upload, erase_subject, erase_video, remove_attempt,
 };
+use crate::metrics::reaper;
 use crate::service::Service;
 
-/// What the reaper has done since the process started.
-#[derive(Debug, Default)]
-pub struct ReaperStats {
-    pub passes: AtomicU64,
-    pub requeued: AtomicU64,
-    pub dead: AtomicU64,
-    pub cancelled: AtomicU64,
-    pub uploads_expired: AtomicU64,
-    pub erasures_finished: AtomicU64,
-    pub orphans_swept: AtomicU64,
-    pub temp_files_removed: AtomicU64,
-    /// Subjects whose consent lapsed (an `expire` event recorded in the ledger).
-    pub consents_expired: AtomicU64,
-    /// Signed audit checkpoints.
-    pub audit_checkpoints: AtomicU64,
-    /// Subjects erased: interrupted erasures finished, lapsed consent past its grace.
-    pub subjects_erased: AtomicU64,
-    pub errors: AtomicU64,
-}
-
-impl ReaperStats {
-    fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-}
-
 /// Runs passes every `server.reaper_seconds` until `stop` turns true.
-pub async fn run(
-    svc: Arc<Service>,
-    stats: Arc<ReaperStats>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+pub async fn run(svc: Arc<Service>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let every = Duration::from_secs_f64(svc.config.server.reaper_seconds);
     let sweep_every = Duration::from_secs_f64(svc.config.server.orphan_sweep_seconds);
     let audit_every = Duration::from_secs_f64(svc.config.audit.checkpoint_seconds);
@@ -80,14 +50,14 @@ pub async fn run(
         if sweep {
             last_sweep = Some(Instant::now());
         }
-        if let Err(e) = pass(&svc, &stats, sweep).await {
-            ReaperStats::add(&stats.errors, 1);
+        if let Err(e) = pass(&svc, sweep).await {
+            reaper("errors", 1);
             tracing::warn!("reaper: {e}");
         }
         if last_audit.elapsed() >= audit_every {
             last_audit = Instant::now();
-            if let Err(e) = audit_maintenance(&svc, &stats).await {
-                ReaperStats::add(&stats.errors, 1);
+            if let Err(e) = audit_maintenance(&svc).await {
+                reaper("errors", 1);
                 tracing::warn!("reaper: audit trail: {e}");
             }
         }
@@ -99,17 +69,17 @@ pub async fn run(
 }
 
 /// One pass; `sweep` includes the (costlier) orphan sweep.
-pub async fn pass(svc: &Service, stats: &ReaperStats, sweep: bool) -> Result<(), CleanupError> {
-    ReaperStats::add(&stats.passes, 1);
+pub async fn pass(svc: &Service, sweep: bool) -> Result<(), CleanupError> {
+    reaper("passes", 1);
     for video in svc.catalog().expired_leases().await? {
-        reap_lease(svc, stats, &video).await?;
+        reap_lease(svc, &video).await?;
     }
     let expiry_ms = (svc.config.server.upload_expiry_seconds * 1000.0) as i64;
     for id in svc.catalog().stale_uploads(expiry_ms).await? {
         let from = [UploadState::Receiving];
         if let Some(parts) = close_upload(svc, &id, &from, UploadState::Expired).await? {
             tracing::info!(upload = %id, parts, "reaper: upload expired unfinished");
-            ReaperStats::add(&stats.uploads_expired, 1);
+            reaper("uploads_expired", 1);
         }
     }
     for id in svc.catalog().finished_uploads().await? {
@@ -119,7 +89,7 @@ pub async fn pass(svc: &Service, stats: &ReaperStats, sweep: bool) -> Result<(),
     let lapsed = svc.catalog().record_expiries(100).await?;
     if lapsed > 0 {
         tracing::info!(subjects = lapsed, "reaper: recorded lapsed consent");
-        ReaperStats::add(&stats.consents_expired, lapsed);
+        reaper("consents_expired", lapsed);
     }
     let grace_ms = (svc.config.consent.erase_after_lapse_days * 86_400_000.0) as i64;
     let mut subjects = svc.catalog().unfinished_subject_erasures().await?;
@@ -128,7 +98,7 @@ pub async fn pass(svc: &Service, stats: &ReaperStats, sweep: bool) -> Result<(),
         match erase_subject(svc, &subject_hash, "reaper").await {
             Ok(_) => {
                 tracing::info!(subject = %crate::domain::audit::subject_prefix(&subject_hash), "reaper: erased a subject");
-                ReaperStats::add(&stats.subjects_erased, 1);
+                reaper("subjects_erased", 1);
             }
             // A hold set after the erasure started, or on a lapsed subject: it waits.
             Err(CleanupError::Held(_)) => {}
@@ -138,26 +108,26 @@ pub async fn pass(svc: &Service, stats: &ReaperStats, sweep: bool) -> Result<(),
     for video in svc.catalog().unfinished_erasures().await? {
         erase_video(svc, &video.id, "reaper", Duration::ZERO).await?;
         tracing::info!(video = %video.id, "reaper: finished an interrupted erasure");
-        ReaperStats::add(&stats.erasures_finished, 1);
+        reaper("erasures_finished", 1);
     }
     if sweep {
         let n = sweep_orphans(svc).await?;
-        ReaperStats::add(&stats.orphans_swept, n);
+        reaper("orphans_swept", n);
         let n = sweep_temp_files(svc);
-        ReaperStats::add(&stats.temp_files_removed, n);
+        reaper("temp_files_removed", n);
     }
     Ok(())
 }
 
 /// Signs a checkpoint of the audit chain's head, then redacts and prunes old records
 /// (`[audit]`); pruning stops at a signed checkpoint, which anchors what remains.
-pub async fn audit_maintenance(svc: &Service, stats: &ReaperStats) -> Result<(), CleanupError> {
+pub async fn audit_maintenance(svc: &Service) -> Result<(), CleanupError> {
     let Some(signer) = &svc.audit else {
         return Ok(());
     };
     let catalog = svc.catalog();
     if crate::audit::checkpoint(catalog, signer).await?.is_some() {
-        ReaperStats::add(&stats.audit_checkpoints, 1);
+        reaper("audit_checkpoints", 1);
     }
     let day_ms = 86_400_000.0;
     let now = crate::domain::clock::now_ms();
@@ -182,24 +152,16 @@ pub async fn audit_maintenance(svc: &Service, stats: &ReaperStats) -> Result<(),
 }
 
 /// Ends or requeues one job whose lease expired.
-async fn reap_lease(
-    svc: &Service,
-    stats: &ReaperStats,
-    video: &VideoRow,
-) -> Result<(), CleanupError> {
+async fn reap_lease(svc: &Service, video: &VideoRow) -> Result<(), CleanupError> {
     let attempt = video.attempts;
     let (state, error, counter) = if video.cancel_requested {
-        (
-            JobState::Cancelled,
-            "cancelled".to_string(),
-            &stats.cancelled,
-        )
+        (JobState::Cancelled, "cancelled".to_string(), "cancelled")
     } else if attempt >= video.max_attempts {
         let error = format!("gave up after {attempt} attempts: the worker's lease expired");
-        (JobState::Dead, error, &stats.dead)
+        (JobState::Dead, error, "dead")
     } else {
         let error = "the worker's lease expired; requeued".to_string();
-        (JobState::Queued, error, &stats.requeued)
+        (JobState::Queued, error, "requeued")
     };
     let event = match state {
         JobState::Queued => Some(OutboxEvent::publish(&video.id, attempt)),
@@ -225,7 +187,7 @@ async fn reap_lease(
         return Ok(()); // the worker renewed, or another reaper got there first
     }
     tracing::info!(video = %video.id, attempt, state = state.as_str(), "reaper: lease expired");
-    ReaperStats::add(counter, 1);
+    reaper(counter, 1);
     remove_attempt(svc, &video.id, attempt).await?;
     if matches!(state, JobState::Cancelled | JobState::Dead)
         && let Ok(crate::domain::JobSource::Upload { upload_id }) =

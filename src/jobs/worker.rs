@@ -105,7 +105,12 @@ async fn handle(
         }
     };
     tracing::info!(worker = slot, video = %job.video.id, attempt = job.attempt, "job started");
+    let started = std::time::Instant::now();
     let (recorded, classifier) = pipeline::run(svc, &job, classifier, &*message.settle).await;
+    let ended = recorded.map_or("unrecorded", JobState::as_str);
+    let m = crate::metrics::metrics();
+    m.jobs_finished.with_label_values(&[ended]).inc();
+    (m.job_duration.with_label_values(&[ended])).observe(started.elapsed().as_secs_f64());
     match recorded {
         Some(JobState::Queued) => {
             let base = svc.config.server.retry_base_seconds;

@@ -282,7 +282,14 @@ fn cluster_mode_on_nats_postgres_and_s3() {
         &env,
     );
     let mut workers: Vec<Server> = (0..2)
-        .map(|i| Server::launch(&["worker"], dir.path(), &format!("worker-{i}.log"), &env))
+        .map(|i| {
+            Server::launch(
+                &["worker", "--listen", "127.0.0.1:0"],
+                dir.path(),
+                &format!("worker-{i}.log"),
+                &env,
+            )
+        })
         .collect();
     let (status, _, body) = send("GET", &api.url("/readyz"), None, &[], b"");
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
@@ -492,7 +499,12 @@ fn cluster_survives_nats_and_postgresql_outages() {
         "server.log",
         &env,
     );
-    let _worker = Server::launch(&["worker"], dir.path(), "worker-0.log", &env);
+    let _worker = Server::launch(
+        &["worker", "--listen", "127.0.0.1:0"],
+        dir.path(),
+        "worker-0.log",
+        &env,
+    );
     let clip = std::fs::read(asset("samples/carphone_pristine.mp4")).unwrap();
     let outage_consent = consent(dir.path(), "outage-subject");
     let put = |id: &str| {
@@ -577,7 +589,12 @@ fn revocation_takes_effect_on_every_node_at_once() {
             Server::launch(&args, dir.path(), &format!("api-{i}.log"), &env)
         })
         .collect();
-    let _worker = Server::launch(&["worker"], dir.path(), "worker.log", &env);
+    let worker = Server::launch(
+        &["worker", "--listen", "127.0.0.1:0"],
+        dir.path(),
+        "worker.log",
+        &env,
+    );
     let id = "4e70c000000000000000000000000001";
     let erin = consent(dir.path(), "erin");
     let (status, ..) = send(
@@ -661,6 +678,15 @@ fn revocation_takes_effect_on_every_node_at_once() {
         pct(0.99) * 1000.0
     );
 
+    // A worker serves liveness and metrics: its jobs, frames and seals.
+    assert_eq!(send("GET", &worker.url("/healthz"), None, &[], b"").0, 200);
+    let text = crate::metrics::scrape(&worker.url("/metrics"));
+    let (code, said) = crate::metrics::promtool(&text);
+    assert_eq!(code, 0, "{said}");
+    let done = r#"vcw_jobs_finished_total{state="done"}"#;
+    assert_eq!(crate::metrics::value(&text, done), Some(1.0), "{text}");
+    assert!(crate::metrics::value(&text, "vcw_frames_sampled_total") > Some(0.0));
+
     // The fan-out itself: announced by each node in turn, acknowledged by all three.
     let mut fanout_ms = Vec::new();
     for i in 0..60 {
@@ -683,6 +709,9 @@ fn revocation_takes_effect_on_every_node_at_once() {
         at(0.5),
         at(0.99)
     );
+    let text = crate::metrics::scrape(&nodes[0].url("/metrics"));
+    let count = "vcw_revocation_fanout_duration_seconds_count";
+    assert_eq!(crate::metrics::value(&text, count), Some(20.0), "{text}");
 
     // A node that loses the channel turns its cache off until it is back and has read
     // the ledger (fail closed); it says so in its log.

@@ -56,6 +56,19 @@ fn manifests_validate_and_broken_ones_fail() {
     let (ok, out) = validate(&[base.to_str().unwrap()]);
     assert!(!ok, "{out}");
     assert!(out.contains("'two' is not of type"), "{out}");
+    // Metrics: a worker Prometheus would not scrape (policy checks run once the schema
+    // errors are gone).
+    std::fs::write(&api, text).unwrap();
+    let text = std::fs::read_to_string(&worker).unwrap();
+    let broken = text.replace(
+        "prometheus.io/scrape: \"true\"",
+        "prometheus.io/scrape: \"false\"",
+    );
+    assert_ne!(broken, text, "the worker is scraped");
+    std::fs::write(&worker, broken).unwrap();
+    let (ok, out) = validate(&[base.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("(Prometheus scraping)"), "{out}");
 }
 
 /// Every `VCW__…` setting the manifests pass is one vcw accepts (it refuses unknown keys

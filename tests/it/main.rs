@@ -12,6 +12,7 @@ mod inputs;
 mod jobs;
 mod k8s;
 mod layout;
+mod metrics;
 mod parity;
 mod renditions;
 mod scan;
