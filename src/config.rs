@@ -43,6 +43,28 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Policy file; the built-in policy (docs/policy.md) when absent.
     pub policy: Option<PathBuf>,
+    /// Logging on stderr.
+    pub log: LogConfig,
+}
+
+/// Logging: level and format (`--log-level` and `RUST_LOG` override the level).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `error`, `warn` (the default), `info`, `debug`, or a tracing filter such as
+    /// `warn,vcw=info`.
+    pub level: Option<String>,
+    pub format: LogFormat,
+}
+
+/// `text` for people, `json` (one object per line, with the request or job span's ids)
+/// for a log pipeline.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// The audit trail (docs/audit.md).

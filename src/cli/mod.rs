@@ -62,9 +62,10 @@ pub struct GlobalArgs {
     /// Print one JSON document per input (JSON Lines) instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Log level for messages on stderr (error, warn, info, debug); RUST_LOG overrides.
-    #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
-    pub log_level: String,
+    /// Log level for messages on stderr (error, warn, info, debug); default `[log] level`
+    /// in the config, else warn; RUST_LOG overrides.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -200,7 +201,13 @@ fn settings(global: &GlobalArgs) -> anyhow::Result<(Config, Policy)> {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::telemetry::init(&cli.global.log_level);
+    // The logging settings come first, before the command reads (and reports on) the
+    // whole configuration.
+    let log = crate::config::Config::load(cli.global.config.as_deref(), std::env::vars())
+        .map(|c| c.log)
+        .unwrap_or_default();
+    let level = (cli.global.log_level.clone()).or(log.level);
+    crate::telemetry::init(level.as_deref().unwrap_or("warn"), log.format);
     let result = match &cli.command {
         Command::Scan(args) => scan::run(&cli.global, args),
         Command::Classify(args) => classify::run(&cli.global, args),

@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use tracing::Instrument;
+
 use crate::catalog::{ClaimOutcome, Grant, NewVideo};
 use crate::consent::ConsentError;
 use crate::domain::{JobState, id_hex, parse_id};
@@ -106,7 +108,11 @@ async fn handle(
     };
     tracing::info!(worker = slot, video = %job.video.id, attempt = job.attempt, "job started");
     let started = std::time::Instant::now();
-    let (recorded, classifier) = pipeline::run(svc, &job, classifier, &*message.settle).await;
+    // Every line the attempt logs carries the video id and attempt (never the subject).
+    let span = tracing::info_span!("job", video = %job.video.id, attempt = job.attempt);
+    let (recorded, classifier) = pipeline::run(svc, &job, classifier, &*message.settle)
+        .instrument(span)
+        .await;
     let ended = recorded.map_or("unrecorded", JobState::as_str);
     let m = crate::metrics::metrics();
     m.jobs_finished.with_label_values(&[ended]).inc();

@@ -1,7 +1,8 @@
 //! Prometheus metrics of a real run: `GET /metrics` needs no token, passes `promtool check
 //! metrics` (Debian's `prometheus` package), counts what happened (requests by route
 //! template, jobs, frames, inference per model, bytes sealed and opened, cache, reaper)
-//! and never names a video or a subject.
+//! and never names a video or a subject. The same run logs JSON lines carrying the
+//! request's and the job's span.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -56,7 +57,14 @@ fn metrics_count_a_real_run_and_pass_promtool() {
     let d = dir.path();
     let up = token(d, Role::Uploader);
     let reviewer = token(d, Role::Reviewer);
-    let s = Server::start(d, &[("VCW__SERVER__REAPER_SECONDS", "0.2")]);
+    let s = Server::start(
+        d,
+        &[
+            ("VCW__SERVER__REAPER_SECONDS", "0.2"),
+            ("VCW__LOG__FORMAT", "json"),
+            ("VCW__LOG__LEVEL", "info"),
+        ],
+    );
     let id = "3e7c1c50000000000000000000000001";
     assert_eq!(
         put_video(&s, &up, id, &asset("samples/bikes.mp4"), &[]),
@@ -113,4 +121,17 @@ fn metrics_count_a_real_run_and_pass_promtool() {
     assert!(value(&text, "vcw_outbox_lag_seconds").is_some());
     // Route templates only: no video id (nor anything else of a person) in a label.
     assert!(!text.contains(id), "a video id in the metrics");
+
+    // `[log] format = "json"`: one object per line, with the request's or the job's span.
+    let log = std::fs::read_to_string(d.join("server.log")).unwrap();
+    let lines: Vec<serde_json::Value> = (log.lines().filter(|l| l.starts_with('{')))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let in_span = |name: &str, field: &str, value: &dyn Fn(&str) -> bool| {
+        lines
+            .iter()
+            .any(|l| l["span"]["name"] == name && l["span"][field].as_str().is_some_and(value))
+    };
+    assert!(in_span("job", "video", &|v| v == id), "{log}");
+    assert!(in_span("request", "id", &|v| v.len() == 32), "{log}");
 }
