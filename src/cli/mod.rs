@@ -6,6 +6,7 @@
 mod audit;
 mod classify;
 mod consent;
+mod doctor;
 mod keys;
 mod scan;
 mod seal;
@@ -97,6 +98,8 @@ pub enum Command {
     /// The audit trail: verify it (or an export, offline), export it, sign a checkpoint,
     /// print the public key that verifies it.
     Audit(audit::AuditArgs),
+    /// Check this installation and deployment and say what to fix (exit 2 on any failure).
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Where the keyring and the catalog are (flags override the config file and
@@ -221,6 +224,7 @@ pub fn main() -> ExitCode {
         Command::Submit(args) => submit::run(&cli.global, args),
         Command::Consent(args) => consent::run(&cli.global, args),
         Command::Audit(args) => audit::run(&cli.global, args),
+        Command::Doctor(args) => doctor::run(&cli.global, args),
     };
     match result {
         Ok(outcome) => outcome.exit_code(),

@@ -13,6 +13,7 @@ use ort::value::Tensor;
 
 pub use age::Face;
 pub use nudenet::{Detection, LABELS, iou};
+pub use runtime::{ModelEntry, entries, runtime_info, verified_file};
 
 use crate::config::InferenceConfig;
 use crate::frame::Frame;

@@ -40,12 +40,22 @@ pub struct TensorSpec {
     pub shape: Vec<i64>,
 }
 
-/// The manifest entry named `name`.
-pub fn entry(name: &str) -> Result<ModelEntry, InferenceError> {
+/// Every model the manifest names.
+pub fn entries() -> Result<Vec<ModelEntry>, InferenceError> {
     let manifest: Manifest = serde_json::from_str(MANIFEST)
         .map_err(|e| InferenceError::Manifest(format!("models/manifest.json: {e}")))?;
-    manifest
-        .models
+    Ok(manifest.models)
+}
+
+/// The ONNX Runtime library's build information (loading it if needed).
+pub fn runtime_info(config: &InferenceConfig) -> Result<&'static str, InferenceError> {
+    environment(config)?;
+    Ok(ort::info())
+}
+
+/// The manifest entry named `name`.
+pub fn entry(name: &str) -> Result<ModelEntry, InferenceError> {
+    entries()?
         .into_iter()
         .find(|m| m.name == name)
         .ok_or_else(|| InferenceError::Manifest(format!("no model named {name} in the manifest")))
