@@ -11,6 +11,7 @@ mod error;
 mod health;
 mod portability;
 mod request;
+mod review;
 mod routes;
 mod tls;
 mod uploads;

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::App;
 use super::caller::Role;
-use super::{consent, health, portability, uploads, videos};
+use super::{consent, health, portability, review, uploads, videos};
 
 pub struct Endpoint {
     pub method: &'static str,
@@ -26,6 +26,7 @@ use Role::{Admin, PrivacyOfficer, Reviewer, Uploader};
 const WRITE: &[Role] = &[Uploader, Admin];
 const READ: &[Role] = &[Uploader, Reviewer, Admin, PrivacyOfficer];
 const PLAY: &[Role] = &[Reviewer, Admin];
+const REVIEW: &[Role] = &[Reviewer, Admin];
 const ERASE: &[Role] = &[PrivacyOfficer, Admin];
 const REVOKE: &[Role] = &[Uploader, PrivacyOfficer, Admin];
 const AUTH: [(u16, &str); 3] = [
@@ -229,6 +230,29 @@ pub static ENDPOINTS: &[Endpoint] = &[
             (403, "the consent token is for another subject"),
         ],
         add: |m| m.delete(consent::revoke),
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/review",
+        summary: "The review lane: finished videos flagged review, restrict or block that no one has decided on, escalated (probable minor with explicit content) first; at most 100",
+        roles: REVIEW,
+        responses: &[(
+            200,
+            "{\"items\": [{id, verdict, escalate, reasons, created_at_ms}]}",
+        )],
+        add: |m| m.get(review::queue),
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/videos/{id}/review",
+        summary: "A reviewer's decision, body {\"decision\": \"approve\"|\"reject\"|\"escalate\", \"reason\": …}: approve sets the verdict allow, reject block, escalate keeps it and puts the subject under legal hold; audited, and sent as a video.reviewed webhook",
+        roles: REVIEW,
+        responses: &[
+            (200, "decided: the verdict before and after"),
+            (404, "no such video"),
+            (409, "not a finished, flagged, unerased video"),
+        ],
+        add: |m| m.post(review::decide),
     },
     Endpoint {
         method: "POST",

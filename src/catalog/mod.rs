@@ -22,11 +22,13 @@ use crate::domain::clock::unix_now;
 mod audit;
 mod consent;
 mod nodes;
+mod reviews;
 mod service;
 mod subjects;
 pub use audit::REQUEST_ID;
 
 pub use consent::{ConsentEvent, ConsentState, Grant, Revocation};
+pub use reviews::{Decision, ReviewItem, Reviewed};
 pub use service::{
     AttemptEnd, ClaimOutcome, ClaimedJob, Completion, DeliveryRecord, NewVideo, OutboxRow,
     PartAdded, TokenRow, UploadPart, UploadRow, VideoRow,
@@ -189,6 +191,7 @@ fn schema(postgres: bool) -> String {
         audit::SCHEMA,
         subjects::SCHEMA,
         nodes::SCHEMA,
+        reviews::SCHEMA,
     ]
     .concat()
     .replace("{INT}", int)

@@ -241,7 +241,7 @@ const PUBLISH_GRACE_MS: i64 = 2_000;
 
 /// Inserts an outbox event inside the caller's transaction. Inserting an id that exists
 /// is a no-op: recording the same outcome twice causes one event.
-async fn insert_event(
+pub(super) async fn insert_event(
     conn: &mut sqlx::AnyConnection,
     now_sql: &str,
     e: &OutboxEvent,

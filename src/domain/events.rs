@@ -116,6 +116,45 @@ pub fn video_ended(
     })
 }
 
+/// The body of a `video.reviewed` webhook.
+#[derive(Serialize)]
+struct ReviewEvent<'a> {
+    event_id: &'a str,
+    event: &'static str,
+    video_id: &'a str,
+    decision: &'a str,
+    verdict: &'a str,
+    at_ms: i64,
+}
+
+/// The webhook for review decision `seq` of a video (approve, reject, escalate) and the
+/// verdict it left; `None` when the video has no callback URL.
+pub fn video_reviewed(
+    video_id: &str,
+    callback_url: Option<&str>,
+    seq: i64,
+    decision: &str,
+    verdict: &str,
+) -> Option<OutboxEvent> {
+    let url = callback_url?;
+    let id = format!("{video_id}-review-{seq}");
+    let body = ReviewEvent {
+        event_id: &id,
+        event: "video.reviewed",
+        video_id,
+        decision,
+        verdict,
+        at_ms: now_ms(),
+    };
+    Some(OutboxEvent {
+        body: serde_json::to_string(&body).ok()?,
+        id,
+        kind: EventKind::Webhook,
+        video_id: video_id.to_string(),
+        target: url.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ pub mod ids;
 pub mod manifest;
 pub mod state;
 
-pub use events::{EventKind, OutboxEvent, video_ended};
+pub use events::{EventKind, OutboxEvent, video_ended, video_reviewed};
 pub use ids::{attempt_of, attempt_prefix, id_hex, parse_id, video_prefix};
 pub use manifest::{JobSource, Manifest, StoredObject, StoredSegment};
 pub use state::{JobState, UploadState};

@@ -16,6 +16,7 @@ mod layout;
 mod metrics;
 mod parity;
 mod renditions;
+mod review;
 mod scan;
 mod segment;
 mod serve;
