@@ -153,6 +153,20 @@ pub static ENDPOINTS: &[Endpoint] = &[
     },
     Endpoint {
         method: "GET",
+        path: "/v1/videos",
+        summary: "Videos newest first: ?state=…&verdict=…&limit=N (default 50, at most 500)&before=<next of the previous page>; an uploader sees only its own",
+        roles: READ,
+        responses: &[
+            (
+                200,
+                "{\"items\": [{id, state, progress, verdict, escalate, attempts, error, created_at_ms, updated_at_ms, erased}], \"next\": cursor or null}",
+            ),
+            (400, "an unknown state or verdict, or a malformed cursor"),
+        ],
+        add: |m| m.get(videos::list),
+    },
+    Endpoint {
+        method: "GET",
         path: "/v1/videos/{id}",
         summary: "Status, progress, verdict, reasons with time ranges and evidence",
         roles: READ,

@@ -182,6 +182,84 @@ pub async fn submit(
         .into_response())
 }
 
+/// Filters and cursor of `GET /v1/videos`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    state: Option<String>,
+    verdict: Option<String>,
+    /// `next` of the previous page.
+    before: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /v1/videos`: videos newest first, filtered by state and verdict, 50 a page (at
+/// most 500); an uploader sees only its own.
+pub async fn list(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    axum::extract::Query(q): axum::extract::Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let state = match q.state.as_deref() {
+        None => None,
+        Some(s) => Some(crate::domain::JobState::parse(s).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "state {s:?}: one of queued, running, done, failed, dead, cancelled"
+            ))
+        })?),
+    };
+    if let Some(v) = q.verdict.as_deref()
+        && !["allow", "review", "restrict", "block"].contains(&v)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "verdict {v:?}: one of allow, review, restrict, block"
+        )));
+    }
+    let before = match q.before.as_deref() {
+        None => None,
+        Some(c) => {
+            let parsed = c
+                .split_once('.')
+                .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id)));
+            Some(parsed.ok_or_else(|| {
+                ApiError::BadRequest("before: the `next` of a previous page".into())
+            })?)
+        }
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let owner = (caller.role == crate::api::Role::Uploader).then_some(caller.id.as_str());
+    let rows = app
+        .svc
+        .catalog()
+        .list_videos(state, q.verdict.as_deref(), owner, before, limit)
+        .await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|v| format!("{}.{}", v.created_at, v.id)))
+        .flatten();
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|v| {
+            let report: Option<Value> = v
+                .report
+                .as_deref()
+                .and_then(|r| serde_json::from_str(r).ok());
+            serde_json::json!({
+                "id": v.id,
+                "state": v.state,
+                "progress": v.progress,
+                "verdict": v.verdict,
+                "escalate": report.as_ref().and_then(|r| r["escalate"].as_bool()),
+                "attempts": v.attempts,
+                "error": v.error,
+                "created_at_ms": v.created_at,
+                "updated_at_ms": v.updated_at,
+                "erased": v.erased_at.is_some(),
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "items": items, "next": next })))
+}
+
 pub async fn status(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,

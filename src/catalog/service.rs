@@ -657,6 +657,35 @@ impl Catalog {
     }
 
     /// Every video of a subject (its keyed hash), oldest first: data-subject access.
+    /// Videos newest first, optionally of one state, verdict and owner, before the
+    /// cursor `(created_at, id)` of a previous page; at most `limit`.
+    pub async fn list_videos(
+        &self,
+        state: Option<JobState>,
+        verdict: Option<&str>,
+        owner: Option<&str>,
+        before: Option<(i64, &str)>,
+        limit: i64,
+    ) -> Result<Vec<VideoRow>, CatalogError> {
+        let (before_at, before_id) = before.unwrap_or((i64::MAX, ""));
+        let rows = sqlx::query(
+            "SELECT * FROM videos
+             WHERE ($1 = '' OR state = $1) AND ($2 = '' OR verdict = $2)
+               AND ($3 = '' OR owner = $3)
+               AND (created_at < $4 OR (created_at = $4 AND ($5 = '' OR id < $5)))
+             ORDER BY created_at DESC, id DESC LIMIT $6",
+        )
+        .bind(state.map_or("", JobState::as_str))
+        .bind(verdict.unwrap_or(""))
+        .bind(owner.unwrap_or(""))
+        .bind(before_at)
+        .bind(before_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(video_row).collect()
+    }
+
     /// How many jobs are in each state.
     pub async fn job_counts(&self) -> Result<std::collections::HashMap<String, i64>, CatalogError> {
         let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM videos GROUP BY state")

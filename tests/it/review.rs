@@ -40,6 +40,47 @@ fn reviewers_decide_flagged_videos() {
         assert_eq!(state(&wait_for(&s, &up, id, 240, is_final)), "done");
     }
 
+    // The job list (the dashboard's): filtered, paged newest first, an uploader's own.
+    let list = |who: &str, query: &str| -> (u16, Value) {
+        let (status, _, body) = send(
+            "GET",
+            &s.url(&format!("/v1/videos{query}")),
+            Some(who),
+            &[],
+            b"",
+        );
+        (status, serde_json::from_slice(&body).unwrap_or_default())
+    };
+    let (_, flagged) = list(&reviewer, "?verdict=review");
+    assert_eq!(flagged["items"].as_array().unwrap().len(), 3, "{flagged}");
+    let mut all = Vec::new();
+    let mut query = "?limit=3".to_string();
+    loop {
+        let (status, page) = list(&up, &query);
+        assert_eq!(status, 200);
+        all.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_string()),
+        );
+        match page["next"].as_str() {
+            Some(next) => query = format!("?limit=3&before={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(all.len(), 4, "{all:?}");
+    assert_eq!(all[0], fine, "newest first");
+    let stranger = token(d, Role::Uploader);
+    assert_eq!(
+        list(&stranger, "").1["items"],
+        json!([]),
+        "not another uploader's"
+    );
+    assert_eq!(list(&reviewer, "?state=lost").0, 400);
+    assert_eq!(list(&reviewer, "?before=x").0, 400);
+
     let lane = s.url("/v1/review");
     assert_eq!(send("GET", &lane, Some(&up), &[], b"").0, 403);
     let queued = |s: &Server| -> Vec<String> {
