@@ -270,6 +270,21 @@ pub static ENDPOINTS: &[Endpoint] = &[
     },
     Endpoint {
         method: "POST",
+        path: "/v1/videos/{id}/retry",
+        summary: "Run a dead or failed job again, with server.max_attempts more attempts (admin); only when its source still exists (an S3 object)",
+        roles: &[Admin],
+        responses: &[
+            (200, "queued again"),
+            (404, "no such video"),
+            (
+                409,
+                "not dead or failed, erased, or its upload is gone (why is said)",
+            ),
+        ],
+        add: |m| m.post(videos::retry),
+    },
+    Endpoint {
+        method: "POST",
         path: "/v1/videos/{id}/cancel",
         summary: "Cancel a queued or running job",
         roles: WRITE,

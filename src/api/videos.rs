@@ -17,7 +17,7 @@ use super::consent::{consenting_subject, require_live};
 use super::error::ApiError;
 use super::uploads::{check_callback, check_capacity, new_video};
 use crate::cache::SegmentCache;
-use crate::catalog::{UploadRow, VideoRow};
+use crate::catalog::{Retry, UploadRow, VideoRow};
 use crate::domain::JobSource;
 use crate::domain::UploadState;
 use crate::domain::audit::Entry;
@@ -180,6 +180,26 @@ pub async fn submit(
         Json(video_json(&video)),
     )
         .into_response())
+}
+
+/// `POST /v1/videos/{id}/retry` (admin): a dead or failed job runs again, with
+/// `server.max_attempts` more attempts; 409 saying why when it cannot.
+pub async fn retry(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let svc = &app.svc;
+    let attempts = svc.config.server.max_attempts;
+    match svc.catalog().retry_job(&id, attempts, &caller.id).await? {
+        Retry::Queued { round } => {
+            let event = crate::domain::OutboxEvent::publish(&id, round);
+            crate::dispatcher::publish_now(svc.catalog(), &*svc.queue, &event).await;
+            Ok(Json(serde_json::json!({ "id": id, "state": "queued" })).into_response())
+        }
+        Retry::Missing => Err(ApiError::NotFound("video")),
+        Retry::Refused(why) => Err(ApiError::Conflict(why.into())),
+    }
 }
 
 /// Filters and cursor of `GET /v1/videos`.

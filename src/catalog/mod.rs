@@ -31,7 +31,7 @@ pub use consent::{ConsentEvent, ConsentState, Grant, Revocation};
 pub use reviews::{Decision, ReviewItem, Reviewed};
 pub use service::{
     AttemptEnd, ClaimOutcome, ClaimedJob, Completion, DeliveryRecord, NewVideo, OutboxRow,
-    PartAdded, TokenRow, UploadPart, UploadRow, VideoRow,
+    PartAdded, Retry, TokenRow, UploadPart, UploadRow, VideoRow,
 };
 pub use subjects::{ErasureStart, Hold};
 

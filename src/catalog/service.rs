@@ -120,6 +120,18 @@ pub struct VideoRow {
     pub erased_at: Option<i64>,
 }
 
+/// What an operator's retry did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// Queued; announced by the outbox event `OutboxEvent::publish(id, round)`.
+    Queued {
+        round: i64,
+    },
+    Missing,
+    /// Why not.
+    Refused(&'static str),
+}
+
 /// A job a worker now holds; `attempt` is its fencing token.
 #[derive(Clone, Debug)]
 pub struct ClaimedJob {
@@ -657,6 +669,59 @@ impl Catalog {
     }
 
     /// Every video of a subject (its keyed hash), oldest first: data-subject access.
+    /// Runs a dead or failed job again (an operator's retry), with `attempts` more
+    /// attempts: queued and announced in one transaction, and audited. Refused unless
+    /// the job is dead or failed, unerased, and its source still exists (an S3 object;
+    /// an upload's staged data is gone once its job ended).
+    pub async fn retry_job(
+        &self,
+        id: &str,
+        attempts: i64,
+        actor: &str,
+    ) -> Result<Retry, CatalogError> {
+        let Some(video) = self.video(id).await? else {
+            return Ok(Retry::Missing);
+        };
+        if !matches!(video.state, JobState::Dead | JobState::Failed) || video.erased_at.is_some() {
+            return Ok(Retry::Refused(
+                "only a dead or failed, unerased job can be retried",
+            ));
+        }
+        if !matches!(
+            serde_json::from_str(&video.source),
+            Ok(crate::domain::JobSource::S3 { .. })
+        ) {
+            return Ok(Retry::Refused(
+                "the upload's staged data is gone once its job ended: upload the video again",
+            ));
+        }
+        let mut tx = self.pool.begin().await?;
+        // Only from the state just read: a concurrent retry (or erasure) wins, this one
+        // does nothing.
+        let done = sqlx::query(&self.sql(
+            "UPDATE videos SET state = 'queued', available_at = {now}, lease_until = 0,
+               progress = 0, error = NULL, max_attempts = attempts + $2, updated_at = {now}
+             WHERE id = $1 AND state = $3 AND attempts = $4 AND erased_at IS NULL",
+        ))
+        .bind(id)
+        .bind(attempts)
+        .bind(video.state.as_str())
+        .bind(video.attempts)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(Retry::Refused("the job changed meanwhile: look again"));
+        }
+        let event = OutboxEvent::publish(id, video.attempts);
+        insert_event(&mut tx, &self.now_sql(), &event).await?;
+        let result = format!("was {}", video.state.as_str());
+        audit_video(&mut tx, &self.now_sql(), id, actor, "job.retried", &result).await?;
+        tx.commit().await?;
+        Ok(Retry::Queued {
+            round: video.attempts,
+        })
+    }
+
     /// Videos newest first, optionally of one state, verdict and owner, before the
     /// cursor `(created_at, id)` of a previous page; at most `limit`.
     pub async fn list_videos(

@@ -750,6 +750,31 @@ fn bad_input_is_refused_and_leaves_stored_data_intact() {
         "video.failed"
     );
 
+    // An operator retries the dead job (admin only): it runs max_attempts more times
+    // (S3 is still unreachable, so it dies again). A failed upload job cannot be
+    // retried: its staged data is gone.
+    let admin = token(dir.path(), Role::Admin);
+    let retry = |id: &str, who: &str| {
+        let (status, _, body) = send(
+            "POST",
+            &s.url(&format!("/v1/videos/{id}/retry")),
+            Some(who),
+            &[],
+            b"",
+        );
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    assert_eq!(retry(&id, &up).0, 403);
+    assert_eq!(retry(&id, &admin).0, 200);
+    let v = wait_for(&s, &up, &id, 120, |v| {
+        state(v) == "dead" && v["attempts"] == 4
+    });
+    assert!(v["error"].is_string(), "{v}");
+    let (status, why) = retry(fake_id, &admin);
+    assert_eq!(status, 409);
+    assert!(why.contains("upload the video again"), "{why}");
+    assert_eq!(retry("0000000000000000000000000000ffff", &admin).0, 404);
+
     // Unknown fields and sources are refused.
     let (status, ..) = send(
         "POST",
