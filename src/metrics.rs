@@ -4,8 +4,8 @@
 //! clean). Labels carry routes, states, models and causes: never ids or subjects.
 //!
 //! Figures that live in the catalog (jobs by state, the outbox) are refreshed every few
-//! seconds by [`refresh`], not at scrape time, so scraping costs no query however often
-//! it comes.
+//! seconds by the service (`cli::serve`), not at scrape time, so scraping costs no query
+//! however often it comes. This module depends on nothing of vcw's: anything may count.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -206,61 +206,9 @@ pub fn inference(model: &str, took: Duration) {
 }
 
 /// Brings a counter up to `total`, a count kept elsewhere (an atomic in the cache).
-fn catch_up(counter: &IntCounter, total: u64) {
+pub fn catch_up(counter: &IntCounter, total: u64) {
     let seen = counter.get();
     if total > seen {
         counter.inc_by(total - seen);
-    }
-}
-
-/// Refreshes what lives elsewhere: jobs by state and the outbox (catalog), and the
-/// segment cache's counters.
-pub async fn refresh(svc: &crate::service::Service) {
-    let m = metrics();
-    match svc.catalog().job_counts().await {
-        Ok(counts) => {
-            for state in crate::domain::JobState::ALL {
-                let n = counts.get(state.as_str()).copied().unwrap_or(0);
-                m.jobs.with_label_values(&[state.as_str()]).set(n);
-            }
-        }
-        Err(e) => tracing::warn!("metrics: job counts: {e}"),
-    }
-    let attempts = svc.config.server.webhook_attempts;
-    match svc.catalog().outbox_backlog(attempts).await {
-        Ok((pending, oldest_ms)) => {
-            m.outbox_pending.set(pending);
-            let now = crate::domain::clock::now_ms();
-            let lag = oldest_ms.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
-            m.outbox_lag.set(lag);
-        }
-        Err(e) => tracing::warn!("metrics: outbox: {e}"),
-    }
-    if let Some(cache) = &svc.cache {
-        use std::sync::atomic::Ordering::Relaxed;
-        let s = &cache.stats;
-        let requests = |r: &str| m.cache_requests.with_label_values(&[r]);
-        catch_up(&requests("hit"), s.hits.load(Relaxed));
-        catch_up(&requests("miss"), s.misses.load(Relaxed));
-        let evictions = |c: &str| m.cache_evictions.with_label_values(&[c]);
-        catch_up(&evictions("expired"), s.evicted_expired.load(Relaxed));
-        catch_up(&evictions("size"), s.evicted_size.load(Relaxed));
-        catch_up(&evictions("revoked"), s.evicted_revoked.load(Relaxed));
-        m.cache_bytes.set(cache.bytes() as i64);
-    }
-}
-
-/// Refreshes every `every` until `stop`.
-pub async fn run(
-    svc: std::sync::Arc<crate::service::Service>,
-    every: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    loop {
-        refresh(&svc).await;
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
-        }
     }
 }

@@ -278,6 +278,54 @@ async fn next_announcement(
     next
 }
 
+/// Refreshes what lives elsewhere: jobs by state and the outbox (catalog), and the
+/// segment cache's counters.
+async fn refresh_metrics(svc: &Service) {
+    let m = crate::metrics::metrics();
+    match svc.catalog().job_counts().await {
+        Ok(counts) => {
+            for state in crate::domain::JobState::ALL {
+                let n = counts.get(state.as_str()).copied().unwrap_or(0);
+                m.jobs.with_label_values(&[state.as_str()]).set(n);
+            }
+        }
+        Err(e) => tracing::warn!("metrics: job counts: {e}"),
+    }
+    let attempts = svc.config.server.webhook_attempts;
+    match svc.catalog().outbox_backlog(attempts).await {
+        Ok((pending, oldest_ms)) => {
+            m.outbox_pending.set(pending);
+            let now = crate::domain::clock::now_ms();
+            let lag = oldest_ms.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
+            m.outbox_lag.set(lag);
+        }
+        Err(e) => tracing::warn!("metrics: outbox: {e}"),
+    }
+    if let Some(cache) = &svc.cache {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &cache.stats;
+        let requests = |r: &str| m.cache_requests.with_label_values(&[r]);
+        crate::metrics::catch_up(&requests("hit"), s.hits.load(Relaxed));
+        crate::metrics::catch_up(&requests("miss"), s.misses.load(Relaxed));
+        let evictions = |c: &str| m.cache_evictions.with_label_values(&[c]);
+        crate::metrics::catch_up(&evictions("expired"), s.evicted_expired.load(Relaxed));
+        crate::metrics::catch_up(&evictions("size"), s.evicted_size.load(Relaxed));
+        crate::metrics::catch_up(&evictions("revoked"), s.evicted_revoked.load(Relaxed));
+        m.cache_bytes.set(cache.bytes() as i64);
+    }
+}
+
+/// Refreshes the metrics every `every` until `stop`.
+async fn keep_metrics(svc: Arc<Service>, every: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        refresh_metrics(&svc).await;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 /// Which cluster role to run.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum ClusterRole {
@@ -398,7 +446,7 @@ async fn run_service(svc: Arc<Service>, api: bool, work: bool) -> anyhow::Result
     );
     let dispatcher = tokio::spawn(Arc::new(dispatcher).run(stop_rx.clone()));
     let reaper = work.then(|| tokio::spawn(crate::jobs::reaper::run(svc.clone(), stop_rx.clone())));
-    tokio::spawn(crate::metrics::run(
+    tokio::spawn(keep_metrics(
         svc.clone(),
         Duration::from_secs(5),
         stop_rx.clone(),
