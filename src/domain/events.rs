@@ -60,6 +60,19 @@ impl OutboxEvent {
     }
 }
 
+impl OutboxEvent {
+    /// A signed POST of `body` to `url` about `video_id`, delivered as event `id`.
+    fn webhook(id: String, video_id: &str, url: &str, body: &impl Serialize) -> Option<Self> {
+        Some(Self {
+            body: serde_json::to_string(body).ok()?,
+            id,
+            kind: EventKind::Webhook,
+            video_id: video_id.to_string(),
+            target: url.to_string(),
+        })
+    }
+}
+
 /// The body a webhook carries (docs/api.md).
 #[derive(Serialize)]
 struct VideoEvent<'a> {
@@ -107,13 +120,7 @@ pub fn video_ended(
         error,
         at_ms: now_ms(),
     };
-    Some(OutboxEvent {
-        body: serde_json::to_string(&body).ok()?,
-        id,
-        kind: EventKind::Webhook,
-        video_id: video_id.to_string(),
-        target: url.to_string(),
-    })
+    OutboxEvent::webhook(id.clone(), video_id, url, &body)
 }
 
 /// The body of a `video.reviewed` webhook.
@@ -146,13 +153,7 @@ pub fn video_reviewed(
         verdict,
         at_ms: now_ms(),
     };
-    Some(OutboxEvent {
-        body: serde_json::to_string(&body).ok()?,
-        id,
-        kind: EventKind::Webhook,
-        video_id: video_id.to_string(),
-        target: url.to_string(),
-    })
+    OutboxEvent::webhook(id.clone(), video_id, url, &body)
 }
 
 #[cfg(test)]
