@@ -148,6 +148,14 @@ impl Sampler<'_> {
                     if packet.stream() != stream_index {
                         continue;
                     }
+                    // Only keyframes are wanted: the others need not reach the decoder.
+                    // Besides saving work, FFmpeg 5.1's frame-threaded Theora decoder fails
+                    // every packet after the first when it is told to discard non-key
+                    // frames (the ffmpeg CLI does the same with `-threads 2 -skip_frame
+                    // nokey`).
+                    if keyframes_only && !packet.is_key() {
+                        continue;
+                    }
                     if decoder.send_packet(&packet).is_err() {
                         stats.decode_errors += 1;
                         continue;

@@ -33,36 +33,7 @@ fn clip(dir: &Path, name: &str, codecs: &[&str]) -> std::path::PathBuf {
     out
 }
 
-/// Through the API: (file name, encoder arguments, whether HLS carries it, whether the
-/// original is kept).
-const UPLOADS: &[(&str, &[&str], bool, bool)] = &[
-    ("chrome.webm", VP9_OPUS, true, false),
-    ("phone.mp4", ROTATED_H264_AAC, true, false),
-    ("hevc.mkv", HEVC_AAC, true, false),
-    ("av1.mkv", AV1_OPUS, true, false),
-    ("broadcast.ts", H264_AC3, true, false),
-    // AAC in MPEG-TS is ADTS (what HLS's own TS segments and broadcast capture carry).
-    ("capture.ts", H264_AAC, true, false),
-    ("camera.mov", H264_MP3, true, false),
-    ("old.webm", VP8_VORBIS, false, true),
-    ("vorbis.mkv", H264_VORBIS, false, true),
-    ("legacy.avi", MPEG4_MP3, false, true),
-    ("camera.avi", MJPEG_PCM, false, true),
-    // Two audio tracks: HLS plays the video and the first; the original keeps both.
-    ("dual-audio.mkv", DUAL_AUDIO, true, true),
-];
-
 const X264: [&str; 4] = ["-c:v", "libx264", "-pix_fmt", "yuv420p"];
-const VP9_OPUS: &[&str] = &[
-    "-c:v",
-    "libvpx-vp9",
-    "-deadline",
-    "realtime",
-    "-b:v",
-    "200k",
-    "-c:a",
-    "libopus",
-];
 const ROTATED_H264_AAC: &[&str] = &[
     X264[0],
     X264[1],
@@ -73,26 +44,6 @@ const ROTATED_H264_AAC: &[&str] = &[
     "-c:a",
     "aac",
 ];
-const HEVC_AAC: &[&str] = &[
-    "-c:v",
-    "libx265",
-    "-x265-params",
-    "log-level=none",
-    "-c:a",
-    "aac",
-];
-const AV1_OPUS: &[&str] = &[
-    "-c:v",
-    "libaom-av1",
-    "-cpu-used",
-    "8",
-    "-b:v",
-    "100k",
-    "-c:a",
-    "libopus",
-];
-const H264_AC3: &[&str] = &[X264[0], X264[1], X264[2], X264[3], "-c:a", "ac3"];
-const H264_MP3: &[&str] = &[X264[0], X264[1], X264[2], X264[3], "-c:a", "libmp3lame"];
 const VP8_VORBIS: &[&str] = &["-c:v", "libvpx", "-b:v", "200k", "-c:a", "libvorbis"];
 const H264_VORBIS: &[&str] = &[X264[0], X264[1], X264[2], X264[3], "-c:a", "libvorbis"];
 /// An old camera: Motion JPEG at an odd size, 16-bit PCM at 22.05 kHz.
@@ -106,37 +57,44 @@ const MJPEG_PCM: &[&str] = &[
     "-ar",
     "22050",
 ];
-const H264_AAC: &[&str] = &[X264[0], X264[1], X264[2], X264[3], "-c:a", "aac"];
-const MPEG4_MP3: &[&str] = &["-c:v", "mpeg4", "-c:a", "libmp3lame"];
 const DUAL_AUDIO: &[&str] = &[
     "-map", "0:v", "-map", "1:a", "-map", "1:a", X264[0], X264[1], X264[2], X264[3], "-c:a", "aac",
 ];
 
+/// The whole codec matrix (every video codec crossed with every audio codec, in the
+/// containers they come in, plus rotation, variable frame rate, MPEG-TS, MOV and AVI
+/// rows) and an upload with two audio tracks, each uploaded through `vcw serve`.
 #[test]
 fn every_upload_plays_back_intact_or_is_kept_as_its_original() {
     let dir = tempfile::tempdir().unwrap();
     let up = token(dir.path(), Role::Uploader);
     let reviewer = token(dir.path(), Role::Reviewer);
     let s = Server::start(dir.path(), &[("VCW__SERVER__WORKERS", "2")]);
-    let ids: Vec<String> = (0..UPLOADS.len())
-        .map(|n| format!("{:032x}", 0x9e00 + n))
-        .collect();
-    let files: Vec<_> = UPLOADS
-        .iter()
-        .zip(&ids)
-        .map(|((name, codecs, ..), id)| {
-            let file = clip(dir.path(), name, codecs);
-            assert_eq!(put_video(&s, &up, id, &file, &[]), 202, "{name}");
-            file
+    // (name, clip, frames, HLS carries it, the original is kept, has audio)
+    let mut uploads: Vec<_> = crate::segment::matrix()
+        .into_iter()
+        .map(|case| {
+            let file = case.make(dir.path());
+            let kept = !case.streamable;
+            (case.name.clone(), file, case.frames, case.streamable, kept)
         })
         .collect();
-    for (((name, _, hls, original), id), file) in UPLOADS.iter().zip(&ids).zip(&files) {
-        let v: Value = wait_for(&s, &up, id, 240, is_final);
+    // Two audio tracks: HLS plays the video and the first; the original keeps both.
+    let dual = clip(dir.path(), "dual-audio.mkv", DUAL_AUDIO);
+    uploads.push(("dual-audio".into(), dual, 40, true, true));
+    let ids: Vec<String> = (0..uploads.len())
+        .map(|n| format!("{:032x}", 0x9e00 + n))
+        .collect();
+    for ((name, file, ..), id) in uploads.iter().zip(&ids) {
+        assert_eq!(put_video(&s, &up, id, file, &[]), 202, "{name}");
+    }
+    for ((name, file, frames, hls, original), id) in uploads.iter().zip(&ids) {
+        let v: Value = wait_for(&s, &up, id, 600, is_final);
         assert_eq!(state(&v), "done", "{name}: {v}");
         assert_eq!(v["renditions"]["hls"], *hls, "{name}: {v}");
         assert_eq!(v["renditions"]["original"], *original, "{name}: {v}");
         if *hls {
-            played_back_intact(&s, &reviewer, id, file);
+            played_back_intact(&s, &reviewer, id, file, *frames);
         } else {
             no_hls(&s, &reviewer, id, &v);
         }
@@ -150,17 +108,44 @@ fn every_upload_plays_back_intact_or_is_kept_as_its_original() {
     }
 }
 
-/// The ffmpeg CLI plays the served playlist with every frame of the upload.
-fn played_back_intact(s: &Server, reviewer: &str, id: &str, file: &Path) {
+/// The ffmpeg CLI plays the served playlist with every frame of the upload, and its
+/// audio with the upload's sample rate and sample count, within one audio frame: the
+/// encoder priming and end padding the source container trims (AAC 1024 samples, an MP3
+/// frame's 1152, Opus 960) are played from FFmpeg 5.1's fragmented MP4, as from the
+/// ffmpeg CLI's own remux.
+fn played_back_intact(s: &Server, reviewer: &str, id: &str, file: &Path, frames: usize) {
+    let name = file.display();
     let playlist = s.url(&format!("/v1/videos/{id}/playlist.m3u8"));
+    let source = file.to_str().unwrap();
     let played = md5s(&playlist, "v:0", false, Some(reviewer));
-    assert_eq!(played.len(), 40, "{}: every frame played", file.display());
-    assert_eq!(
-        played,
-        md5s(file.to_str().unwrap(), "v:0", false, None),
-        "{}",
-        file.display()
-    );
+    assert_eq!(played.len(), frames, "{name}: every frame played");
+    assert_eq!(played, md5s(source, "v:0", false, None), "{name}");
+    if has_audio(source) {
+        let (got, rate) = audio_samples(&playlist, Some(reviewer));
+        let (want, want_rate) = audio_samples(source, None);
+        assert_eq!(rate, want_rate, "{name}: sample rate");
+        assert!(
+            got.abs_diff(want) <= 1152,
+            "{name}: {got} vs {want} samples"
+        );
+    }
+}
+
+/// Whether the ffprobe CLI finds an audio stream in `file`.
+fn has_audio(file: &str) -> bool {
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "a",
+            "-show_entries",
+            "stream=index",
+        ])
+        .args(["-of", "csv=p=0", file])
+        .output()
+        .unwrap();
+    !out.stdout.is_empty()
 }
 
 /// No HLS rendition: the status and the playlist say why.

@@ -92,14 +92,38 @@ fn segments_reassemble_into_the_source() {
 
 /// One row of the codec matrix: encoder arguments, container, and whether fMP4 HLS
 /// carries it.
-struct Case {
-    name: &'static str,
+pub struct Case {
+    pub name: String,
     video: &'static [&'static str],
     audio: Option<&'static [&'static str]>,
     ext: &'static str,
-    streamable: bool,
+    pub streamable: bool,
     /// Decoded video frames of the 3 s clip.
-    frames: usize,
+    pub frames: usize,
+}
+
+impl Case {
+    /// Makes the row's 3 s clip in `dir` with the ffmpeg CLI.
+    pub fn make(&self, dir: &Path) -> std::path::PathBuf {
+        let src = dir.join(format!("{}.{}", self.name, self.ext));
+        let mut args = vec!["-f", "lavfi", "-i", "testsrc=size=96x64:rate=10", "-t", "3"];
+        if self.audio.is_some() {
+            args.extend([
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:sample_rate=48000",
+                "-t",
+                "3",
+            ]);
+        }
+        args.extend(self.video);
+        args.extend(self.audio.unwrap_or(&[]));
+        args.extend(["-threads", "1"]);
+        args.push(src.to_str().unwrap());
+        ffmpeg(&args);
+        src
+    }
 }
 
 const H264: &[&str] = &[
@@ -168,182 +192,103 @@ const VORBIS: &[&str] = &["-c:a", "libvorbis"];
 const MP3: &[&str] = &["-c:a", "libmp3lame"];
 const AC3: &[&str] = &["-c:a", "ac3"];
 
+/// The video codecs users plausibly send, each with whether HLS (fMP4) carries it.
+const VIDEOS: [(&str, &[&str], bool); 7] = [
+    ("h264", H264, true),
+    ("hevc", HEVC, true),
+    ("vp8", VP8, false),
+    ("vp9", VP9, true),
+    ("av1", AV1, true),
+    ("mpeg4", MPEG4, false),
+    ("mjpeg", MJPEG, false),
+];
+/// The audio codecs crossed with them (None: a silent video).
+const AUDIOS: [(&str, Option<&[&str]>, bool); 5] = [
+    ("aac", Some(AAC), true),
+    ("opus", Some(OPUS), true),
+    ("vorbis", Some(VORBIS), false),
+    ("mp3", Some(MP3), true),
+    ("none", None, true),
+];
+
+/// The container a video and audio codec pair usually arrives in: WebM for what
+/// browsers record, MP4 for what phones and encoders write, AVI for the old
+/// cameras' codecs, Matroska for everything the others do not allow.
+fn container(video: &str, audio: &str) -> &'static str {
+    match (video, audio) {
+        ("vp8" | "vp9" | "av1", "opus" | "vorbis" | "none") => "webm",
+        ("h264" | "hevc" | "av1", "aac" | "mp3" | "none") => "mp4",
+        ("mpeg4" | "mjpeg", "mp3" | "none") => "avi",
+        ("mpeg4", "aac") => "mp4",
+        _ => "mkv",
+    }
+}
+
+/// Every video codec crossed with every audio codec, plus the rows that test a
+/// container, a codec or a property the cross does not reach.
+pub fn matrix() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for (v, video, v_ok) in VIDEOS {
+        for (a, audio, a_ok) in AUDIOS {
+            cases.push(Case {
+                name: format!("{v}-{a}"),
+                video,
+                audio,
+                ext: container(v, a),
+                streamable: v_ok && a_ok,
+                frames: 30,
+            });
+        }
+    }
+    let special = |name: &str, video, audio, ext, streamable, frames| Case {
+        name: name.to_string(),
+        video,
+        audio,
+        ext,
+        streamable,
+        frames,
+    };
+    cases.extend([
+        special("h264-mp3-mov", H264, Some(MP3), "mov", true, 30),
+        special("hevc-aac-mov", HEVC, Some(AAC), "mov", true, 30),
+        special("h264-ac3-ts", H264, Some(AC3), "ts", true, 30),
+        special("h264-aac-ts", H264, Some(AAC), "ts", true, 30),
+        special("hevc-aac-mkv", HEVC, Some(AAC), "mkv", true, 30),
+        special("av1-opus-mkv", AV1, Some(OPUS), "mkv", true, 30),
+        special("h264-rotated", H264_ROTATED, Some(AAC), "mp4", true, 30),
+        special("h264-vfr", H264_VFR, None, "mkv", true, 16),
+        special("mpeg4-mp3-avi", MPEG4, Some(MP3), "avi", false, 30),
+        special("mjpeg-pcm-avi", MJPEG, Some(PCM), "avi", false, 30),
+        special("theora-vorbis-ogg", THEORA, Some(VORBIS), "ogg", false, 30),
+    ]);
+    cases
+}
+
 #[test]
 fn codec_matrix_streams_what_hls_carries_and_names_what_it_cannot() {
-    let cases = [
-        Case {
-            name: "h264-aac",
-            video: H264,
-            audio: Some(AAC),
-            ext: "mp4",
-            streamable: true,
-            frames: 30,
-        },
-        Case {
-            name: "h264-mp3",
-            video: H264,
-            audio: Some(MP3),
-            ext: "mov",
-            streamable: true,
-            frames: 30,
-        },
-        Case {
-            name: "h264-ac3",
-            video: H264,
-            audio: Some(AC3),
-            ext: "ts",
-            streamable: true,
-            frames: 30,
-        },
-        Case {
-            name: "hevc-aac",
-            video: HEVC,
-            audio: Some(AAC),
-            ext: "mkv",
-            streamable: true,
-            frames: 30,
-        },
-        Case {
-            name: "vp9-opus",
-            video: VP9,
-            audio: Some(OPUS),
-            ext: "webm",
-            streamable: true,
-            frames: 30,
-        },
-        Case {
-            name: "av1-opus",
-            video: AV1,
-            audio: Some(OPUS),
-            ext: "mkv",
-            streamable: true,
-            frames: 30,
-        },
-        Case {
-            name: "av1-none",
-            video: AV1,
-            audio: None,
-            ext: "mp4",
-            streamable: true,
-            frames: 30,
-        },
-        Case {
-            name: "h264-rotated",
-            video: H264_ROTATED,
-            audio: Some(AAC),
-            ext: "mp4",
-            streamable: true,
-            frames: 30,
-        },
-        Case {
-            name: "h264-vfr",
-            video: H264_VFR,
-            audio: None,
-            ext: "mkv",
-            streamable: true,
-            frames: 16,
-        },
-        Case {
-            name: "vp8-vorbis",
-            video: VP8,
-            audio: Some(VORBIS),
-            ext: "webm",
-            streamable: false,
-            frames: 30,
-        },
-        Case {
-            name: "h264-vorbis",
-            video: H264,
-            audio: Some(VORBIS),
-            ext: "mkv",
-            streamable: false,
-            frames: 30,
-        },
-        Case {
-            name: "mpeg4-mp3",
-            video: MPEG4,
-            audio: Some(MP3),
-            ext: "avi",
-            streamable: false,
-            frames: 30,
-        },
-        Case {
-            name: "h264-aac-ts",
-            video: H264,
-            audio: Some(AAC),
-            ext: "ts",
-            streamable: true,
-            frames: 30,
-        },
-        Case {
-            name: "hevc-aac-mov",
-            video: HEVC,
-            audio: Some(AAC),
-            ext: "mov",
-            streamable: true,
-            frames: 30,
-        },
-        Case {
-            name: "av1-opus-webm",
-            video: AV1,
-            audio: Some(OPUS),
-            ext: "webm",
-            streamable: true,
-            frames: 30,
-        },
-        Case {
-            name: "vp8-opus",
-            video: VP8,
-            audio: Some(OPUS),
-            ext: "webm",
-            streamable: false,
-            frames: 30,
-        },
-        Case {
-            name: "mpeg4-aac",
-            video: MPEG4,
-            audio: Some(AAC),
-            ext: "mp4",
-            streamable: false,
-            frames: 30,
-        },
-        Case {
-            name: "mjpeg-pcm",
-            video: MJPEG,
-            audio: Some(PCM),
-            ext: "avi",
-            streamable: false,
-            frames: 30,
-        },
-        Case {
-            name: "theora-vorbis",
-            video: THEORA,
-            audio: Some(VORBIS),
-            ext: "ogg",
-            streamable: false,
-            frames: 30,
-        },
-    ];
+    let cases = matrix();
     let dir = tempfile::tempdir().unwrap();
-    for case in &cases {
-        let src = dir.path().join(format!("{}.{}", case.name, case.ext));
-        let mut args = vec!["-f", "lavfi", "-i", "testsrc=size=96x64:rate=10", "-t", "3"];
-        if case.audio.is_some() {
-            args.extend([
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=440:sample_rate=48000",
-                "-t",
-                "3",
-            ]);
+    // Two rows at a time: one per core (each ffmpeg child is run with one thread).
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(case) = cases.get(i) else { break };
+                    check_row(case, dir.path());
+                }
+            });
         }
-        args.extend(case.video);
-        args.extend(case.audio.unwrap_or(&[]));
-        args.push(src.to_str().unwrap());
-        ffmpeg(&args);
+    });
+}
 
-        let out = dir.path().join(format!("{}.joined.mp4", case.name));
+/// Makes one row's clip with the ffmpeg CLI, segments it, and compares the joined
+/// segments with the source.
+fn check_row(case: &Case, dir: &Path) {
+    {
+        let src = case.make(dir);
+        let out = dir.join(format!("{}.joined.mp4", case.name));
         match segment_to(&src, 1.0, &out) {
             Ok(infos) => {
                 assert!(
