@@ -12,6 +12,7 @@ run: setup build
 	$(VCW) scan $(SAMPLES) || [ $$? -eq 1 ]
 
 test: setup clips
+	scripts/setup-dashboard --browser
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 	$(CARGO) test --locked

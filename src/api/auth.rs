@@ -14,17 +14,13 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 use base64::Engine as _;
-use sha2::{Digest, Sha256};
 
 use super::App;
-use super::caller::{Caller, Role};
+use super::caller::{Caller, Role, hash, lookup};
 use super::error::ApiError;
 use super::routes::endpoint;
+use super::session;
 use crate::catalog::Catalog;
-
-fn hash(token: &str) -> String {
-    crate::hex::encode(&Sha256::digest(token.as_bytes()))
-}
 
 /// Creates a token for `role` and stores its hash; returns the token (shown once).
 pub async fn create_token(
@@ -90,31 +86,35 @@ pub async fn authorize(
     if ep.roles.is_empty() {
         return Ok(next.run(req).await);
     }
-    let token = req
+    let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or(ApiError::Unauthorized)?;
-    let row = app
-        .svc
-        .catalog()
-        .token(&hash(token))
-        .await?
-        .ok_or(ApiError::Unauthorized)?;
-    let role = Role::parse(&row.role).ok_or(ApiError::Unauthorized)?;
+        .filter(|t| !t.is_empty());
+    let (id, role) = match bearer {
+        Some(token) => lookup(&app, token).await?,
+        // The dashboard's session cookie: the same token, and a CSRF check on changes.
+        None => {
+            let token = session::cookie_token(req.headers()).ok_or(ApiError::Unauthorized)?;
+            let caller = lookup(&app, token).await?;
+            if !session::csrf_ok(req.method(), req.headers(), token) {
+                return Err(ApiError::Csrf);
+            }
+            caller
+        }
+    };
     if !ep.roles.contains(&role) {
         return Err(ApiError::Forbidden);
     }
     app.limiter
-        .take(&row.id)
+        .take(&id)
         .map_err(|retry_after| ApiError::TooMany {
             what: "rate limit exceeded",
             retry_after,
         })?;
-    req.extensions_mut().insert(Caller { id: row.id, role });
+    req.extensions_mut().insert(Caller { id, role });
     Ok(next.run(req).await)
 }
 

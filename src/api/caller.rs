@@ -2,6 +2,11 @@
 //! ([`super::routes`]) says which roles may call each endpoint; the middleware
 //! ([`super::auth`]) checks it and hands handlers the [`Caller`].
 
+use sha2::{Digest, Sha256};
+
+use super::App;
+use super::error::ApiError;
+
 /// What a token may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -52,4 +57,21 @@ impl Caller {
     pub fn may_access(&self, owner: &str) -> bool {
         self.role != Role::Uploader || self.id == owner
     }
+}
+
+/// The catalog's key for a token: its SHA-256 (the token itself is never stored).
+pub fn hash(token: &str) -> String {
+    crate::hex::encode(&Sha256::digest(token.as_bytes()))
+}
+
+/// The public id and role of a token, or 401.
+pub async fn lookup(app: &App, token: &str) -> Result<(String, Role), ApiError> {
+    let row = app
+        .svc
+        .catalog()
+        .token(&hash(token))
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
+    let role = Role::parse(&row.role).ok_or(ApiError::Unauthorized)?;
+    Ok((row.id, role))
 }

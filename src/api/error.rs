@@ -11,6 +11,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("this token's role may not do that")]
     Forbidden,
+    #[error("a change made through a dashboard session needs its X-Vcw-Csrf header")]
+    Csrf,
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{0}")]
@@ -53,6 +55,7 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Csrf => (StatusCode::FORBIDDEN, "csrf"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),

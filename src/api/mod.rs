@@ -7,12 +7,14 @@
 mod auth;
 mod caller;
 mod consent;
+mod dashboard;
 mod error;
 mod health;
 mod portability;
 mod request;
 mod review;
 mod routes;
+mod session;
 mod tls;
 mod uploads;
 mod videos;

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::App;
 use super::caller::Role;
-use super::{consent, health, portability, review, uploads, videos};
+use super::{consent, dashboard, health, portability, review, session, uploads, videos};
 
 pub struct Endpoint {
     pub method: &'static str,
@@ -27,6 +27,8 @@ const WRITE: &[Role] = &[Uploader, Admin];
 const READ: &[Role] = &[Uploader, Reviewer, Admin, PrivacyOfficer];
 const PLAY: &[Role] = &[Reviewer, Admin];
 const REVIEW: &[Role] = &[Reviewer, Admin];
+/// The people who watch the service (uploaders are machine clients).
+const OPS: &[Role] = &[Reviewer, Admin, PrivacyOfficer];
 const ERASE: &[Role] = &[PrivacyOfficer, Admin];
 const REVOKE: &[Role] = &[Uploader, PrivacyOfficer, Admin];
 const AUTH: [(u16, &str); 3] = [
@@ -67,6 +69,54 @@ pub static ENDPOINTS: &[Endpoint] = &[
         roles: &[],
         responses: &[(200, "OpenAPI document")],
         add: |m| m.get(|| async { axum::Json(openapi()) }),
+    },
+    Endpoint {
+        method: "GET",
+        path: "/dashboard",
+        summary: "The ops dashboard (HTML; assets embedded in the binary). Sign in with an API token: it is kept in an HttpOnly cookie",
+        roles: &[],
+        responses: &[(200, "the page")],
+        add: |m| m.get(dashboard::page),
+    },
+    Endpoint {
+        method: "GET",
+        path: "/dashboard/{file}",
+        summary: "The dashboard's script, style and HLS player",
+        roles: &[],
+        responses: &[(200, "the file"), (404, "no such file")],
+        add: |m| m.get(dashboard::file),
+    },
+    Endpoint {
+        method: "POST",
+        path: "/dashboard/login",
+        summary: "Starts a browser session, body {\"token\": …}: sets the HttpOnly session cookie and the CSRF cookie whose value changes must send as X-Vcw-Csrf",
+        roles: &[],
+        responses: &[(200, "{id, role}"), (401, "unknown token")],
+        add: |m| m.post(session::login),
+    },
+    Endpoint {
+        method: "POST",
+        path: "/dashboard/logout",
+        summary: "Ends the browser session (clears its cookies)",
+        roles: &[],
+        responses: &[(204, "signed out")],
+        add: |m| m.post(session::logout),
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/whoami",
+        summary: "The caller's public token id and role",
+        roles: READ,
+        responses: &[(200, "{id, role}")],
+        add: |m| m.get(session::whoami),
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/dashboard",
+        summary: "The dashboard's figures: jobs by state, outbox, throughput per minute and latency over the last hour, verdict mix, leases, API nodes, reaper actions, cache, recent consent events",
+        roles: OPS,
+        responses: &[(200, "figures")],
+        add: |m| m.get(dashboard::overview),
     },
     Endpoint {
         method: "OPTIONS",
@@ -267,6 +317,19 @@ pub static ENDPOINTS: &[Endpoint] = &[
             (409, "not a finished, flagged, unerased video"),
         ],
         add: |m| m.post(review::decide),
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/videos/{id}/evidence",
+        summary: "The frame at ?t=SECONDS as a small JPEG, blurred unless &clear=true (a deliberate unblur, audited as video.read.evidence.unblurred); also for a blocked video, for its review",
+        roles: REVIEW,
+        responses: &[
+            (200, "image/jpeg"),
+            (400, "t missing or negative"),
+            (409, "not processed yet, or no HLS rendition"),
+            (410, "erased"),
+        ],
+        add: |m| m.get(videos::evidence),
     },
     Endpoint {
         method: "POST",

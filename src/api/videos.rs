@@ -208,6 +208,9 @@ pub async fn retry(
 pub struct ListQuery {
     state: Option<String>,
     verdict: Option<String>,
+    /// Only videos escalated (probable minor with explicit content).
+    #[serde(default)]
+    escalated: bool,
     /// `next` of the previous page.
     before: Option<String>,
     limit: Option<i64>,
@@ -251,7 +254,16 @@ pub async fn list(
     let rows = app
         .svc
         .catalog()
-        .list_videos(state, q.verdict.as_deref(), owner, before, limit)
+        .list_videos(
+            &crate::catalog::VideoFilter {
+                state,
+                verdict: q.verdict.as_deref(),
+                owner,
+                escalated: q.escalated,
+            },
+            before,
+            limit,
+        )
         .await?;
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|v| format!("{}.{}", v.created_at, v.id)))
@@ -269,6 +281,7 @@ pub async fn list(
                 "progress": v.progress,
                 "verdict": v.verdict,
                 "escalate": report.as_ref().and_then(|r| r["escalate"].as_bool()),
+                "reasons": report.as_ref().map(|r| r["reasons"].clone()),
                 "attempts": v.attempts,
                 "error": v.error,
                 "created_at_ms": v.created_at,
@@ -331,6 +344,18 @@ pub async fn erase(
 /// The manifest of a video that may be played, or why not. The access is recorded in the
 /// audit trail first: one that cannot be recorded is refused.
 async fn playable(app: &App, caller: &Caller, id: &str, what: &str) -> Result<Playable, ApiError> {
+    readable(app, caller, id, what, false).await
+}
+
+/// [`playable`], and with `blocked_ok` also for a `block` verdict: a reviewer deciding on
+/// a blocked video sees its evidence frames, never its playback.
+async fn readable(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    what: &str,
+    blocked_ok: bool,
+) -> Result<Playable, ApiError> {
     let video = visible_video(app, caller, id).await?;
     if video.erased_at.is_some() {
         return Err(ApiError::Gone);
@@ -342,7 +367,7 @@ async fn playable(app: &App, caller: &Caller, id: &str, what: &str) -> Result<Pl
             video.state.as_str()
         )));
     };
-    if video.verdict.as_deref() == Some("block") {
+    if video.verdict.as_deref() == Some("block") && !blocked_ok {
         return Err(ApiError::Blocked);
     }
     let manifest = serde_json::from_str(manifest).map_err(ApiError::internal)?;
@@ -507,6 +532,99 @@ pub async fn segment(
         _ => "video/mp4",
     };
     serve_object(&app.svc, object, &headers, kind, Some(&cache_scope)).await
+}
+
+/// `GET /v1/videos/{id}/evidence?t=SECONDS[&clear=true]` query.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvidenceQuery {
+    t: f64,
+    #[serde(default)]
+    clear: bool,
+}
+
+/// Evidence thumbnails are this wide at most.
+const EVIDENCE_WIDTH: u32 = 320;
+
+/// The frame at `t` as a small JPEG for the review lane: blurred past recognition unless
+/// `clear=true`, a deliberate choice recorded in the audit trail as
+/// `video.read.evidence.unblurred` (a blurred look is recorded as `video.read.evidence`).
+/// Decoded from the stored HLS rendition in memory; nothing is written.
+pub async fn evidence(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<EvidenceQuery>,
+) -> Result<Response, ApiError> {
+    if !q.t.is_finite() || q.t < 0.0 {
+        return Err(ApiError::BadRequest(
+            "t must be seconds from the start, >= 0".into(),
+        ));
+    }
+    let what = if q.clear {
+        "evidence.unblurred"
+    } else {
+        "evidence"
+    };
+    let manifest = readable(&app, &caller, &id, what, true).await?.manifest;
+    let (Some(init), Some(first)) = (&manifest.init, manifest.segments.first()) else {
+        return Err(ApiError::Conflict(
+            "the video has no HLS rendition to take a frame from".into(),
+        ));
+    };
+    let segment = manifest
+        .segments
+        .iter()
+        .rev()
+        .find(|s| s.start <= q.t)
+        .unwrap_or(first);
+    let mut bytes = open_object(&app.svc, init, 0, init.plaintext_len as u64).await?;
+    let len = segment.object.plaintext_len as u64;
+    bytes.extend(open_object(&app.svc, &segment.object, 0, len).await?);
+    let limits = app.svc.config.limits.clone();
+    let (t, clear) = (q.t, q.clear);
+    let jpeg = tokio::task::spawn_blocking(move || thumbnail(bytes, t, clear, &limits))
+        .await
+        .map_err(ApiError::internal)??;
+    let mut r = Body::from(jpeg).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+    Ok(r)
+}
+
+/// Decodes the frame at `t` from an fMP4 init + media segment and encodes it as JPEG,
+/// blurred (shrunk to a few pixels and smoothed back up) unless `clear`.
+fn thumbnail(
+    fmp4: Vec<u8>,
+    t: f64,
+    clear: bool,
+    limits: &crate::config::Limits,
+) -> Result<Vec<u8>, ApiError> {
+    let len = fmp4.len() as u64;
+    let fmp4 = Arc::new(zeroize::Zeroizing::new(fmp4));
+    let source = crate::media::MediaSource::reader(
+        "evidence",
+        len,
+        Arc::new(move || {
+            let reader = std::io::Cursor::new(fmp4.to_vec());
+            Ok(Box::new(reader) as Box<dyn crate::media::ReadSeek>)
+        }),
+    );
+    let still =
+        crate::media::still(&source, t, EVIDENCE_WIDTH, limits).map_err(ApiError::internal)?;
+    let mut image = image::RgbImage::from_raw(still.width, still.height, still.rgb)
+        .ok_or_else(|| ApiError::internal("a still of the wrong size"))?;
+    if !clear {
+        use image::imageops::{FilterType, resize};
+        let (w, h) = image.dimensions();
+        let small = resize(&image, 8, (8 * h / w).max(1), FilterType::Triangle);
+        image = resize(&small, w, h, FilterType::CatmullRom);
+    }
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80)
+        .encode_image(&image)
+        .map_err(ApiError::internal)?;
+    Ok(jpeg)
 }
 
 /// The upload itself, sealed, kept when HLS cannot carry its codecs; the same rules as

@@ -22,16 +22,18 @@ use crate::domain::clock::unix_now;
 mod audit;
 mod consent;
 mod nodes;
+mod ops;
 mod reviews;
 mod service;
 mod subjects;
 pub use audit::REQUEST_ID;
 
 pub use consent::{ConsentEvent, ConsentState, Grant, Revocation};
+pub use ops::{Bucket, ConsentSeen, Lease, NodeSeen};
 pub use reviews::{Decision, ReviewItem, Reviewed};
 pub use service::{
     AttemptEnd, ClaimOutcome, ClaimedJob, Completion, DeliveryRecord, NewVideo, OutboxRow,
-    PartAdded, Retry, TokenRow, UploadPart, UploadRow, VideoRow,
+    PartAdded, Retry, TokenRow, UploadPart, UploadRow, VideoFilter, VideoRow,
 };
 pub use subjects::{ErasureStart, Hold};
 

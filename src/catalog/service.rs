@@ -88,6 +88,16 @@ CREATE INDEX IF NOT EXISTS outbox_by_video ON outbox (video_id);
 CREATE INDEX IF NOT EXISTS uploads_by_state ON uploads (state, created_at);
 ";
 
+/// Which videos a listing shows (`None`: any).
+#[derive(Debug, Default)]
+pub struct VideoFilter<'a> {
+    pub state: Option<JobState>,
+    pub verdict: Option<&'a str>,
+    pub owner: Option<&'a str>,
+    /// Only escalated ones (probable minor with explicit content).
+    pub escalated: bool,
+}
+
 /// A new video and its job.
 pub struct NewVideo<'a> {
     pub id: &'a str,
@@ -722,30 +732,31 @@ impl Catalog {
         })
     }
 
-    /// Videos newest first, optionally of one state, verdict and owner, before the
-    /// cursor `(created_at, id)` of a previous page; at most `limit`.
+    /// Videos newest first, filtered, before the cursor `(created_at, id)` of a
+    /// previous page; at most `limit`.
     pub async fn list_videos(
         &self,
-        state: Option<JobState>,
-        verdict: Option<&str>,
-        owner: Option<&str>,
+        filter: &VideoFilter<'_>,
         before: Option<(i64, &str)>,
         limit: i64,
     ) -> Result<Vec<VideoRow>, CatalogError> {
         let (before_at, before_id) = before.unwrap_or((i64::MAX, ""));
+        // The report is the JSON serde writes (compact), so the flag reads as below.
         let rows = sqlx::query(
             "SELECT * FROM videos
              WHERE ($1 = '' OR state = $1) AND ($2 = '' OR verdict = $2)
                AND ($3 = '' OR owner = $3)
+               AND ($7 = 0 OR report LIKE '%\"escalate\":true%')
                AND (created_at < $4 OR (created_at = $4 AND ($5 = '' OR id < $5)))
              ORDER BY created_at DESC, id DESC LIMIT $6",
         )
-        .bind(state.map_or("", JobState::as_str))
-        .bind(verdict.unwrap_or(""))
-        .bind(owner.unwrap_or(""))
+        .bind(filter.state.map_or("", JobState::as_str))
+        .bind(filter.verdict.unwrap_or(""))
+        .bind(filter.owner.unwrap_or(""))
         .bind(before_at)
         .bind(before_id)
         .bind(limit)
+        .bind(i64::from(filter.escalated))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(video_row).collect()

@@ -1,6 +1,7 @@
 //! `vcw serve` (API + worker pool on embedded defaults), `vcw api` and `vcw worker`
 //! (cluster roles on NATS JetStream, PostgreSQL and S3), and `vcw token create`.
 
+use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -470,18 +471,23 @@ async fn run_service(svc: Arc<Service>, api: bool, work: bool) -> anyhow::Result
         } else {
             "http"
         };
-        println!(
-            "vcw: listening on {scheme}://{} (store {}, queue {}, {} worker(s))",
-            listener.local_addr()?,
+        // One line, written without panicking: whoever started vcw may have stopped
+        // reading its output (a closed pipe must not take the service down).
+        let addr = listener.local_addr()?;
+        let _ = writeln!(
+            std::io::stdout(),
+            "vcw: listening on {scheme}://{addr} (store {}, queue {}, {} worker(s)); dashboard: {scheme}://{}/dashboard",
             svc.store.describe(),
             svc.queue.describe(),
-            if work { server.workers } else { 0 }
+            if work { server.workers } else { 0 },
+            shown_addr(addr),
         );
         crate::api::serve(svc, listener, shutdown).await?;
     } else {
         // Liveness and metrics for the kubelet and Prometheus.
         let listener = crate::api::bind(&server.listen).await?;
-        println!(
+        let _ = writeln!(
+            std::io::stdout(),
             "vcw: worker running, health and metrics on http://{} (store {}, queue {}, {} worker(s))",
             listener.local_addr()?,
             svc.store.describe(),
@@ -518,4 +524,16 @@ async fn wait_for_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// An address a browser can open: a wildcard bind is reached through loopback.
+fn shown_addr(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
 }

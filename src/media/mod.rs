@@ -8,6 +8,7 @@ mod probe;
 mod sampler;
 mod segmenter;
 mod source;
+mod still;
 mod transcode;
 
 pub use probe::{Probe, probe};
@@ -16,6 +17,7 @@ pub use segmenter::{
     Piece, Segment, SegmentInfo, Segmented, StreamCount, count_packets, playlist, segment,
 };
 pub use source::{MediaSource, NoteFailures, OpenReader, ReadSeek};
+pub use still::{Still, still};
 pub use transcode::check_encoders;
 
 /// Everything that can be wrong with a media input, each naming the file.

@@ -8,6 +8,7 @@ mod cluster;
 mod consent;
 mod crypto;
 mod crypto_support;
+mod dashboard;
 mod doctor;
 mod inputs;
 mod jobs;

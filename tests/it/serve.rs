@@ -522,11 +522,14 @@ fn every_endpoint_checks_every_role() {
     let s = Server::start(dir.path(), &[]);
     let id = "0123456789abcdef0123456789abcdef";
     for ep in ENDPOINTS {
-        let url = s.url(&ep.path.replace("{id}", id).replace("{n}", "0"));
+        let path = ep.path.replace("{id}", id).replace("{n}", "0");
+        let url = s.url(&path.replace("{file}", "app.js"));
         let (status, ..) = send(ep.method, &url, None, &[], b"");
         if ep.roles.is_empty() {
+            // Public: answered without a token (sign-in refuses an empty body as such).
+            let refused_body = ep.path == "/dashboard/login" && status == 415;
             assert!(
-                status < 400,
+                status < 400 || refused_body,
                 "{} {}: {status} without a token",
                 ep.method,
                 ep.path
