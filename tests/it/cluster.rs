@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
 use crate::serve::{Server, consent, is_final, send, state, token_with, tus_upload, wait_for};
@@ -387,6 +388,32 @@ fn cluster_mode_on_nats_postgres_and_s3() {
     let v = wait_for(&api, &uploader, long, 300, is_final);
     assert_eq!(state(&v), "done", "{v}");
     assert_eq!(v["attempts"], 2, "{v}");
+
+    // The dashboard's figures, from PostgreSQL: the finished jobs, their latency, the
+    // api node's heartbeat, and the retried job's two attempts among the done ones.
+    let (status, _, body) = send("GET", &api.url("/v1/dashboard"), Some(&admin), &[], b"");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let o: Value = serde_json::from_slice(&body).unwrap();
+    assert!(o["jobs"]["done"].as_i64().unwrap() >= 2, "{o}");
+    let finished: i64 = (o["throughput"]["buckets"].as_array().unwrap().iter())
+        .map(|b| b["done"].as_i64().unwrap())
+        .sum();
+    assert_eq!(finished, o["jobs"]["done"].as_i64().unwrap(), "{o}");
+    assert!(o["latency_ms"]["p50"].as_i64().unwrap() > 0, "{o}");
+    assert!(
+        !o["workers"]["api_nodes"].as_array().unwrap().is_empty(),
+        "{o}"
+    );
+    assert_eq!(
+        o["verdicts"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter_map(Value::as_i64)
+            .sum::<i64>(),
+        finished,
+        "{o}"
+    );
 
     // Exactly the manifest's objects in S3, one catalog row each; no staging left.
     let (keys, staging) = rt.block_on(async {
