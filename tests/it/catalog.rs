@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use vcw::catalog::{
     AttemptEnd, Catalog, ClaimOutcome, Completion, ConsentEvent, ConsentState, Grant, ManualClock,
-    NewVideo, PartAdded, UploadPart, UploadRow,
+    NewVideo, PartAdded, UploadPart, UploadRow, VideoFilter,
 };
 use vcw::crypto::LocalKms;
 use vcw::domain::{EventKind, JobState, OutboxEvent, UploadState};
@@ -224,6 +224,56 @@ async fn state_machine(catalog: Catalog, keyring: &std::path::Path) {
     assert_eq!(v.verdict.as_deref(), Some("allow"));
     assert_eq!(v.manifest.as_deref(), Some("{}"));
     assert!(v.error.unwrap().contains("did not read back"));
+
+    // --- what the dashboard lists and plots: escalated first, figures per state --------
+    catalog
+        .insert_video(&video("v5", None), false)
+        .await
+        .unwrap();
+    let ClaimOutcome::Claimed(_) = catalog.claim("v5", 60_000).await.unwrap() else {
+        panic!("claim v5");
+    };
+    let leases = catalog.leases(10).await.unwrap();
+    assert_eq!(leases.len(), 1, "{leases:?}");
+    assert_eq!((leases[0].id.as_str(), leases[0].attempt), ("v5", 1));
+    assert!(leases[0].lease_left_ms > 0 && leases[0].lease_left_ms <= 60_000);
+    let escalated = Completion {
+        verdict: "block",
+        report: r#"{"escalate":true,"reasons":[]}"#,
+        ..ALLOWED
+    };
+    assert!(catalog.complete("v5", 1, &escalated, None).await.unwrap());
+    let only = |escalated| VideoFilter {
+        escalated,
+        ..VideoFilter::default()
+    };
+    let listed = catalog.list_videos(&only(true), None, 10).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|v| v.id.as_str()).collect::<Vec<_>>(),
+        ["v5"]
+    );
+    assert!(
+        catalog
+            .list_videos(&only(false), None, 10)
+            .await
+            .unwrap()
+            .len()
+            >= 3
+    );
+    assert_eq!(catalog.review_queue(10).await.unwrap()[0].id, "v5");
+    let mix = catalog.verdict_mix().await.unwrap();
+    assert_eq!(mix, [("allow".to_string(), 1), ("block".to_string(), 1)]);
+    let buckets = catalog.throughput(0, 60_000).await.unwrap();
+    let (done, failed) = buckets
+        .iter()
+        .fold((0, 0), |(d, f), b| (d + b.done, f + b.failed));
+    assert_eq!(
+        (done, failed),
+        (2, 1),
+        "v1 and v5 done, v4 failed: {buckets:?}"
+    );
+    assert_eq!(catalog.latencies(0, 10).await.unwrap().len(), 2);
+    assert!(catalog.leases(10).await.unwrap().is_empty());
 
     // --- cancel and erase refuse results; a dead worker's cancel is the reaper's --------
     catalog
