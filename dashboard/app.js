@@ -117,6 +117,8 @@ async function overview() {
   const jobs = o.jobs;
   const card = (label, value, cls = "") => el("div", { class: `card ${cls}` }, el("b", {}, value), el("span", {}, label));
   const c = o.cache;
+  // Sealed objects refused on opening (swapped, altered, failing authentication).
+  const integrity = Object.values(o.integrity_failures).reduce((a, b) => a + b, 0);
   $("cards").replaceChildren(
     card("queued", jobs.queued || 0),
     card("running", jobs.running || 0),
@@ -127,6 +129,7 @@ async function overview() {
     card("latency p50 / p99", `${secs(o.latency_ms.p50)} / ${secs(o.latency_ms.p99)}`),
     card("cache hit rate", c ? (c.hit_rate == null ? "–" : `${Math.round(c.hit_rate * 100)} %`) : "off"),
     card("cache held", c ? `${bytes(c.bytes)} of ${bytes(c.budget_bytes)}` : "off"),
+    card("integrity failures", integrity, integrity ? "bad" : ""),
   );
   plotThroughput(o.throughput, o.now_ms);
   plotVerdicts(o.verdicts);

@@ -33,6 +33,7 @@ pub struct Metrics {
     pub outbox_pending: IntGauge,
     pub outbox_lag: Gauge,
     pub reaper_actions: IntCounterVec,
+    pub integrity_failures: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -169,6 +170,12 @@ impl Metrics {
                 "What the reaper did, by action",
                 &["action"],
             ),
+            integrity_failures: counter(
+                &r,
+                "vcw_integrity_failures_total",
+                "Sealed objects refused on opening: swapped or misplaced (wrong_object), an older or altered copy (mismatch), unknown to the catalog (unknown_object), or failing authentication",
+                &["kind"],
+            ),
             registry: r,
         }
     }
@@ -198,6 +205,11 @@ pub fn reaper(action: &str, n: u64) {
             .with_label_values(&[action])
             .inc_by(n);
     }
+}
+
+/// Counts one sealed object refused on opening (tampering, a swap, a damaged copy).
+pub fn integrity_failure(kind: &str) {
+    (metrics().integrity_failures.with_label_values(&[kind])).inc();
 }
 
 /// Times one model's batch.

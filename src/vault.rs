@@ -46,6 +46,36 @@ pub enum VaultError {
 }
 
 impl VaultError {
+    /// What kind of integrity failure this is, if it is one: a sealed object that is not
+    /// what the catalog says (swapped, altered, replaced) or that fails authentication.
+    /// Counted in `vcw_integrity_failures_total` and shown on the dashboard.
+    pub fn integrity_kind(&self) -> Option<&'static str> {
+        match self {
+            VaultError::WrongObject { .. } => Some("wrong_object"),
+            VaultError::Mismatch(_) => Some("mismatch"),
+            VaultError::UnknownObject(_) => Some("unknown_object"),
+            VaultError::Crypto(
+                CryptoError::HeaderAuthFailed
+                | CryptoError::ChunkAuthFailed { .. }
+                | CryptoError::Truncated { .. }
+                | CryptoError::TrailingData { .. }
+                | CryptoError::EmptyFinalChunk { .. }
+                | CryptoError::BadMagic,
+            ) => Some("authentication"),
+            _ => None,
+        }
+    }
+
+    /// Counts `result`'s error if it is an integrity failure.
+    fn noted<T>(result: Result<T, VaultError>) -> Result<T, VaultError> {
+        if let Err(kind) = result.as_ref().map_err(VaultError::integrity_kind)
+            && let Some(kind) = kind
+        {
+            crate::metrics::integrity_failure(kind);
+        }
+        result
+    }
+
     /// Worth retrying: the catalog or the store may answer next time. Everything else
     /// (a shredded, unknown, altered or swapped object, a bad key) stays as it is.
     pub fn is_transient(&self) -> bool {
@@ -283,21 +313,28 @@ impl Vault {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let mut head = [0u8; HEADER_LEN];
-        let mut got = 0;
-        while got < HEADER_LEN {
-            let n = input.read(&mut head[got..]).await?;
-            if n == 0 {
-                return Err(CryptoError::TruncatedHeader(got).into());
+        let opened = VaultError::noted(
+            async {
+                let mut head = [0u8; HEADER_LEN];
+                let mut got = 0;
+                while got < HEADER_LEN {
+                    let n = input.read(&mut head[got..]).await?;
+                    if n == 0 {
+                        return Err(CryptoError::TruncatedHeader(got).into());
+                    }
+                    got += n;
+                }
+                let header = Header::parse(&head)?;
+                let key = self.data_key(&header, expected).await?;
+                let input = std::io::Cursor::new(head).chain(input);
+                Ok(crate::crypto::open(&key, input, output)
+                    .await?
+                    .plaintext_len)
             }
-            got += n;
-        }
-        let header = Header::parse(&head)?;
-        let key = self.data_key(&header, expected).await?;
-        let summary =
-            crate::crypto::open(&key, std::io::Cursor::new(head).chain(input), output).await?;
-        (crate::metrics::metrics().opened_bytes).inc_by(summary.plaintext_len);
-        Ok(summary.plaintext_len)
+            .await,
+        )?;
+        (crate::metrics::metrics().opened_bytes).inc_by(opened);
+        Ok(opened)
     }
 
     /// Verifies and decrypts bytes `start..=end_inclusive` of the plaintext, reading only
@@ -315,10 +352,15 @@ impl Vault {
         S: RangeSource + Sync,
         W: AsyncWrite + Unpin,
     {
-        let head = source.read_at(0, HEADER_LEN).await?;
-        let header = Header::parse(&head)?;
-        let key = self.data_key(&header, expected).await?;
-        let opened = crate::crypto::open_range(&key, source, start, end_inclusive, output).await?;
+        let opened = VaultError::noted(
+            async {
+                let head = source.read_at(0, HEADER_LEN).await?;
+                let header = Header::parse(&head)?;
+                let key = self.data_key(&header, expected).await?;
+                Ok(crate::crypto::open_range(&key, source, start, end_inclusive, output).await?)
+            }
+            .await,
+        )?;
         (crate::metrics::metrics().opened_bytes).inc_by(opened);
         Ok(opened)
     }

@@ -115,6 +115,7 @@ pub async fn overview(State(app): State<App>) -> Result<Response, ApiError> {
         },
         "cache": cache,
         "consent_events": catalog.recent_consent(20).await?,
+        "integrity_failures": counts(&metrics().integrity_failures),
     });
     Ok(axum::Json(body).into_response())
 }

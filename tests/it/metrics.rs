@@ -75,6 +75,20 @@ fn metrics_count_a_real_run_and_pass_promtool() {
     for _ in 0..2 {
         assert_eq!(send("GET", &segment, Some(&reviewer), &[], b"").0, 200);
     }
+    // A stored segment altered behind vcw's back is refused, and counted.
+    let stored = crate::serve::stored_files(&s.dir, &format!("videos/{id}"));
+    let victim = stored.iter().find(|f| f.ends_with("1.m4s.sealed")).unwrap();
+    let path = s.dir.join("objects").join(victim);
+    let mut sealed = std::fs::read(&path).unwrap();
+    sealed[300] ^= 1;
+    std::fs::write(&path, sealed).unwrap();
+    let altered = s.url(&format!("/v1/videos/{id}/segments/1.m4s"));
+    let (status, _, body) = send("GET", &altered, Some(&reviewer), &[], b"");
+    assert_eq!(status, 500, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        !String::from_utf8_lossy(&body).contains("chunk"),
+        "no internals"
+    );
 
     // Catalog figures and cache counters are refreshed every 5 s.
     let url = s.url("/metrics");
@@ -117,6 +131,10 @@ fn metrics_count_a_real_run_and_pass_promtool() {
     at_least(
         r#"vcw_http_requests_total{method="GET",route="/v1/videos/{id}/segments/{n}",status="200"}"#,
         2.0,
+    );
+    at_least(
+        r#"vcw_integrity_failures_total{kind="authentication"}"#,
+        1.0,
     );
     assert!(value(&text, "vcw_outbox_lag_seconds").is_some());
     // Route templates only: no video id (nor anything else of a person) in a label.
