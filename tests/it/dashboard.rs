@@ -163,6 +163,7 @@ fn sessions_need_the_csrf_header_for_changes_and_assets_are_locked_down() {
         "workers",
         "cache",
         "consent_events",
+        "integrity_failures",
     ] {
         assert!(overview.get(key).is_some(), "{key}: {overview}");
     }
