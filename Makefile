@@ -5,20 +5,22 @@ CARGO ?= cargo
 VCW := target/release/vcw
 SAMPLES := samples/bigbuckbunny.mp4 samples/bikes.mp4 samples/carphone_pristine.mp4
 
-.PHONY: run test setup models samples clips build lint bench goldens clean-assets
+.PHONY: run test setup setup-test models samples clips build lint bench goldens clean-assets
 
 run: setup build
 	@# exit status 1 means "something was flagged", which is a result, not a failure
 	$(VCW) scan $(SAMPLES) || [ $$? -eq 1 ]
 
-test: setup clips
-	scripts/setup-dashboard --browser
+test: setup setup-test clips
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 	$(CARGO) test --locked
 
 setup:
 	scripts/setup
+
+setup-test:
+	scripts/setup-test
 
 models:
 	scripts/setup models runtime
