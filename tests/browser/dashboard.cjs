@@ -81,9 +81,16 @@ async function upload(id, file) {
     await shot("02-jobs");
 
     await page.click("button[data-tab=overview]");
-    await page.waitForSelector("#plot-throughput svg rect.done");
-    await page.waitForSelector("#plot-verdicts svg rect.verdict-review");
-    await page.waitForSelector("#plot-latency svg rect.done");
+    // A plot has drawn when one of its bars has a height (empty buckets draw flat bars).
+    const drawn = (sel) =>
+      page.waitForFunction(
+        (s) => [...document.querySelectorAll(s)].some((r) => Number(r.getAttribute("height")) > 0),
+        sel,
+        { timeout: 30000 },
+      );
+    await drawn("#plot-throughput svg rect.done");
+    await drawn("#plot-verdicts svg rect.verdict-review");
+    await drawn("#plot-latency svg rect.done");
     check(true, "the overview plots throughput and the verdict mix");
     await shot("03-overview");
 
