@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 
 /// Where `make` puts the ONNX Runtime library and the models; the defaults point there so
@@ -171,7 +172,7 @@ pub struct ClusterConfig {
     /// e.g. nats://nats:4222
     pub nats_url: Option<String>,
     /// e.g. postgres://vcw:PASSWORD@postgres/vcw (from a Secret: it holds a password).
-    pub database_url: Option<String>,
+    pub database_url: Option<Secret>,
     pub stream: String,
     pub subject: String,
     pub consumer: String,
@@ -227,6 +228,10 @@ pub struct ServerConfig {
     /// Where sealed objects go: a directory or s3://BUCKET/PREFIX; default
     /// `<data_dir>/objects`.
     pub store: Option<String>,
+    /// S3 locations jobs may read their video from (`POST /v1/jobs` and queue-driven
+    /// jobs): `s3://bucket/` or `s3://bucket/prefix/`. Empty (the default): S3 jobs are
+    /// refused. vcw's own store is never a source, whatever this says.
+    pub s3_sources: Vec<String>,
     /// Jobs processed at once by this process's worker pool.
     pub workers: usize,
     /// Queued jobs beyond which new uploads and jobs get 429 Too Many Requests.
@@ -252,8 +257,22 @@ pub struct ServerConfig {
     /// Sustained requests per second per token (a token bucket of `rate_burst`).
     pub rate_per_second: f64,
     pub rate_burst: f64,
+    /// Lookups of unknown, expired or revoked tokens allowed per second, all callers
+    /// together (a burst of ten times that): a spray of made-up tokens costs the catalog
+    /// no more, and tokens that worked recently are not held back by it.
+    pub auth_failures_per_second: f64,
     /// Secret for the HMAC-SHA256 signature on webhook bodies; webhooks need it.
-    pub webhook_secret: Option<String>,
+    pub webhook_secret: Option<Secret>,
+    /// Networks webhooks may reach although they are internal (loopback, private,
+    /// link-local, …, refused by default): CIDR networks or addresses, e.g.
+    /// `["10.20.0.0/16"]` for a receiver inside the cluster.
+    pub webhook_allow: Vec<String>,
+    /// Webhook deliveries in flight at once per receiver (host and port): a slow
+    /// receiver holds at most this many and delays no other.
+    pub webhook_per_host: usize,
+    /// How long one delivery attempt may take (connect, send, answer) before it counts
+    /// as failed.
+    pub webhook_timeout_seconds: f64,
     /// Delivery attempts per webhook before giving up.
     pub webhook_attempts: i64,
     /// First webhook retry delay; doubles with each attempt.
@@ -281,6 +300,7 @@ impl Default for ServerConfig {
         Self {
             listen: "127.0.0.1:8080".into(),
             store: None,
+            s3_sources: Vec::new(),
             workers: 1,
             queue_capacity: 1000,
             max_attempts: 3,
@@ -292,7 +312,11 @@ impl Default for ServerConfig {
             cache_seconds: 300.0,
             rate_per_second: 50.0,
             rate_burst: 100.0,
+            auth_failures_per_second: 20.0,
             webhook_secret: None,
+            webhook_allow: Vec::new(),
+            webhook_per_host: 4,
+            webhook_timeout_seconds: 10.0,
             webhook_attempts: 8,
             webhook_retry_base_seconds: 1.0,
             tls_cert: None,
@@ -448,7 +472,16 @@ impl Config {
                 continue;
             };
             let keys: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
-            let parsed = parse_env_value(&value);
+            // A secret is taken as it is: never parsed as a TOML literal (a secret of
+            // digits would otherwise become a number, and a parse error echo it).
+            let parsed = if keys
+                .last()
+                .is_some_and(|k| SECRET_KEYS.contains(&k.as_str()))
+            {
+                toml::Value::String(value)
+            } else {
+                parse_env_value(&value)
+            };
             set_path(&mut merged, &keys, parsed).map_err(|detail| ConfigError::Env {
                 name: name.clone(),
                 detail,
@@ -530,6 +563,23 @@ impl Config {
         if !(v.segment_seconds.is_finite() && v.segment_seconds >= 1.0) {
             return bad("server.segment_seconds must be at least 1");
         }
+        if let Err(e) = crate::outbound::OutboundPolicy::new(&v.webhook_allow) {
+            return bad(&format!("server.webhook_allow: {e}"));
+        }
+        if !(v.webhook_timeout_seconds > 0.0 && v.webhook_timeout_seconds <= 600.0) {
+            return bad("server.webhook_timeout_seconds must be between 0 and 600");
+        }
+        if let Some(bad_source) = v.s3_sources.iter().find(|s| !s.starts_with("s3://")) {
+            return bad(&format!(
+                "server.s3_sources: {bad_source:?} is not s3://BUCKET/ or s3://BUCKET/PREFIX/"
+            ));
+        }
+        if v.auth_failures_per_second.is_nan() || v.auth_failures_per_second <= 0.0 {
+            return bad("server.auth_failures_per_second must be positive");
+        }
+        if v.webhook_per_host == 0 {
+            return bad("server.webhook_per_host must be at least 1");
+        }
         if v.tls_cert.is_some() != v.tls_key.is_some() {
             return bad("server.tls_cert and server.tls_key go together");
         }
@@ -557,6 +607,9 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
         }
     }
 }
+
+/// Settings that hold secrets: their environment variables are read as raw strings.
+const SECRET_KEYS: &[&str] = &["webhook_secret", "secret_key", "access_key", "database_url"];
 
 /// Environment values are TOML literals where they parse as one (`2.5`, `true`), else strings.
 fn parse_env_value(raw: &str) -> toml::Value {

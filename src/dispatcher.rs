@@ -10,9 +10,17 @@
 //!
 //! Any number of dispatchers may run (one per process): a claim leases the event, so two
 //! never send it at once, and a dispatcher that dies mid-send leaves it to be sent again.
+//!
+//! Deliveries run concurrently, at most [`IN_FLIGHT`] at once and
+//! `server.webhook_per_host` per receiver: a receiver that is slow (or hangs until the
+//! attempt times out) holds only its own slots. An event for a receiver whose slots are
+//! all taken is handed back unsent, its attempt not counted, and tried a moment later.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::catalog::{Catalog, CatalogError, OutboxRow};
 use crate::domain::{EventKind, OutboxEvent};
@@ -26,9 +34,18 @@ pub struct Dispatcher {
     webhooks: Option<WebhookClient>,
     max_webhook_attempts: i64,
     retry_base: Duration,
+    in_flight: Arc<Semaphore>,
+    claim_lease: Duration,
+    per_host: usize,
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
-/// How long a claimed event is hidden from other dispatchers.
+/// Deliveries in flight at once, all receivers together.
+const IN_FLIGHT: usize = 64;
+/// How soon an event handed back for a busy receiver is tried again.
+const BUSY_RETRY_MS: i64 = 500;
+
+/// How long a claimed event is hidden from other dispatchers, at least.
 const CLAIM_LEASE: Duration = Duration::from_secs(30);
 /// How long a request waits for the broker before leaving its announcement to the
 /// dispatcher.
@@ -43,6 +60,8 @@ impl Dispatcher {
         webhooks: Option<WebhookClient>,
         max_webhook_attempts: i64,
         retry_base: Duration,
+        per_host: usize,
+        attempt_timeout: Duration,
     ) -> Self {
         Self {
             catalog,
@@ -50,24 +69,76 @@ impl Dispatcher {
             webhooks,
             max_webhook_attempts,
             retry_base,
+            in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
+            // Hidden from other dispatchers for longer than an attempt can take.
+            claim_lease: CLAIM_LEASE.max(attempt_timeout * 2),
+            per_host: per_host.max(1),
+            hosts: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A delivery slot for `target`'s receiver (host and port), if one is free.
+    fn host_slot(&self, target: &str) -> Option<OwnedSemaphorePermit> {
+        let uri: Option<hyper::Uri> = target.parse().ok();
+        let host = uri
+            .as_ref()
+            .and_then(|u| u.authority())
+            .map_or_else(String::new, |a| a.as_str().to_ascii_lowercase());
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget idle receivers, so the map does not grow with every callback host.
+        if hosts.len() > 1024 {
+            hosts.retain(|_, s| s.available_permits() < self.per_host);
+        }
+        let slots = hosts
+            .entry(host)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)));
+        slots.clone().try_acquire_owned().ok()
     }
 
     /// Delivers due events until `stop` turns true.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
+            let slot = tokio::select! {
+                slot = self.in_flight.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => return,
+                },
+                _ = stop.changed() => return,
+            };
             match self
                 .catalog
-                .claim_event(self.max_webhook_attempts, CLAIM_LEASE.as_millis() as i64)
+                .claim_event(
+                    self.max_webhook_attempts,
+                    self.claim_lease.as_millis() as i64,
+                )
                 .await
             {
                 Ok(Some(row)) => {
-                    self.deliver(&row).await;
+                    let host_slot = match row.event.kind {
+                        EventKind::Webhook => match self.host_slot(&row.event.target) {
+                            Some(s) => Some(s),
+                            None => {
+                                let id = &row.event.id;
+                                if let Err(e) = self.catalog.release_event(id, BUSY_RETRY_MS).await
+                                {
+                                    tracing::warn!("dispatcher: handing back {id}: {e}");
+                                }
+                                continue;
+                            }
+                        },
+                        EventKind::Publish => None,
+                    };
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        me.deliver(&row).await;
+                        drop((slot, host_slot));
+                    });
                     continue;
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!("dispatcher: {e}"),
             }
+            drop(slot);
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                 _ = stop.changed() => return,

@@ -37,6 +37,8 @@
 //! - [`queue`]: job queues (embedded: the catalog; cluster: NATS JetStream).
 //! - [`service`]: what the API and the workers share.
 //! - [`webhook`]: signing and sending job-completion callbacks.
+//! - [`outbound`]: which addresses callbacks may reach (no internal ones: SSRF).
+//! - [`secret`]: configuration secrets that never print and are wiped when dropped.
 //! - [`vault`]: sealing and opening objects with their keys and catalog rows; shredding.
 
 pub mod api;
@@ -57,11 +59,13 @@ pub mod inference;
 pub mod jobs;
 pub mod media;
 pub mod metrics;
+pub mod outbound;
 pub mod package;
 pub mod policy;
 pub mod queue;
 pub mod report;
 pub mod scan;
+pub mod secret;
 pub mod service;
 pub mod staging;
 pub mod storage;

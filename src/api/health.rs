@@ -11,23 +11,32 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready when the catalog, the queue and the store all answer.
+/// Ready when the catalog, the queue and the store all answer. The answer names the
+/// component that failed, never why (the error is logged): probes need no more, and an
+/// error text can carry hosts, paths or credentials.
 pub async fn readyz(State(app): State<App>) -> (StatusCode, Json<Value>) {
     let svc = &app.svc;
-    let show = |r: Result<(), String>| match r {
-        Ok(()) => "ok".to_string(),
-        Err(e) => e,
+    let show = |component: &str, r: Result<(), String>| match r {
+        Ok(()) => "ok",
+        Err(e) => {
+            tracing::warn!(component, "not ready: {e}");
+            "unavailable"
+        }
     };
-    let catalog = show(svc.catalog().ping().await.map_err(|e| e.to_string()));
-    let queue = show(svc.queue.check().await.map_err(|e| e.to_string()));
+    let catalog = show(
+        "catalog",
+        svc.catalog().ping().await.map_err(|e| e.to_string()),
+    );
+    let queue = show("queue", svc.queue.check().await.map_err(|e| e.to_string()));
     let store = show(
+        "store",
         svc.store
             .exists("readyz")
             .await
             .map(|_| ())
             .map_err(|e| e.to_string()),
     );
-    let ready = [&catalog, &queue, &store].iter().all(|s| *s == "ok");
+    let ready = [catalog, queue, store].iter().all(|s| *s == "ok");
     let status = if ready {
         StatusCode::OK
     } else {

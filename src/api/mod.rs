@@ -53,6 +53,7 @@ pub fn router(svc: Arc<Service>) -> Router {
         limiter: Arc::new(auth::RateLimiter::new(
             server.rate_per_second,
             server.rate_burst,
+            server.auth_failures_per_second,
         )),
         svc,
     };

@@ -16,7 +16,6 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::App;
-use super::caller::lookup;
 use super::error::ApiError;
 
 pub const SESSION_COOKIE: &str = "vcw_session";
@@ -79,7 +78,7 @@ pub async fn login(
     let body: Login = serde_json::from_slice(&body)
         .map_err(|_| ApiError::BadRequest("expected {\"token\": \"vcw_…\"}".into()))?;
     let token = body.token.trim();
-    let (id, role) = lookup(&app, token).await?;
+    let (id, role) = app.limiter.authenticate(&app, token).await?;
     let secure = if app.svc.config.server.tls_cert.is_some() {
         "; Secure"
     } else {

@@ -119,6 +119,21 @@ pub(super) fn check_callback(svc: &Service, url: Option<&str>) -> Result<(), Api
             "callback_url given but the server has no webhook_secret configured".into(),
         ));
     }
+    let uri: axum::http::Uri = url
+        .parse()
+        .map_err(|_| ApiError::BadRequest("callback_url is not a valid URL".into()))?;
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(ApiError::BadRequest("callback_url has no host".into()));
+    }
+    // A literal internal address is refused now; names are checked on every delivery,
+    // on the address they resolve to then.
+    if let Some(ip) = crate::webhook::literal_ip(&uri) {
+        let policy = crate::outbound::OutboundPolicy::new(&svc.config.server.webhook_allow)
+            .map_err(ApiError::internal)?;
+        policy
+            .check(ip)
+            .map_err(|why| ApiError::BadRequest(format!("callback_url: {why}")))?;
+    }
     Ok(())
 }
 
@@ -285,6 +300,22 @@ pub async fn patch(
     let offset: i64 = header_str(&headers, "upload-offset")
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| ApiError::BadRequest("Upload-Offset required".into()))?;
+    // A completed upload, patched at its final offset with nothing more: answered as
+    // tusd does (204 with the offset), so a client that retries its last PATCH, or one
+    // that stops past the end (tuspy's `stop_at`), sees success instead of a conflict.
+    if upload.state == UploadState::Complete && offset == upload.length {
+        let mut reader = body_reader(body, true).take(1);
+        if !peek(&mut reader)
+            .await
+            .map_err(ApiError::internal)?
+            .is_empty()
+        {
+            return Err(ApiError::Conflict("upload is complete".into()));
+        }
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        offsets(&mut r, &upload, offset);
+        return Ok(tus_headers(r));
+    }
     if upload.state != UploadState::Receiving {
         return Err(ApiError::Conflict(format!(
             "upload is {}",

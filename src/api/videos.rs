@@ -127,11 +127,9 @@ pub async fn submit(
             (upload_id.clone(), upload)
         }
         JobSource::S3 { url } => {
-            if !url.starts_with("s3://") || url[5..].split_once('/').is_none() {
-                return Err(ApiError::BadRequest(
-                    "source.s3.url must be s3://BUCKET/KEY".into(),
-                ));
-            }
+            let server = &svc.config.server;
+            crate::domain::check_s3_source(url, &server.s3_sources, server.store.as_deref())
+                .map_err(|why| ApiError::BadRequest(format!("source.s3.url: {why}")))?;
             let subject_hash = consenting_subject(&app, &caller, &headers).await?;
             let id = match &req.id {
                 Some(i) => crate::domain::parse_id(i)

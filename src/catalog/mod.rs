@@ -33,7 +33,7 @@ pub use ops::{Bucket, ConsentSeen, Lease, NodeSeen};
 pub use reviews::{Decision, ReviewItem, Reviewed};
 pub use service::{
     AttemptEnd, ClaimOutcome, ClaimedJob, Completion, DeliveryRecord, NewVideo, OutboxRow,
-    PartAdded, Retry, TokenRow, UploadPart, UploadRow, VideoFilter, VideoRow,
+    PartAdded, Retry, TokenInfo, TokenRow, UploadPart, UploadRow, VideoFilter, VideoRow,
 };
 pub use subjects::{ErasureStart, Hold};
 

@@ -70,6 +70,11 @@ CREATE TABLE IF NOT EXISTS tokens (
     label TEXT,
     created_at {INT} NOT NULL
 );
+CREATE TABLE IF NOT EXISTS token_limits (
+    hash TEXT PRIMARY KEY,
+    expires_at {INT},
+    revoked_at {INT}
+);
 CREATE TABLE IF NOT EXISTS outbox (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -185,6 +190,18 @@ pub struct TokenRow {
     pub label: Option<String>,
 }
 
+/// A token as `vcw token list` shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub role: String,
+    pub label: Option<String>,
+    pub created_at_ms: i64,
+    /// None: never expires (tokens made before expiry existed, or `--days 0`).
+    pub expires_at_ms: Option<i64>,
+    pub revoked_at_ms: Option<i64>,
+}
+
 /// An outbox event claimed for delivery.
 #[derive(Clone, Debug)]
 pub struct OutboxRow {
@@ -200,6 +217,8 @@ pub struct DeliveryRecord {
     pub attempts: i64,
     pub delivered: bool,
     pub last_status: Option<i64>,
+    /// Why the last attempt failed without an answer (a refused address, a timeout).
+    pub last_error: Option<String>,
 }
 
 /// How adding an upload part went.
@@ -1006,13 +1025,17 @@ impl Catalog {
 
     // --- tokens --------------------------------------------------------------------
 
+    /// Stores a new token's hash, public id, role and expiry (`None`: never), in one
+    /// transaction.
     pub async fn insert_token(
         &self,
         hash: &str,
         id: &str,
         role: &str,
         label: Option<&str>,
+        expires_at: Option<i64>,
     ) -> Result<(), CatalogError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO tokens (hash, id, role, label, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -1021,16 +1044,75 @@ impl Catalog {
         .bind(role)
         .bind(label)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query("INSERT INTO token_limits (hash, expires_at) VALUES ($1, $2)")
+            .bind(hash)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    pub async fn token(&self, hash: &str) -> Result<Option<TokenRow>, CatalogError> {
-        let row = sqlx::query("SELECT id, role, label FROM tokens WHERE hash = $1")
-            .bind(hash)
-            .fetch_optional(&self.pool)
+    /// Every token, newest first (hashes never leave the catalog).
+    pub async fn tokens(&self) -> Result<Vec<TokenInfo>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT t.id, t.role, t.label, t.created_at, l.expires_at, l.revoked_at
+             FROM tokens t LEFT JOIN token_limits l ON l.hash = t.hash
+             ORDER BY t.created_at DESC, t.id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TokenInfo {
+                    id: r.try_get("id")?,
+                    role: r.try_get("role")?,
+                    label: r.try_get("label")?,
+                    created_at_ms: r.try_get("created_at")?,
+                    expires_at_ms: r.try_get("expires_at")?,
+                    revoked_at_ms: r.try_get("revoked_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Revokes the tokens whose public id is `id` (from the next request on); how many.
+    pub async fn revoke_token(&self, id: &str) -> Result<u64, CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        let hashes = sqlx::query("SELECT hash FROM tokens WHERE id = $1")
+            .bind(id)
+            .fetch_all(&mut *tx)
             .await?;
+        let mut n = 0;
+        for row in &hashes {
+            let hash: String = row.try_get("hash")?;
+            let done = sqlx::query(&self.sql(
+                "INSERT INTO token_limits (hash, revoked_at) VALUES ($1, {now})
+                 ON CONFLICT (hash) DO UPDATE SET revoked_at = excluded.revoked_at
+                 WHERE token_limits.revoked_at IS NULL",
+            ))
+            .bind(&hash)
+            .execute(&mut *tx)
+            .await?;
+            n += done.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// The token with this hash, if it is neither expired nor revoked.
+    pub async fn token(&self, hash: &str) -> Result<Option<TokenRow>, CatalogError> {
+        let row = sqlx::query(&self.sql(
+            "SELECT t.id, t.role, t.label FROM tokens t
+             LEFT JOIN token_limits l ON l.hash = t.hash
+             WHERE t.hash = $1 AND l.revoked_at IS NULL
+               AND (l.expires_at IS NULL OR l.expires_at > {now})",
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| {
             Ok(TokenRow {
                 id: r.try_get("id")?,
@@ -1101,6 +1183,20 @@ impl Catalog {
     }
 
     /// Records one delivery attempt: delivered, or due again after `retry_in_ms`.
+    /// Hands a claimed event back unsent (its receiver was busy): the attempt is not
+    /// counted, and it is due again in `retry_in_ms`.
+    pub async fn release_event(&self, id: &str, retry_in_ms: i64) -> Result<(), CatalogError> {
+        sqlx::query(&self.sql(
+            "UPDATE outbox SET attempts = attempts - 1, next_at = {now} + $2
+             WHERE id = $1 AND delivered_at IS NULL AND attempts > 0",
+        ))
+        .bind(id)
+        .bind(retry_in_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     pub async fn record_event(
         &self,
         id: &str,
@@ -1138,7 +1234,7 @@ impl Catalog {
     /// A video's webhook deliveries, oldest first.
     pub async fn deliveries(&self, video_id: &str) -> Result<Vec<DeliveryRecord>, CatalogError> {
         let rows = sqlx::query(
-            "SELECT id, attempts, delivered_at, last_status FROM outbox
+            "SELECT id, attempts, delivered_at, last_status, last_error FROM outbox
              WHERE video_id = $1 AND kind = 'webhook' ORDER BY created_at, id",
         )
         .bind(video_id)
@@ -1151,6 +1247,7 @@ impl Catalog {
                     attempts: r.try_get("attempts")?,
                     delivered: r.try_get::<Option<i64>, _>("delivered_at")?.is_some(),
                     last_status: r.try_get("last_status")?,
+                    last_error: r.try_get("last_error")?,
                 })
             })
             .collect()

@@ -133,8 +133,13 @@ impl VaultArgs {
 /// One runtime worker thread drives I/O, so blocking code (FFmpeg threads) can use
 /// `Handle::block_on` too, which a current-thread runtime would not serve.
 pub(crate) fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    runtime_threads(1)
+}
+
+/// A tokio runtime with `threads` worker threads (the service sizes it to the cores).
+pub(crate) fn runtime_threads(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+        .worker_threads(threads)
         .enable_all()
         .build()
 }
@@ -146,7 +151,7 @@ pub(crate) async fn open_catalog(
     data_dir: &std::path::Path,
 ) -> anyhow::Result<crate::catalog::Catalog> {
     Ok(match &config.cluster.database_url {
-        Some(url) => crate::catalog::Catalog::connect(url).await?,
+        Some(url) => crate::catalog::Catalog::connect(url.expose()).await?,
         None => crate::catalog::Catalog::open(data_dir).await?,
     })
 }

@@ -68,7 +68,8 @@ pub struct TokenArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum TokenCommand {
-    /// Create a bearer token and print it (only its hash is stored: keep it safe).
+    /// Create a bearer token and print it (only its hash is stored: keep it safe). The
+    /// token starts with its public id (`vcw_<id>_…`), which `list` and `revoke` use.
     Create {
         /// uploader (upload, submit, own videos), reviewer (results, playback),
         /// privacy-officer (results, erasure) or admin (everything).
@@ -77,29 +78,77 @@ pub enum TokenCommand {
         /// A note to recognise the token by (e.g. who holds it).
         #[arg(long)]
         label: Option<String>,
+        /// Days until the token stops working; 0: never (for a service account whose
+        /// token is rotated by other means).
+        #[arg(long, default_value_t = 90)]
+        days: u32,
     },
-}
-
-fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
+    /// List tokens: id, role, label, created, expires, and whether revoked or expired.
+    List {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its id (from `list`, or the part after `vcw_` of the token):
+    /// refused from the next request on, on every node.
+    Revoke { id: String },
 }
 
 pub fn token(global: &GlobalArgs, args: &TokenArgs) -> anyhow::Result<Outcome> {
     let (_, data_dir) = args.vault.resolve(global)?;
-    let TokenCommand::Create { role, label } = &args.command;
-    let role = Role::parse(role).context("unknown role")?;
-    let rt = runtime(1)?;
+    let rt = super::runtime()?;
     let config = Config::load(global.config.as_deref(), std::env::vars())?;
-    let token = rt.block_on(async {
+    rt.block_on(async {
         let catalog = super::open_catalog(&config, &data_dir).await?;
-        crate::api::create_token(&catalog, role, label.as_deref())
-            .await
-            .map_err(anyhow::Error::from)
+        match &args.command {
+            TokenCommand::Create { role, label, days } => {
+                let role = Role::parse(role).context("unknown role")?;
+                let expires = (*days > 0)
+                    .then(|| crate::domain::clock::now_ms() + i64::from(*days) * 86_400_000);
+                let token =
+                    crate::api::create_token(&catalog, role, label.as_deref(), expires).await?;
+                println!("{token}");
+            }
+            TokenCommand::List { json } => {
+                let tokens = catalog.tokens().await?;
+                let now = crate::domain::clock::now_ms();
+                if !*json {
+                    println!(
+                        "{:<16}  {:<15}  {:<8}  {:<10}  {:<10}  LABEL",
+                        "ID", "ROLE", "STATE", "CREATED", "EXPIRES"
+                    );
+                }
+                for t in tokens {
+                    let state = match (t.revoked_at_ms, t.expires_at_ms) {
+                        (Some(_), _) => "revoked",
+                        (None, Some(e)) if e <= now => "expired",
+                        _ => "active",
+                    };
+                    if *json {
+                        let mut v = serde_json::to_value(&t)?;
+                        v["state"] = state.into();
+                        println!("{v}");
+                    } else {
+                        let day = |ms: i64| crate::domain::clock::utc_date(ms);
+                        println!(
+                            "{:<16}  {:<15}  {:<8}  {:<10}  {:<10}  {}",
+                            t.id,
+                            t.role,
+                            state,
+                            day(t.created_at_ms),
+                            t.expires_at_ms.map_or_else(|| "never".to_string(), day),
+                            t.label.unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            TokenCommand::Revoke { id } => match catalog.revoke_token(id).await? {
+                0 => anyhow::bail!("no active token with id {id}"),
+                _ => eprintln!("vcw: token {id} revoked"),
+            },
+        }
+        anyhow::Ok(())
     })?;
-    println!("{token}");
     Ok(Outcome::Allowed)
 }
 
@@ -135,7 +184,7 @@ pub fn serve(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<Outcome> {
     if config.inference.intra_threads == 0 {
         config.inference.intra_threads = (cores / config.server.workers).max(1);
     }
-    let rt = runtime(cores.clamp(2, 8))?;
+    let rt = super::runtime_threads(cores.clamp(2, 8))?;
     rt.block_on(run_embedded(config, policy, &keyring, &data_dir))?;
     Ok(Outcome::Allowed)
 }
@@ -149,7 +198,10 @@ async fn run_embedded(
     // One node may still keep its catalog in PostgreSQL (like `vcw token create`, it then
     // uses `cluster.database_url`); the job queue is the catalog itself either way.
     let vault = Arc::new(match &config.cluster.database_url {
-        Some(url) => Vault::with_catalog(keyring, crate::catalog::Catalog::connect(url).await?)?,
+        Some(url) => Vault::with_catalog(
+            keyring,
+            crate::catalog::Catalog::connect(url.expose()).await?,
+        )?,
         None => Vault::load(keyring, data_dir).await?,
     });
     let store_uri = config
@@ -353,7 +405,7 @@ pub fn cluster(
         config.cluster.nats_url = Some(n.clone());
     }
     if let Some(d) = &args.database {
-        config.cluster.database_url = Some(d.clone());
+        config.cluster.database_url = Some(crate::secret::Secret::new(d.clone()));
     }
     config.validate()?;
     crate::media::check_encoders(config.server.transcode).map_err(anyhow::Error::msg)?;
@@ -362,7 +414,7 @@ pub fn cluster(
     if config.inference.intra_threads == 0 {
         config.inference.intra_threads = (cores / config.server.workers).max(1);
     }
-    let rt = runtime(cores.clamp(2, 8))?;
+    let rt = super::runtime_threads(cores.clamp(2, 8))?;
     rt.block_on(async {
         let svc = cluster_service(config, policy, &keyring).await?;
         run_service(svc, role == ClusterRole::Api, role == ClusterRole::Worker).await
@@ -378,7 +430,8 @@ async fn cluster_service(
     let c = &config.cluster;
     let database = c
         .database_url
-        .as_deref()
+        .as_ref()
+        .map(crate::secret::Secret::expose)
         .context("cluster.database_url is required (--database or VCW__CLUSTER__DATABASE_URL)")?;
     let nats = c
         .nats_url
@@ -435,7 +488,16 @@ async fn run_service(svc: Arc<Service>, api: bool, work: bool) -> anyhow::Result
     // Every process delivers the outbox (an API replica's job announcements must go out
     // even with no worker in it); the reaper runs where workers do.
     let webhooks = match &server.webhook_secret {
-        Some(secret) => Some(crate::webhook::WebhookClient::new(secret)?),
+        Some(secret) => {
+            let policy = crate::outbound::OutboundPolicy::new(&server.webhook_allow)
+                .map_err(anyhow::Error::msg)?;
+            let timeout = Duration::from_secs_f64(server.webhook_timeout_seconds);
+            Some(crate::webhook::WebhookClient::new(
+                secret.expose(),
+                policy,
+                timeout,
+            )?)
+        }
         None => None,
     };
     let dispatcher = crate::dispatcher::Dispatcher::new(
@@ -444,6 +506,8 @@ async fn run_service(svc: Arc<Service>, api: bool, work: bool) -> anyhow::Result
         webhooks,
         server.webhook_attempts,
         Duration::from_secs_f64(server.webhook_retry_base_seconds),
+        server.webhook_per_host,
+        Duration::from_secs_f64(server.webhook_timeout_seconds),
     );
     let dispatcher = tokio::spawn(Arc::new(dispatcher).run(stop_rx.clone()));
     let reaper = work.then(|| tokio::spawn(crate::jobs::reaper::run(svc.clone(), stop_rx.clone())));

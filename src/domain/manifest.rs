@@ -14,6 +14,57 @@ pub enum JobSource {
     S3 { url: String },
 }
 
+/// Whether vcw may read the S3 object `url` as a job's source: it must be a plain
+/// `s3://BUCKET/KEY`, lie under one of `allowed` (`server.s3_sources`: `s3://bucket/` or
+/// `s3://bucket/prefix/`; none by default, so S3 jobs are off until configured), and not
+/// in vcw's own `store` (sealed objects and staging are never a source). Workers read
+/// with the service's credentials, so without this an uploader could have any object
+/// they can name read and judged. `Err` says why, for a 400 or a permanent job failure.
+pub fn check_s3_source(url: &str, allowed: &[String], store: Option<&str>) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or("source.s3.url must be s3://BUCKET/KEY")?;
+    let (bucket, key) = rest
+        .split_once('/')
+        .ok_or("source.s3.url must be s3://BUCKET/KEY")?;
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    if !bucket_ok {
+        return Err(format!("{bucket:?} is not an S3 bucket name"));
+    }
+    let key_ok = !key.is_empty()
+        && key.len() <= 1024
+        && !key.chars().any(char::is_control)
+        && !key.split('/').any(|part| part == ".." || part == ".");
+    if !key_ok {
+        return Err(
+            "the S3 key is empty, too long, or has control characters or dot segments".into(),
+        );
+    }
+    let under = |prefix: &str| {
+        let prefix = if prefix.ends_with('/') {
+            prefix.to_string()
+        } else {
+            format!("{prefix}/")
+        };
+        url.starts_with(&prefix)
+    };
+    if store.is_some_and(|s| s.starts_with("s3://") && under(s)) {
+        return Err("vcw's own store is never a job source".into());
+    }
+    if allowed.is_empty() {
+        return Err("S3 sources are not enabled on this server (server.s3_sources)".into());
+    }
+    if !allowed.iter().any(|a| under(a)) {
+        return Err(format!(
+            "{url} is not under an allowed source (server.s3_sources)"
+        ));
+    }
+    Ok(())
+}
+
 /// One stored, sealed object.
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct StoredObject {
@@ -99,5 +150,28 @@ mod tests {
             }
         );
         assert!(serde_json::from_str::<JobSource>(r#"{"file":{"path":"/etc/passwd"}}"#).is_err());
+    }
+
+    #[test]
+    fn s3_sources_must_be_allowed_and_never_the_store() {
+        let allowed = ["s3://uploads/".to_string(), "s3://media/in".to_string()];
+        let store = Some("s3://media/vcw");
+        let check = |url: &str| check_s3_source(url, &allowed, store);
+        assert!(check("s3://uploads/a/b.mp4").is_ok());
+        assert!(check("s3://media/in/clip.mp4").is_ok());
+        assert!(
+            check("s3://media/incoming/clip.mp4").is_err(),
+            "prefix, not substring"
+        );
+        assert!(check("s3://media/vcw/videos/x/0.m4s.sealed").is_err());
+        assert!(check("s3://other/clip.mp4").is_err());
+        assert!(check("s3://uploads/").is_err(), "no key");
+        assert!(check("s3://uploads/../secrets").is_err());
+        assert!(check("s3://Uploads/a.mp4").is_err(), "not a bucket name");
+        assert!(check("https://uploads/a.mp4").is_err());
+        let mine = check_s3_source("s3://media/vcw/x.mp4", &["s3://media/".into()], store);
+        assert!(mine.unwrap_err().contains("own store"));
+        let off = check_s3_source("s3://uploads/a.mp4", &[], None).unwrap_err();
+        assert!(off.contains("not enabled"), "{off}");
     }
 }

@@ -11,5 +11,5 @@ pub mod state;
 
 pub use events::{EventKind, OutboxEvent, video_ended, video_reviewed};
 pub use ids::{attempt_of, attempt_prefix, id_hex, parse_id, video_prefix};
-pub use manifest::{JobSource, Manifest, StoredObject, StoredSegment};
+pub use manifest::{JobSource, Manifest, StoredObject, StoredSegment, check_s3_source};
 pub use state::{JobState, UploadState};

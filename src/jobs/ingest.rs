@@ -56,6 +56,11 @@ pub async fn open(
             (format!("upload {upload_id}"), len, open)
         }
         JobSource::S3 { url } => {
+            // Checked again here: queue-driven jobs never passed the API, and the
+            // allow list may have changed since the job was queued.
+            let server = &svc.config.server;
+            crate::domain::check_s3_source(url, &server.s3_sources, server.store.as_deref())
+                .map_err(|why| Failure::Permanent(format!("{url}: {why}")))?;
             let (bucket_uri, key) = split_s3_url(url)
                 .ok_or_else(|| Failure::Permanent(format!("{url}: expected s3://BUCKET/KEY")))?;
             let store: Arc<dyn BlobStore> =

@@ -275,6 +275,34 @@ async fn state_machine(catalog: Catalog, keyring: &std::path::Path) {
     assert_eq!(catalog.latencies(0, 10).await.unwrap().len(), 2);
     assert!(catalog.leases(10).await.unwrap().is_empty());
 
+    // --- tokens: expired and revoked ones are not found; revocation is once -------------
+    let now = vcw::domain::clock::now_ms();
+    let insert = |hash: &'static str, id: &'static str, expires: Option<i64>| {
+        let catalog = catalog.clone();
+        async move {
+            catalog
+                .insert_token(hash, id, "admin", None, expires)
+                .await
+                .unwrap()
+        }
+    };
+    insert("h-old", "0000000000000001", Some(now - 60_000)).await;
+    insert("h-new", "0000000000000002", Some(now + 3_600_000)).await;
+    insert("h-forever", "0000000000000003", None).await;
+    assert!(catalog.token("h-old").await.unwrap().is_none(), "expired");
+    assert!(catalog.token("h-new").await.unwrap().is_some());
+    assert!(catalog.token("h-forever").await.unwrap().is_some());
+    assert_eq!(catalog.revoke_token("0000000000000002").await.unwrap(), 1);
+    assert_eq!(catalog.revoke_token("0000000000000002").await.unwrap(), 0);
+    assert!(catalog.token("h-new").await.unwrap().is_none(), "revoked");
+    let listed = catalog.tokens().await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert!(
+        listed
+            .iter()
+            .any(|t| t.id == "0000000000000002" && t.revoked_at_ms.is_some())
+    );
+
     // --- cancel and erase refuse results; a dead worker's cancel is the reaper's --------
     catalog
         .insert_video(&video("v2", None), false)

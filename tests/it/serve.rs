@@ -64,6 +64,9 @@ impl Server {
         cmd.args(args)
             .env("VCW__SERVER__WEBHOOK_SECRET", SECRET)
             .env("VCW__SERVER__WEBHOOK_RETRY_BASE_SECONDS", "0.2")
+            // The tests' receivers listen on loopback, which callbacks may not reach
+            // unless allowed (tests/it/outbound.rs checks the refusal).
+            .env("VCW__SERVER__WEBHOOK_ALLOW", r#"["127.0.0.0/8"]"#)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(std::fs::File::create(dir.join(log)).unwrap()));
@@ -385,8 +388,36 @@ fn tus_upload_to_verdict_playback_and_signed_webhook() {
     let url = first["url"].as_str().unwrap().to_string();
     let second = tus_upload(&s, &uploader, &clip, &["--resume-url", &url]);
     assert_eq!(second["complete"], true);
-    assert_eq!(second["offset"], std::fs::metadata(&clip).unwrap().len());
+    let len = std::fs::metadata(&clip).unwrap().len();
+    assert_eq!(second["offset"], len);
     let id = url.rsplit('/').next().unwrap().to_string();
+    // The last PATCH again (a client that did not see its answer), at the final offset
+    // with nothing more: 204 with the offset, as tusd answers; a byte more is a conflict.
+    let (status, headers, _) = send(
+        "PATCH",
+        &s.url(&format!("/v1/uploads/{id}")),
+        Some(&uploader),
+        &[
+            ("tus-resumable", "1.0.0"),
+            ("content-type", "application/offset+octet-stream"),
+            ("upload-offset", &len.to_string()),
+        ],
+        b"",
+    );
+    assert_eq!(status, 204);
+    assert_eq!(headers["upload-offset"], len.to_string().as_str());
+    let (status, ..) = send(
+        "PATCH",
+        &s.url(&format!("/v1/uploads/{id}")),
+        Some(&uploader),
+        &[
+            ("tus-resumable", "1.0.0"),
+            ("content-type", "application/offset+octet-stream"),
+            ("upload-offset", &len.to_string()),
+        ],
+        b"x",
+    );
+    assert_eq!(status, 409);
 
     let v = wait_for(&s, &uploader, &id, 240, is_final);
     assert_eq!(state(&v), "done", "{v}");
@@ -503,7 +534,7 @@ fn tus_upload_to_verdict_playback_and_signed_webhook() {
     let (_, v) = get_json(&s.url(&format!("/v1/videos/{id}")), &uploader);
     assert_eq!(
         v["webhooks"],
-        serde_json::json!([{"event_id": format!("{id}-done"), "attempts": 2, "delivered": true, "last_status": 200}])
+        serde_json::json!([{"event_id": format!("{id}-done"), "attempts": 2, "delivered": true, "last_status": 200, "last_error": null}])
     );
     let mut tampered = hooks[0].1.clone();
     tampered[2] ^= 1;
@@ -606,6 +637,7 @@ fn bad_input_is_refused_and_leaves_stored_data_intact() {
             ("VCW__S3__SECRET_KEY", "y"),
             ("VCW__SERVER__MAX_ATTEMPTS", "2"),
             ("VCW__SERVER__RETRY_BASE_SECONDS", "0.2"),
+            ("VCW__SERVER__S3_SOURCES", r#"["s3://bucket/"]"#),
         ],
     );
     let uploads = s.url("/v1/uploads");
@@ -718,6 +750,28 @@ fn bad_input_is_refused_and_leaves_stored_data_intact() {
     assert_eq!(state(&v), "failed", "{v}");
     assert_eq!(v["attempts"], 1);
     assert!(v["error"].as_str().unwrap().contains("upload"), "{v}");
+
+    // S3 sources outside the allow list, or malformed, are refused before anything runs.
+    for (url, why) in [
+        (
+            "s3://private-bucket/payroll.mp4",
+            "not under an allowed source",
+        ),
+        ("s3://bucket/../other/key.mp4", "dot segments"),
+        ("s3://bucket/", "key is empty"),
+    ] {
+        let job = serde_json::json!({ "source": {"s3": {"url": url}} });
+        let (status, _, body) = send(
+            "POST",
+            &s.url("/v1/jobs"),
+            Some(&up),
+            &[("content-type", "application/json"), subject],
+            job.to_string().as_bytes(),
+        );
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 400, "{url}: {body}");
+        assert!(body.contains(why), "{url}: {body}");
+    }
 
     // An S3 source that cannot be reached: retried with backoff, then dead, with a
     // signed failure webhook.

@@ -142,7 +142,10 @@ fn scan_store_to_s3_and_read_back_ranges_through_the_store() {
             .arg(&keyring);
         cmd.env("VCW__S3__ENDPOINT", config.endpoint.as_deref().unwrap())
             .env("VCW__S3__ACCESS_KEY", config.access_key.as_deref().unwrap())
-            .env("VCW__S3__SECRET_KEY", config.secret_key.as_deref().unwrap())
+            .env(
+                "VCW__S3__SECRET_KEY",
+                config.secret_key.as_ref().unwrap().expose(),
+            )
             .env("VCW__S3__PATH_STYLE", "true");
     };
     let mut init = vcw();

@@ -39,7 +39,7 @@ pub struct S3Config {
     /// Access key id; with `secret_key`. When both are `None`, `AWS_ACCESS_KEY_ID`,
     /// `AWS_SECRET_ACCESS_KEY` and optionally `AWS_SESSION_TOKEN` are read instead.
     pub access_key: Option<String>,
-    pub secret_key: Option<String>,
+    pub secret_key: Option<crate::secret::Secret>,
     /// Path-style addressing (`endpoint/bucket/key`), needed by most self-hosted servers.
     pub path_style: bool,
 }
@@ -63,10 +63,7 @@ impl fmt::Debug for S3Config {
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
             .field("access_key", &self.access_key)
-            .field(
-                "secret_key",
-                &self.secret_key.as_ref().map(|_| "<redacted>"),
-            )
+            .field("secret_key", &self.secret_key)
             .field("path_style", &self.path_style)
             .finish()
     }
@@ -76,9 +73,13 @@ impl S3Config {
     /// Static credentials from the config, falling back to the standard env vars.
     fn credentials(&self) -> Result<Credentials, StorageError> {
         match (&self.access_key, &self.secret_key) {
-            (Some(access), Some(secret)) => {
-                Ok(Credentials::new(access, secret, None, None, "vcw-config"))
-            }
+            (Some(access), Some(secret)) => Ok(Credentials::new(
+                access,
+                secret.expose(),
+                None,
+                None,
+                "vcw-config",
+            )),
             (None, None) => {
                 let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
                 match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {

@@ -6,7 +6,7 @@ fn s3_config() -> S3Config {
     S3Config {
         endpoint: Some("http://127.0.0.1:1".to_owned()),
         access_key: Some("AKEXAMPLE".to_owned()),
-        secret_key: Some("very-secret".to_owned()),
+        secret_key: Some(vcw::secret::Secret::new("very-secret")),
         path_style: true,
         ..S3Config::default()
     }

@@ -157,7 +157,7 @@ async fn errors_name_bucket_and_key() {
     let server = S3sServer::start().await;
     server.store("vcw-errors", "").await;
     let config = S3Config {
-        secret_key: Some("wrong-secret".to_owned()),
+        secret_key: Some(vcw::secret::Secret::new("wrong-secret")),
         ..server.config()
     };
     let store = S3Store::new("vcw-errors", "", &config).unwrap();

@@ -99,7 +99,7 @@ impl S3sServer {
             endpoint: Some(self.endpoint.clone()),
             region: "us-east-1".to_owned(),
             access_key: Some(ACCESS_KEY.to_owned()),
-            secret_key: Some(SECRET_KEY.to_owned()),
+            secret_key: Some(vcw::secret::Secret::new(SECRET_KEY)),
             path_style: true,
         }
     }
