@@ -220,4 +220,23 @@ mod tests {
         }
         assert_eq!(Role::parse("root"), None);
     }
+
+    proptest::proptest! {
+        /// Any bearer string: an id only when it is the documented shape, and then the
+        /// token's own 16 hex digits.
+        #[test]
+        fn token_ids_come_only_from_well_formed_tokens(token in "\\PC{0,60}") {
+            if let Some(id) = token_id(&token) {
+                let prefix = format!("vcw_{id}_");
+                proptest::prop_assert!(token.starts_with(&prefix));
+                proptest::prop_assert!(id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()));
+            }
+        }
+
+        #[test]
+        fn made_tokens_carry_their_id(id in "[0-9a-f]{16}", secret in "[A-Za-z0-9_-]{1,43}") {
+            let token = format!("vcw_{id}_{secret}");
+            proptest::prop_assert_eq!(token_id(&token), Some(id.as_str()));
+        }
+    }
 }

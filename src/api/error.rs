@@ -112,10 +112,15 @@ impl From<crate::consent::ConsentError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status();
+        let mut body = serde_json::json!({ "error": code, "message": self.to_string() });
         if let ApiError::Internal(detail) = &self {
+            // The detail goes to the log (in the request's span); the client gets the id
+            // that finds it there.
             tracing::error!("request failed: {detail}");
+            if let Ok(id) = crate::catalog::REQUEST_ID.try_with(Clone::clone) {
+                body["request_id"] = id.into();
+            }
         }
-        let body = serde_json::json!({ "error": code, "message": self.to_string() });
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         match &self {

@@ -146,4 +146,24 @@ mod tests {
         assert!(csrf_ok(&Method::POST, &h, "t"));
         assert!(csrf_ok(&Method::DELETE, &h, "t"));
     }
+
+    proptest::proptest! {
+        /// Any Cookie header: a session token is only ever what follows `vcw_session=`.
+        #[test]
+        fn any_cookie_header_is_safe(value in "[ -~]{0,120}", token in "[A-Za-z0-9_-]{1,40}") {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.append(header::COOKIE, v);
+                if let Some(t) = cookie_token(&h) {
+                    let pair = format!("{SESSION_COOKIE}={t}");
+                    proptest::prop_assert!(value.contains(&pair));
+                }
+                // Among other cookies, ours is found.
+                let mut h = HeaderMap::new();
+                let ours = format!("a=b; {SESSION_COOKIE}={token}; c=d");
+                h.append(header::COOKIE, HeaderValue::from_str(&ours).unwrap());
+                proptest::prop_assert_eq!(cookie_token(&h), Some(token.as_str()));
+            }
+        }
+    }
 }

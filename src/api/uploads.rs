@@ -571,4 +571,34 @@ mod tests {
         h.insert("upload-metadata", HeaderValue::from_static("subject !!!"));
         assert!(metadata(&h).is_err());
     }
+
+    proptest::proptest! {
+        /// Any Upload-Metadata header decodes or is refused (400), never panics.
+        #[test]
+        fn any_metadata_header_is_safe(value in "[ -~]{0,200}") {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.insert("upload-metadata", v);
+                if let Err(e) = metadata(&h) {
+                    proptest::prop_assert!(matches!(e, ApiError::BadRequest(_)));
+                }
+            }
+        }
+
+        /// What a tus client encodes comes back: keys and any UTF-8 values.
+        #[test]
+        fn encoded_metadata_round_trips(pairs in proptest::collection::vec(("[a-z_]{1,12}", "\\PC{0,30}"), 0..6)) {
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let header = pairs
+                .iter()
+                .map(|(k, v)| format!("{k} {}", b64.encode(v)))
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut h = HeaderMap::new();
+            h.insert("upload-metadata", HeaderValue::from_str(&header).unwrap());
+            let decoded = metadata(&h).unwrap();
+            let expected: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            proptest::prop_assert_eq!(decoded, expected);
+        }
+    }
 }

@@ -777,4 +777,23 @@ mod tests {
         assert_eq!(parse_range("bytes=0-1,5-6", 1000), None);
         assert_eq!(parse_range("items=0-1", 1000), None);
     }
+
+    proptest::proptest! {
+        /// Any header value: no panic, and a range it grants lies inside the object.
+        #[test]
+        fn any_range_header_is_safe(value in "\\PC{0,40}", total in 0u64..1 << 40) {
+            if let Some((start, len)) = parse_range(&value, total) {
+                proptest::prop_assert!(len >= 1 && start.checked_add(len).is_some_and(|e| e <= total));
+            }
+        }
+
+        /// A well-formed `bytes=a-b` inside the object is granted exactly.
+        #[test]
+        fn well_formed_ranges_are_granted(total in 1u64..1 << 40, a in 0u64..1 << 40, n in 0u64..1 << 20) {
+            let start = a % total;
+            let end = (start + n).min(total - 1);
+            let header = format!("bytes={start}-{end}");
+            proptest::prop_assert_eq!(parse_range(&header, total), Some((start, end - start + 1)));
+        }
+    }
 }

@@ -174,4 +174,18 @@ mod tests {
         let off = check_s3_source("s3://uploads/a.mp4", &[], None).unwrap_err();
         assert!(off.contains("not enabled"), "{off}");
     }
+
+    proptest::proptest! {
+        /// Any URL: accepted only under an allowed prefix, never in the store, never with
+        /// dot segments or control characters.
+        #[test]
+        fn s3_sources_stay_inside_the_allow_list(url in "s3://[a-z.-]{0,8}/?\\PC{0,30}") {
+            let allowed = vec!["s3://in-bucket/uploads/".to_string()];
+            if check_s3_source(&url, &allowed, Some("s3://in-bucket/uploads/vcw")).is_ok() {
+                proptest::prop_assert!(url.starts_with("s3://in-bucket/uploads/"));
+                proptest::prop_assert!(!url.starts_with("s3://in-bucket/uploads/vcw/"));
+                proptest::prop_assert!(!url.split('/').any(|p| p == ".." || p == "."));
+            }
+        }
+    }
 }
