@@ -1195,3 +1195,73 @@ fn cancelling_a_running_job_stops_it_and_leaves_nothing() {
     assert!(stored_files(&s.dir, &format!("videos/{id}")).is_empty());
     assert!(stored_files(&s.dir, "staging").is_empty());
 }
+
+/// Several large uploads stream in at once while `/healthz` is probed the way a kubelet
+/// does (1 s timeout, its default): sealing runs on the blocking pool, not on the async
+/// workers that answer the probe, so no probe fails, and every upload arrives whole.
+#[test]
+fn healthz_answers_while_large_uploads_stream_in() {
+    const LEN: usize = 64 << 20;
+    const UPLOADS: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let up = token(dir.path(), Role::Uploader);
+    let s = Server::start(dir.path(), &[]);
+    let consent = consent(&s.dir, "subject-1");
+    let tus = ("tus-resumable", "1.0.0");
+    let length = LEN.to_string();
+    let created: Vec<String> = (0..UPLOADS)
+        .map(|_| {
+            let (status, headers, _) = send(
+                "POST",
+                &s.url("/v1/uploads"),
+                Some(&up),
+                &[tus, ("vcw-consent", &consent), ("upload-length", &length)],
+                b"",
+            );
+            assert_eq!(status, 201);
+            s.url(headers["location"].to_str().unwrap())
+        })
+        .collect();
+    // A real container head, then filler: what matters here is the bytes sealed.
+    let mut body = std::fs::read(asset("samples/bikes.mp4")).unwrap();
+    body.resize(LEN, 0x5a);
+    let body = &body;
+
+    let finished = std::sync::atomic::AtomicUsize::new(0);
+    let probe: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(1)))
+        .build()
+        .into();
+    let mut probes = 0;
+    std::thread::scope(|scope| {
+        for upload in &created {
+            let (finished, up, length) = (&finished, &up, &length);
+            scope.spawn(move || {
+                let headers = [
+                    tus,
+                    ("content-type", "application/offset+octet-stream"),
+                    ("upload-offset", "0"),
+                ];
+                let (status, h, _) = send("PATCH", upload, Some(up), &headers, body);
+                assert_eq!(status, 204);
+                assert_eq!(h["upload-offset"], length.as_str());
+                finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+        while finished.load(std::sync::atomic::Ordering::SeqCst) < UPLOADS {
+            let answer = probe.get(&s.url("/healthz")).call();
+            assert!(
+                answer.as_ref().is_ok_and(|r| r.status() == 200),
+                "a liveness probe failed during the uploads: {:?}",
+                answer.err()
+            );
+            probes += 1;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    assert!(probes >= 5, "probed {probes} times during the uploads");
+    eprintln!(
+        "{UPLOADS} uploads of {} MiB, {probes} probes answered",
+        LEN >> 20
+    );
+}

@@ -101,6 +101,17 @@ impl ChunkCipher {
     }
 }
 
+/// Runs chunk work (SM4 and CMAC over up to a chunk, about a millisecond for 64 KiB) on
+/// tokio's blocking pool: an async worker thread is shared by every request, and one
+/// held by crypto would delay the others (and `/healthz`) behind it.
+pub(crate) async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, CryptoError> + Send + 'static,
+) -> Result<T, CryptoError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| CryptoError::Io(std::io::Error::other(e)))?
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::SealParams;

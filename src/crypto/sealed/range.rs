@@ -10,7 +10,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use super::super::CryptoError;
 use super::super::keys::{DataKey, ObjectKeys};
 use super::TAG_LEN;
-use super::chunk::ChunkCipher;
+use super::chunk::{ChunkCipher, off_runtime};
 use super::header::{HEADER_LEN, Header};
 
 /// Something that can read arbitrary byte ranges of one sealed object.
@@ -89,7 +89,7 @@ pub async fn authenticated_plaintext_len<S: RangeSource>(
 /// A source whose header has been parsed and authenticated.
 struct VerifiedObject {
     header: Header,
-    cipher: ChunkCipher,
+    cipher: std::sync::Arc<ChunkCipher>,
     plaintext_len: u64,
     last_index: u64,
 }
@@ -106,7 +106,7 @@ impl VerifiedObject {
         header.verify(&keys)?;
         let plaintext_len = header.plaintext_len(sealed_len)?;
         let last_index = header.chunk_count(plaintext_len) - 1;
-        let cipher = ChunkCipher::new(keys, &header);
+        let cipher = std::sync::Arc::new(ChunkCipher::new(keys, &header));
         Ok(Self {
             header,
             cipher,
@@ -125,11 +125,14 @@ impl VerifiedObject {
         let data_len = (self.plaintext_len - index * chunk_size).min(chunk_size) as usize;
         let offset = self.header.chunk_offset(index);
         let mut chunk = read_exact_at(source, offset, data_len + TAG_LEN).await?;
-        let (data, tag) = chunk.split_at_mut(data_len);
-        self.cipher
-            .open(index, index == self.last_index, data, tag)?;
-        chunk.truncate(data_len);
-        Ok(chunk)
+        let (cipher, is_final) = (self.cipher.clone(), index == self.last_index);
+        off_runtime(move || {
+            let (data, tag) = chunk.split_at_mut(data_len);
+            cipher.open(index, is_final, data, tag)?;
+            chunk.truncate(data_len);
+            Ok(chunk)
+        })
+        .await
     }
 }
 

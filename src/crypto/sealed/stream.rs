@@ -5,7 +5,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 
 use super::super::CryptoError;
 use super::super::keys::{DataKey, ObjectKeys, fill_random};
-use super::chunk::ChunkCipher;
+use std::sync::Arc;
+
+use super::chunk::{ChunkCipher, off_runtime};
 use super::header::{HEADER_LEN, Header};
 use super::{SealParams, TAG_LEN};
 
@@ -51,7 +53,7 @@ where
     let mut header = Header::new(params, nonce)?;
     let keys = ObjectKeys::derive(key, &header.nonce, &header.object_id)?;
     header.sign(&keys);
-    let cipher = ChunkCipher::new(keys, &header);
+    let cipher = Arc::new(ChunkCipher::new(keys, &header));
     output.write_all(&header.encode()).await?;
 
     let mut input = BufReader::new(input);
@@ -64,8 +66,13 @@ where
         // A full chunk is final only if nothing follows it; peeking keeps the
         // encoding canonical (no empty final chunk after full chunks).
         let is_final = n < chunk_size || at_eof(&mut input).await?;
-        let (data, rest) = buf.split_at_mut(n);
-        rest[..TAG_LEN].copy_from_slice(&cipher.seal(index, is_final, data)?);
+        let c = cipher.clone();
+        buf = off_runtime(move || {
+            let (data, rest) = buf.split_at_mut(n);
+            rest[..TAG_LEN].copy_from_slice(&c.seal(index, is_final, data)?);
+            Ok(buf)
+        })
+        .await?;
         output.write_all(&buf[..n + TAG_LEN]).await?;
         plaintext_len += n as u64;
         sealed_len += (n + TAG_LEN) as u64;
@@ -99,7 +106,7 @@ where
     let header = Header::parse(&header_bytes[..got])?;
     let keys = ObjectKeys::derive(key, &header.nonce, &header.object_id)?;
     header.verify(&keys)?;
-    let cipher = ChunkCipher::new(keys, &header);
+    let cipher = Arc::new(ChunkCipher::new(keys, &header));
 
     let mut buf = vec![0u8; header.chunk_size as usize + TAG_LEN];
     let mut plaintext_len = 0u64;
@@ -111,14 +118,20 @@ where
             });
         }
         let is_final = n < buf.len() || at_eof(&mut input).await?;
-        let (data, tag) = buf[..n].split_at_mut(n - TAG_LEN);
-        if !cipher.verify(index, is_final, data, tag) {
-            return Err(diagnose(&cipher, index, is_final, data, tag));
-        }
-        if is_final && data.is_empty() && index > 0 {
-            return Err(CryptoError::EmptyFinalChunk { index });
-        }
-        cipher.decrypt(index, data)?;
+        let c = cipher.clone();
+        buf = off_runtime(move || {
+            let (data, tag) = buf[..n].split_at_mut(n - TAG_LEN);
+            if !c.verify(index, is_final, data, tag) {
+                return Err(diagnose(&c, index, is_final, data, tag));
+            }
+            if is_final && data.is_empty() && index > 0 {
+                return Err(CryptoError::EmptyFinalChunk { index });
+            }
+            c.decrypt(index, data)?;
+            Ok(buf)
+        })
+        .await?;
+        let data = &buf[..n - TAG_LEN];
         output.write_all(data).await?;
         plaintext_len += data.len() as u64;
         if is_final {
