@@ -339,8 +339,11 @@ pub struct SamplerConfig {
     pub max_gap: f64,
     /// Uniform minimum sampling rate, frames per second of video.
     pub min_rate: f64,
-    /// Also sample every keyframe (I-frame).
+    /// Also sample every keyframe (I-frame)...
     pub keyframes: bool,
+    /// ...and scene changes, but no more often than this many a second: an all-intra
+    /// upload (every frame a keyframe) is sampled at this rate, not frame by frame.
+    pub max_rate: f64,
     /// Sample a frame whose mean absolute luma change from the previous decoded frame
     /// exceeds this fraction (0-1); 0 disables scene-change sampling.
     pub scene_threshold: f64,
@@ -353,6 +356,7 @@ impl Default for SamplerConfig {
         Self {
             max_gap: 1.0,
             min_rate: 1.0,
+            max_rate: 4.0,
             keyframes: true,
             scene_threshold: 0.0,
             decoder_threads: 0,
@@ -370,6 +374,14 @@ pub struct Limits {
     pub max_duration: f64,
     /// Bytes.
     pub max_file_size: u64,
+    /// Frames of the video stream, counted by the index pass (not what the container
+    /// claims): bounds the work and memory of a file with a huge frame count.
+    pub max_frames: u64,
+    /// Frames classified per video: a backstop behind `sampler.max_rate`.
+    pub max_sampled_frames: u64,
+    /// Bytes of one HLS segment: a keyframe interval longer than this is cut mid-GOP,
+    /// so the memory a segment takes stays bounded whatever the GOP.
+    pub max_segment_bytes: u64,
 }
 
 impl Default for Limits {
@@ -379,6 +391,11 @@ impl Default for Limits {
             max_height: 4320,
             max_duration: 6.0 * 3600.0,
             max_file_size: 32 << 30,
+            // Six hours at 120 frames a second.
+            max_frames: 2_592_000,
+            // Six hours at sampler.max_rate, and some.
+            max_sampled_frames: 100_000,
+            max_segment_bytes: 64 << 20,
         }
     }
 }
@@ -509,6 +526,9 @@ impl Config {
         if !(s.min_rate.is_finite() && s.min_rate > 0.0) {
             return bad("sampler.min_rate must be a positive number of frames per second");
         }
+        if !(s.max_rate.is_finite() && s.max_rate >= s.min_rate) {
+            return bad("sampler.max_rate must be at least sampler.min_rate");
+        }
         if !(0.0..=1.0).contains(&s.scene_threshold) {
             return bad("sampler.scene_threshold must be between 0 and 1 (0 disables it)");
         }
@@ -518,6 +538,17 @@ impl Config {
         }
         if !(l.max_duration.is_finite() && l.max_duration > 0.0) {
             return bad("limits.max_duration must be a positive number of seconds");
+        }
+        if l.max_frames == 0 || l.max_segment_bytes < 1 << 20 {
+            return bad(
+                "limits.max_frames must be positive and limits.max_segment_bytes at least 1 MiB",
+            );
+        }
+        // The uniform rate alone must fit in the cap for the longest video allowed.
+        if (l.max_sampled_frames as f64) < l.max_duration * s.min_rate + 2.0 {
+            return bad(
+                "limits.max_sampled_frames must cover limits.max_duration x sampler.min_rate",
+            );
         }
         if self.inference.batch_size == 0 || self.inference.batch_size > 256 {
             return bad("inference.batch_size must be between 1 and 256");

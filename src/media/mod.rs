@@ -54,6 +54,14 @@ pub enum MediaError {
         duration: f64,
         limit: f64,
     },
+    #[error("{path}: {count} {what}, over the limit of {limit} ({setting})")]
+    OverLimit {
+        path: String,
+        what: &'static str,
+        count: u64,
+        limit: u64,
+        setting: &'static str,
+    },
     #[error("{path}: corrupt video: {detail}")]
     Corrupt { path: String, detail: String },
     #[error(

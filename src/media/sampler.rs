@@ -7,6 +7,8 @@
 //! one frame of look-behind so that a gap is closed by the last frame *before* it opens.
 //! Keyframe placement is the encoder's choice, so it is never trusted on its own.
 
+use std::collections::HashSet;
+
 use ff::software::scaling;
 use ff::util::frame::video::Video as AvFrame;
 use ffmpeg_next as ff;
@@ -67,9 +69,30 @@ pub struct Sampler<'a> {
 
 /// Packet-level view of the stream, from the first pass.
 struct Index {
-    keyframes: Vec<f64>,
+    /// Keyframe times (seconds) and ordinals (in packet order), in time order.
+    keyframes: Vec<(f64, usize)>,
     last_frame: f64,
     frame_duration: f64,
+}
+
+/// The ordinals of the keyframes to decode when keyframes alone are decoded: every
+/// one, except one closer than `spacing` to the last kept whose successor (or the end)
+/// still lies within `interval` of it, so thinning never opens a longer gap.
+fn thin(keyframes: &[(f64, usize)], spacing: f64, interval: f64, end: f64) -> HashSet<usize> {
+    let mut kept = HashSet::new();
+    let mut last: Option<f64> = None;
+    for (i, &(t, ordinal)) in keyframes.iter().enumerate() {
+        let next = keyframes.get(i + 1).map_or(end, |k| k.0);
+        if let Some(l) = last
+            && t - l + EPS < spacing
+            && next - l <= interval + EPS
+        {
+            continue;
+        }
+        kept.insert(ordinal);
+        last = Some(t);
+    }
+    kept
 }
 
 impl Sampler<'_> {
@@ -120,10 +143,25 @@ impl Sampler<'_> {
         if keyframes_only {
             decoder.skip_frame(ff::codec::discard::Discard::NonKey);
         }
+        let wanted = thin(
+            &index.keyframes,
+            1.0 / self.config.max_rate,
+            self.interval(),
+            index.last_frame + index.frame_duration,
+        );
+        let limits = self.limits;
 
         let mut state = Selection::new(self, keyframes_only, probe.rotation);
         let mut stats = SampleStats {
-            probe: probe.clone(),
+            // A container that declares no duration gets the one its packets span.
+            probe: Probe {
+                duration: if probe.duration > 0.0 {
+                    probe.duration
+                } else {
+                    index.last_frame + index.frame_duration
+                },
+                ..probe.clone()
+            },
             keyframes_only,
             decoded_frames: 0,
             sampled_frames: 0,
@@ -132,7 +170,17 @@ impl Sampler<'_> {
         };
         let mut packet = ff::Packet::empty();
         let mut read_errors = 0u32;
+        let (mut key_ordinal, mut packet_ordinal) = (0usize, 0u64);
         let mut emit = |f: SampledFrame, stats: &mut SampleStats| -> Result<(), MediaError> {
+            if stats.sampled_frames >= limits.max_sampled_frames {
+                return Err(MediaError::OverLimit {
+                    path: shown.clone(),
+                    what: "sampled frames",
+                    count: stats.sampled_frames + 1,
+                    limit: limits.max_sampled_frames,
+                    setting: "limits.max_sampled_frames",
+                });
+            }
             stats.sampled_frames += 1;
             sink(f).map_err(|reason| MediaError::Stopped {
                 path: shown.clone(),
@@ -148,12 +196,24 @@ impl Sampler<'_> {
                     if packet.stream() != stream_index {
                         continue;
                     }
+                    // Untimed packets get the times the index pass gave them.
+                    if packet.pts().is_none() && packet.dts().is_none() {
+                        let t = packet_ordinal as f64 * untimed_step(&probe);
+                        packet.set_pts(Some(start + (t / tb).round() as i64));
+                    }
+                    packet_ordinal += 1;
                     // Only keyframes are wanted: the others need not reach the decoder.
                     // Besides saving work, FFmpeg 5.1's frame-threaded Theora decoder fails
                     // every packet after the first when it is told to discard non-key
                     // frames (the ffmpeg CLI does the same with `-threads 2 -skip_frame
                     // nokey`).
-                    if keyframes_only && !packet.is_key() {
+                    // Keyframes closer together than sampler.max_rate allows are thinned
+                    // (both passes read the same packets, so ordinals match).
+                    let thinned = packet.is_key() && {
+                        key_ordinal += 1;
+                        !wanted.contains(&(key_ordinal - 1))
+                    };
+                    if keyframes_only && (!packet.is_key() || thinned) {
                         continue;
                     }
                     if decoder.send_packet(&packet).is_err() {
@@ -176,6 +236,16 @@ impl Sampler<'_> {
             }
             while decoder.receive_frame(&mut frame).is_ok() {
                 stats.decoded_frames += 1;
+                // The size the decoder produced, which a stream may change midway.
+                if frame.width() > limits.max_width || frame.height() > limits.max_height {
+                    return Err(MediaError::TooManyPixels {
+                        path: shown,
+                        width: frame.width(),
+                        height: frame.height(),
+                        max_width: limits.max_width,
+                        max_height: limits.max_height,
+                    });
+                }
                 let ts = frame.timestamp().or(frame.pts());
                 let t = match ts {
                     Some(ts) => (ts - start) as f64 * tb,
@@ -221,7 +291,8 @@ impl Sampler<'_> {
         } else {
             Some(stream.start_time())
         };
-        let mut times = Vec::new();
+        let untimed_step = untimed_step(&probe);
+        let mut times: Vec<f64> = Vec::new();
         let mut keyframes = Vec::new();
         let mut durations = Vec::new();
         let mut packet = ff::Packet::empty();
@@ -241,12 +312,24 @@ impl Sampler<'_> {
             if packet.stream() != stream_index {
                 continue;
             }
-            let Some(ts) = packet.pts().or(packet.dts()) else {
-                continue;
+            // A raw elementary stream (`.h264`, `.hevc`) has no timestamps: its frames
+            // are taken to follow each other at the declared rate.
+            let ts = packet.pts().or(packet.dts());
+            let t = match ts {
+                Some(ts) => (ts - start.unwrap_or(0)) as f64 * tb,
+                None => times.last().map_or(0.0, |last| last + untimed_step),
             };
-            let t = (ts - start.unwrap_or(0)) as f64 * tb;
             if packet.is_key() {
-                keyframes.push(t);
+                keyframes.push((t, keyframes.len()));
+            }
+            if times.len() as u64 >= self.limits.max_frames {
+                return Err(MediaError::OverLimit {
+                    path: shown,
+                    what: "video frames or more",
+                    count: times.len() as u64 + 1,
+                    limit: self.limits.max_frames,
+                    setting: "limits.max_frames",
+                });
             }
             if packet.duration() > 0 {
                 durations.push(packet.duration() as f64 * tb);
@@ -256,7 +339,7 @@ impl Sampler<'_> {
         if times.is_empty() {
             return Err(corrupt(&shown, "the video stream holds no frames"));
         }
-        keyframes.sort_by(f64::total_cmp);
+        keyframes.sort_by(|a, b| a.0.total_cmp(&b.0));
         let last_frame = times.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let frame_duration = if !durations.is_empty() {
             durations.iter().sum::<f64>() / durations.len() as f64
@@ -265,6 +348,15 @@ impl Sampler<'_> {
         } else {
             0.04
         };
+        // The duration the packets span, whatever the container declares (or omits).
+        let duration = last_frame + frame_duration;
+        if duration > self.limits.max_duration {
+            return Err(MediaError::TooLong {
+                path: shown,
+                duration,
+                limit: self.limits.max_duration,
+            });
+        }
         Ok(Index {
             keyframes,
             last_frame,
@@ -278,7 +370,7 @@ impl Sampler<'_> {
             return false;
         }
         let interval = self.interval();
-        let Some(&first) = index.keyframes.first() else {
+        let Some(&(first, _)) = index.keyframes.first() else {
             return false;
         };
         let end = index.last_frame + index.frame_duration;
@@ -286,13 +378,23 @@ impl Sampler<'_> {
         if first - prev > EPS {
             return false;
         }
-        for &k in &index.keyframes {
+        for &(k, _) in &index.keyframes {
             if k - prev > interval + EPS {
                 return false;
             }
             prev = k;
         }
         end - prev <= interval + EPS
+    }
+}
+
+/// Time between the frames of a stream without timestamps (a raw `.h264` or `.hevc`):
+/// its declared rate, or 25 frames a second.
+fn untimed_step(probe: &Probe) -> f64 {
+    if probe.frame_rate > 0.0 {
+        1.0 / probe.frame_rate
+    } else {
+        0.04
     }
 }
 
@@ -308,6 +410,8 @@ struct Selection {
     keyframes: bool,
     keyframes_only: bool,
     interval: f64,
+    /// Least time between keyframe or scene samples (1 / `sampler.max_rate`).
+    spacing: f64,
     max_gap: f64,
     scene_threshold: f64,
     rotation: u32,
@@ -326,6 +430,7 @@ impl Selection {
             keyframes: sampler.config.keyframes,
             keyframes_only,
             interval: sampler.interval(),
+            spacing: 1.0 / sampler.config.max_rate,
             max_gap: sampler.config.max_gap,
             scene_threshold: sampler.config.scene_threshold,
             rotation,
@@ -376,14 +481,18 @@ impl Selection {
         }
         let reason = match self.last_sampled {
             None => Some(SampleReason::First),
-            Some(_) if self.keyframes_only || (self.keyframes && frame.is_key()) => {
+            // Keyframes-only decoding got thinned keyframes already.
+            Some(_) if self.keyframes_only => Some(SampleReason::Keyframe),
+            Some(last) if self.keyframes && frame.is_key() && t - last + EPS >= self.spacing => {
                 Some(SampleReason::Keyframe)
             }
             // Due by the rate, or this frame alone already exceeds the gap bound.
             Some(last) if t + EPS >= last + self.interval || t - last > self.max_gap + EPS => {
                 Some(SampleReason::Uniform)
             }
-            Some(_) if scene => Some(SampleReason::SceneChange),
+            Some(last) if scene && t - last + EPS >= self.spacing => {
+                Some(SampleReason::SceneChange)
+            }
             Some(_) => None,
         };
         if let Some(reason) = reason {
@@ -505,5 +614,49 @@ impl Converter {
             data.extend_from_slice(&plane[row * stride..row * stride + w * bpp]);
         }
         Ok((w, h, data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thin;
+
+    fn kept(keys: &[f64], spacing: f64, interval: f64, end: f64) -> Vec<f64> {
+        let index: Vec<(f64, usize)> = keys.iter().copied().zip(0..).collect();
+        let set = thin(&index, spacing, interval, end);
+        index
+            .iter()
+            .filter(|k| set.contains(&k.1))
+            .map(|k| k.0)
+            .collect()
+    }
+
+    #[test]
+    fn all_intra_keyframes_are_thinned_to_the_rate() {
+        // 25 keyframes a second for 4 s, at most 4 a second kept.
+        let keys: Vec<f64> = (0..100).map(|i| f64::from(i) * 0.04).collect();
+        let k = kept(&keys, 0.25, 1.0, 4.0);
+        assert!(k.len() <= 17, "{k:?}");
+        for w in k.windows(2) {
+            assert!(
+                w[1] - w[0] >= 0.25 - 1e-6 && w[1] - w[0] <= 1.0 + 1e-6,
+                "{k:?}"
+            );
+        }
+        assert!(4.0 - k.last().unwrap() <= 1.0);
+    }
+
+    #[test]
+    fn thinning_never_opens_a_gap() {
+        // Skipping 0.2 would leave 0 -> 1.15, over the 1 s interval: it stays.
+        assert_eq!(
+            kept(&[0.0, 0.2, 1.15], 0.25, 1.0, 2.0),
+            vec![0.0, 0.2, 1.15]
+        );
+        // Spread-out keyframes are all kept.
+        assert_eq!(
+            kept(&[0.0, 0.5, 1.0, 1.5], 0.25, 1.0, 2.0),
+            vec![0.0, 0.5, 1.0, 1.5]
+        );
     }
 }

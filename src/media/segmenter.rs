@@ -55,6 +55,10 @@ pub struct SegmentInfo {
     pub start: f64,
     pub duration: f64,
     pub bytes: u64,
+    /// Cut mid-GOP (`limits.max_segment_bytes`): starts with a frame that depends on the
+    /// segment before it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mid_gop: bool,
 }
 
 /// What the segmenter wrote: the segments, and per stream (video first) its codec and
@@ -237,6 +241,9 @@ pub fn segment(
         infos: Vec::new(),
         init_sent: false,
         current: None,
+        mid_gop: false,
+        bytes: 0,
+        max_bytes: limits.max_segment_bytes,
         last_end: 0.0,
         held: (0..streams.len()).map(|_| None).collect(),
         streams,
@@ -349,6 +356,11 @@ struct Writer<'a, S> {
     init_sent: bool,
     /// Start of the segment being written (video time, seconds); None before any video.
     current: Option<f64>,
+    /// Whether the segment being written was cut mid-GOP.
+    mid_gop: bool,
+    /// Packet bytes written since the last cut, and the most a segment may take.
+    bytes: u64,
+    max_bytes: u64,
     last_end: f64,
     streams: Vec<StreamCount>,
     /// Per output stream, the packet not yet written (see [`Writer::put`]).
@@ -398,15 +410,20 @@ impl<S: FnMut(Piece) -> Result<(), String>> Writer<'_, S> {
             let t = packet.pts().or(packet.dts()).unwrap_or(0) as f64 * tb;
             let end = t + packet.duration().max(0) as f64 * tb;
             self.last_end = self.last_end.max(end);
+            let due = packet.is_key() && self.current.is_some_and(|s| t - s >= self.target - 1e-6);
             match self.current {
                 None => self.current = Some(t),
-                Some(start) if packet.is_key() && t - start >= self.target - 1e-6 => {
+                // At the first keyframe past the target length, or anywhere once the
+                // segment is full (a long GOP must not grow one without bound).
+                Some(start) if due || self.bytes >= self.max_bytes => {
                     self.cut(start, t)?;
                     self.current = Some(t);
+                    self.mid_gop = !packet.is_key();
                 }
                 Some(_) => {}
             }
         }
+        self.bytes += packet.size() as u64;
         // Timestamps go through as they are: a negative start (B-frames, AAC priming)
         // becomes the MP4's edit list, so players skip exactly what the source skipped.
         self.muxer
@@ -420,6 +437,7 @@ impl<S: FnMut(Piece) -> Result<(), String>> Writer<'_, S> {
     fn cut(&mut self, start: f64, end: f64) -> Result<(), MediaError> {
         let fail = self.fail;
         let mut bytes = self.muxer.cut().map_err(fail)?;
+        self.bytes = 0;
         let path = self.shown;
         let stopped = |reason| MediaError::Stopped {
             path: path.to_string(),
@@ -452,6 +470,7 @@ impl<S: FnMut(Piece) -> Result<(), String>> Writer<'_, S> {
             start: seg.start,
             duration: seg.duration,
             bytes: seg.data.len() as u64,
+            mid_gop: self.mid_gop,
         });
         (self.sink)(Piece::Media(seg)).map_err(stopped)
     }
@@ -508,8 +527,14 @@ pub fn playlist(segments: &[SegmentInfo], init_uri: &str, uri: impl Fn(usize) ->
         .max()
         .unwrap_or(1)
         .max(1);
+    // Segments cut mid-GOP cannot be decoded on their own.
+    let independent = if segments.iter().any(|s| s.mid_gop) {
+        ""
+    } else {
+        "#EXT-X-INDEPENDENT-SEGMENTS\n"
+    };
     let mut m3u8 = format!(
-        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"{init_uri}\"\n"
+        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n{independent}#EXT-X-MAP:URI=\"{init_uri}\"\n"
     );
     for s in segments {
         m3u8.push_str(&format!("#EXTINF:{:.3},\n{}\n", s.duration, uri(s.index)));
@@ -724,18 +749,20 @@ mod tests {
 
     #[test]
     fn playlist_lists_every_segment_with_its_duration() {
-        let segs = vec![
+        let mut segs = vec![
             SegmentInfo {
                 index: 0,
                 start: 0.0,
                 duration: 4.0,
                 bytes: 10,
+                mid_gop: false,
             },
             SegmentInfo {
                 index: 1,
                 start: 4.0,
                 duration: 4.5,
                 bytes: 10,
+                mid_gop: false,
             },
         ];
         let m = playlist(&segs, "init.mp4", |i| format!("seg{i}.m4s"));
@@ -743,7 +770,11 @@ mod tests {
         assert!(m.contains("#EXT-X-MAP:URI=\"init.mp4\"\n"));
         assert!(m.contains("#EXT-X-TARGETDURATION:5\n"));
         assert!(m.contains("#EXTINF:4.500,\nseg1.m4s\n"));
+        assert!(m.contains("#EXT-X-INDEPENDENT-SEGMENTS\n"));
         assert!(m.ends_with("#EXT-X-ENDLIST\n"));
+        segs[1].mid_gop = true;
+        let m = playlist(&segs, "init.mp4", |i| format!("seg{i}.m4s"));
+        assert!(!m.contains("INDEPENDENT"), "a mid-GOP cut: {m}");
     }
 
     #[test]

@@ -221,3 +221,79 @@ fn classify_rejects_non_images_clearly() {
         "{err}"
     );
 }
+
+/// Limits hold on what a file holds, not on what it declares: an all-intra clip (every
+/// frame a keyframe) is sampled at `sampler.max_rate`, not frame by frame; its frame
+/// count is checked by the index pass; so is the duration of a raw stream that declares
+/// none; and the sampled-frame cap stops a scan that would classify more.
+#[test]
+fn decoded_media_is_held_to_the_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let intra = dir.path().join("intra.mp4");
+    let raw = dir.path().join("raw.h264");
+    for (out, seconds) in [(&intra, "8"), (&raw, "12")] {
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=25",
+            "-t",
+            seconds,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "1",
+            out.to_str().unwrap(),
+        ]);
+    }
+    let run = scan(&[&intra], &[]);
+    let doc = &run.docs[0];
+    assert_eq!(doc["sampling"]["keyframes_only"], true, "{doc}");
+    let sampled = crate::util::f64s(&doc["sampled"]);
+    // 200 keyframes in 8 s; at most 4 a second are decoded and classified.
+    assert!(
+        (25..=33).contains(&sampled.len()),
+        "{} sampled: {sampled:?}",
+        sampled.len()
+    );
+    assert!(doc["sampling"]["decoded_frames"].as_u64().unwrap() <= 33);
+    assert!(sampled.windows(2).all(|w| w[1] - w[0] <= 1.0 + 1e-6));
+    assert!(sampled[0] == 0.0 && *sampled.last().unwrap() >= 7.0);
+
+    let limit = |toml: &str| {
+        let config = dir.path().join("limits.toml");
+        std::fs::write(&config, format!("[limits]\n{toml}\n")).unwrap();
+        config.to_str().unwrap().to_string()
+    };
+    expect_error(
+        &intra,
+        &["--config", &limit("max_frames = 100")],
+        "limits.max_frames",
+    );
+    expect_error(
+        &intra,
+        &[
+            "--config",
+            &limit("max_duration = 10.0\nmax_sampled_frames = 20"),
+        ],
+        "limits.max_sampled_frames",
+    );
+    expect_error(
+        &raw,
+        &["--config", &limit("max_duration = 10.0")],
+        "limits.max_duration",
+    );
+    // A raw stream has no timestamps; it is scanned, thinned and timed all the same.
+    let run = scan(&[&raw], &[]);
+    let doc = &run.docs[0];
+    assert!(
+        (doc["video"]["duration"].as_f64().unwrap() - 12.0).abs() < 0.1,
+        "{doc}"
+    );
+    assert!(
+        doc["sampling"]["decoded_frames"].as_u64().unwrap() <= 49,
+        "{doc}"
+    );
+}

@@ -11,12 +11,22 @@ use vcw::media::{MediaError, MediaSource, Piece, SegmentInfo, count_packets, pla
 
 /// Segments `src` and joins the pieces into one fMP4 file at `out`.
 fn segment_to(src: &Path, target: f64, out: &Path) -> Result<Vec<SegmentInfo>, MediaError> {
+    segment_with(src, target, out, &Limits::default())
+}
+
+/// [`segment_to`] under `limits`.
+fn segment_with(
+    src: &Path,
+    target: f64,
+    out: &Path,
+    limits: &Limits,
+) -> Result<Vec<SegmentInfo>, MediaError> {
     let mut joined = Vec::new();
     let mut inits = 0;
     let written = segment(
         &MediaSource::file(src),
         target,
-        &Limits::default(),
+        limits,
         Transcode::Off,
         |piece| {
             match piece {
@@ -88,6 +98,37 @@ fn segments_reassemble_into_the_source() {
         assert_eq!(m3u8.matches("#EXTINF").count(), infos.len());
         assert_eq!(frame_md5s(&path, "v:0"), frame_md5s(&src, "v:0"), "{clip}");
     }
+}
+
+/// A keyframe interval holding more than `limits.max_segment_bytes` is cut mid-GOP, so a
+/// segment (which is built in memory) stays near the cap whatever the GOP; the playlist
+/// then drops `#EXT-X-INDEPENDENT-SEGMENTS`, and the joined segments are still the
+/// source, frame for frame.
+#[test]
+fn a_long_gop_is_cut_at_the_segment_size_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    // 40 s of 720p with a keyframe every 10 s: about 1.5 MiB per GOP.
+    let src = asset("samples/generated/longgop.mp4");
+    let path = dir.path().join("joined.mp4");
+    let cap = 1u64 << 20;
+    let limits = Limits {
+        max_segment_bytes: cap,
+        ..Limits::default()
+    };
+    let infos = segment_with(&src, 4.0, &path, &limits).unwrap();
+    let cut = infos.iter().filter(|s| s.mid_gop).count();
+    assert!(cut >= 2, "{infos:?}");
+    // The cap, plus the packet that crossed it and the fragment's boxes.
+    let largest = infos.iter().map(|s| s.bytes).max().unwrap();
+    assert!(largest < cap + (512 << 10), "{infos:?}");
+    let m3u8 = playlist(&infos, "init.mp4", |i| format!("{i}.m4s"));
+    assert!(!m3u8.contains("INDEPENDENT-SEGMENTS"), "{m3u8}");
+    assert_eq!(frame_md5s(&path, "v:0"), frame_md5s(&src, "v:0"));
+    eprintln!(
+        "{} segments ({cut} cut mid-GOP), largest {} KiB",
+        infos.len(),
+        largest >> 10
+    );
 }
 
 /// One row of the codec matrix: encoder arguments, container, and whether fMP4 HLS
