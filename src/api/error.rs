@@ -29,6 +29,8 @@ pub enum ApiError {
     Blocked,
     #[error("{0}")]
     PreconditionFailed(String),
+    #[error("the body does not match its Upload-Checksum; nothing of it was kept")]
+    ChecksumMismatch,
     #[error("range not satisfiable")]
     RangeNotSatisfiable { len: u64 },
     #[error("{what}; retry after {retry_after} s")]
@@ -69,6 +71,11 @@ impl ApiError {
             ApiError::RangeNotSatisfiable { .. } => {
                 (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
             }
+            // tus's own status for it.
+            ApiError::ChecksumMismatch => (
+                StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
+                "checksum_mismatch",
+            ),
             ApiError::TooMany { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Consent(e) if e.is_forbidden() => (StatusCode::FORBIDDEN, "consent"),

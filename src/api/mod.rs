@@ -6,6 +6,7 @@
 
 mod auth;
 mod caller;
+mod checksum;
 mod consent;
 mod dashboard;
 mod error;

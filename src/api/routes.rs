@@ -132,7 +132,10 @@ pub static ENDPOINTS: &[Endpoint] = &[
         summary: "tus creation: Upload-Length, a Vcw-Consent token (the subject), Upload-Metadata (filename, callback_url, enqueue optional)",
         roles: WRITE,
         responses: &[
-            (201, "created; Location is the upload URL"),
+            (
+                201,
+                "created; Location is the upload URL, Upload-Expires when it goes if unfinished",
+            ),
             (400, "missing Upload-Length"),
             (401, "consent token missing or invalid"),
             (403, "consent lacks the purpose, or was revoked"),
@@ -155,11 +158,16 @@ pub static ENDPOINTS: &[Endpoint] = &[
     Endpoint {
         method: "PATCH",
         path: "/v1/uploads/{id}",
-        summary: "tus: append bytes at Upload-Offset (sealed as they arrive); the last one queues the job",
+        summary: "tus: append bytes at Upload-Offset (sealed as they arrive), checked against Upload-Checksum (sha1, sha256) when sent; the last one queues the job",
         roles: WRITE,
         responses: &[
-            (204, "stored; new Upload-Offset"),
+            (
+                204,
+                "stored; new Upload-Offset, and Upload-Expires while unfinished",
+            ),
+            (400, "malformed Upload-Checksum or unsupported algorithm"),
             (409, "offset mismatch"),
+            (460, "the body does not match Upload-Checksum; nothing kept"),
             (
                 415,
                 "not application/offset+octet-stream, or not a video container",

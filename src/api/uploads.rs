@@ -1,4 +1,5 @@
-//! Uploads: tus 1.0 (core, creation, termination) and a plain streaming PUT.
+//! Uploads: tus 1.0 (core, creation, termination, checksum, expiration) and a plain
+//! streaming PUT.
 //!
 //! Every request body is sealed as it streams in (see [`crate::staging`]), so memory stays
 //! flat and no plaintext reaches the disk. A tus PATCH that breaks off keeps what arrived,
@@ -20,6 +21,7 @@ use tokio_util::io::StreamReader;
 
 use super::App;
 use super::caller::Caller;
+use super::checksum::{self, Expected, Hashing};
 use super::consent::consenting_subject;
 use super::error::ApiError;
 use crate::catalog::{NewVideo, PartAdded, UploadRow};
@@ -149,7 +151,11 @@ pub async fn options(State(app): State<App>) -> Response {
     h.insert("tus-version", HeaderValue::from_static(TUS_VERSION));
     h.insert(
         "tus-extension",
-        HeaderValue::from_static("creation,termination"),
+        HeaderValue::from_static("creation,termination,checksum,expiration"),
+    );
+    h.insert(
+        "tus-checksum-algorithm",
+        HeaderValue::from_static(checksum::ALGORITHMS),
     );
     h.insert(
         "tus-max-size",
@@ -205,6 +211,7 @@ pub async fn create(
             filename: get("filename"),
             callback_url,
             state: UploadState::Receiving,
+            created_at_ms: None,
         })
         .await?;
     if !created {
@@ -217,6 +224,7 @@ pub async fn create(
         header::LOCATION,
         HeaderValue::from_str(&format!("/v1/uploads/{id}")).map_err(ApiError::internal)?,
     );
+    expires(&mut r, svc, crate::domain::clock::now_ms());
     Ok(tus_headers(r))
 }
 
@@ -235,6 +243,26 @@ fn offsets(r: &mut Response, upload: &UploadRow, received: i64) {
     h.insert("upload-length", HeaderValue::from(upload.length));
 }
 
+/// `Upload-Expires` of an upload created at `created_ms` (tus expiration): when the
+/// reaper ends it if it is still unfinished (`server.upload_expiry_seconds`).
+fn expires(r: &mut Response, svc: &Service, created_ms: i64) {
+    let expiry_ms = (svc.config.server.upload_expiry_seconds * 1000.0) as u64;
+    let at = std::time::UNIX_EPOCH
+        + std::time::Duration::from_millis(created_ms.max(0) as u64 + expiry_ms);
+    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(at)) {
+        r.headers_mut().insert("upload-expires", v);
+    }
+}
+
+/// [`expires`] for a stored upload still receiving.
+fn expires_if_receiving(r: &mut Response, svc: &Service, upload: &UploadRow, received: i64) {
+    if let Some(created) = upload.created_at_ms
+        && received < upload.length
+    {
+        expires(r, svc, created);
+    }
+}
+
 pub async fn head(
     State(app): State<App>,
     Extension(caller): Extension<Caller>,
@@ -248,6 +276,9 @@ pub async fn head(
     }
     let mut r = StatusCode::OK.into_response();
     offsets(&mut r, &upload, upload.received);
+    if upload.state == UploadState::Receiving {
+        expires_if_receiving(&mut r, &app.svc, &upload, upload.received);
+    }
     Ok(tus_headers(r))
 }
 
@@ -296,6 +327,7 @@ pub async fn patch(
         ));
     }
     let svc = &app.svc;
+    let expected = Expected::from_headers(&headers)?;
     let upload = owned_upload(&app, &caller, &id).await?;
     let offset: i64 = header_str(&headers, "upload-offset")
         .and_then(|v| v.parse().ok())
@@ -341,7 +373,7 @@ pub async fn patch(
             "the upload does not start like a video container (MP4, MOV, MKV/WebM, TS, AVI, FLV, Ogg, ASF)".into(),
         ));
     }
-    let body = std::io::Cursor::new(head).chain(reader);
+    let mut body = Hashing::new(std::io::Cursor::new(head).chain(reader), expected);
     let key = Service::part_key(&id, offset).map_err(ApiError::internal)?;
     let part = stage_part(
         &svc.vault,
@@ -350,19 +382,26 @@ pub async fn patch(
         &upload.subject_hash,
         &key,
         offset,
-        body,
+        &mut body,
     )
     .await
     .map_err(ApiError::internal)?;
     crate::failpoint::hit("after-stage-part");
-    if part.len as u64 > remaining {
+    let refusal = if part.len as u64 > remaining {
+        Some(ApiError::TooLarge(format!(
+            "body goes past Upload-Length {}",
+            upload.length
+        )))
+    } else if body.expected.take().is_some_and(|e| !e.matches()) {
+        Some(ApiError::ChecksumMismatch)
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
         discard_parts(&svc.vault, &*svc.store, &[part])
             .await
             .map_err(ApiError::internal)?;
-        return Err(ApiError::TooLarge(format!(
-            "body goes past Upload-Length {}",
-            upload.length
-        )));
+        return Err(refusal);
     }
     let source = upload_source(&id)?;
     let video = new_video(svc, &id, &upload, &source);
@@ -392,6 +431,7 @@ pub async fn patch(
         }
     };
     offsets(&mut r, &upload, received);
+    expires_if_receiving(&mut r, svc, &upload, received);
     Ok(tus_headers(r))
 }
 
@@ -492,6 +532,7 @@ pub async fn put_video(
         filename: None,
         callback_url,
         state: UploadState::Receiving,
+        created_at_ms: None,
     };
     // The row first: of concurrent PUTs with one id exactly one gets it, and nothing is
     // staged for the others.

@@ -148,6 +148,7 @@ pub async fn submit(
                 filename: None,
                 callback_url: req.callback_url.clone(),
                 state: UploadState::Receiving,
+                created_at_ms: None,
             };
             (id, upload)
         }

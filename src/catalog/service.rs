@@ -173,6 +173,9 @@ pub struct UploadRow {
     pub filename: Option<String>,
     pub callback_url: Option<String>,
     pub state: UploadState,
+    /// When the catalog stored the row (Unix ms); `None` for a row not stored yet (the
+    /// catalog sets it on insert).
+    pub created_at_ms: Option<i64>,
 }
 
 #[derive(Clone, Debug)]
@@ -274,6 +277,7 @@ fn upload_row(r: &AnyRow) -> Result<UploadRow, CatalogError> {
         filename: r.try_get("filename")?,
         callback_url: r.try_get("callback_url")?,
         state: parse_state(r, UploadState::parse)?,
+        created_at_ms: Some(r.try_get("created_at")?),
     })
 }
 

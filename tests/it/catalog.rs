@@ -46,6 +46,7 @@ fn upload(id: &str, length: i64) -> UploadRow {
         filename: None,
         callback_url: None,
         state: UploadState::Receiving,
+        created_at_ms: None,
     }
 }
 

@@ -1265,3 +1265,89 @@ fn healthz_answers_while_large_uploads_stream_in() {
         LEN >> 20
     );
 }
+
+/// tus checksum and expiration: a PATCH whose body does not match its `Upload-Checksum`
+/// is refused with 460 and nothing of it is kept; matching ones (sha1, sha256) are
+/// stored; an unknown algorithm is a 400; `Upload-Expires` tells the client when an
+/// unfinished upload goes (`server.upload_expiry_seconds`), and the finished video is
+/// the bytes sent.
+#[test]
+fn tus_checksums_and_expiry() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let dir = tempfile::tempdir().unwrap();
+    let up = token(dir.path(), Role::Uploader);
+    let s = Server::start(dir.path(), &[]);
+    let uploads = s.url("/v1/uploads");
+    let tus = ("tus-resumable", "1.0.0");
+    let (status, h, _) = send("OPTIONS", &uploads, None, &[tus], b"");
+    assert_eq!(status, 204);
+    let extensions = h["tus-extension"].to_str().unwrap();
+    assert!(extensions.contains("checksum") && extensions.contains("expiration"));
+    assert_eq!(h["tus-checksum-algorithm"], "sha1,sha256");
+
+    let video = std::fs::read(asset("samples/bikes.mp4")).unwrap();
+    let consent = consent(&s.dir, "subject-1");
+    let length = video.len().to_string();
+    let (status, h, _) = send(
+        "POST",
+        &uploads,
+        Some(&up),
+        &[tus, ("vcw-consent", &consent), ("upload-length", &length)],
+        b"",
+    );
+    assert_eq!(status, 201);
+    let upload = s.url(h["location"].to_str().unwrap());
+    let expires = httpdate::parse_http_date(h["upload-expires"].to_str().unwrap()).unwrap();
+    let in_a_day = std::time::SystemTime::now() + Duration::from_secs(86_400);
+    let off = |a: std::time::SystemTime, b: std::time::SystemTime| {
+        a.duration_since(b)
+            .or_else(|_| b.duration_since(a))
+            .unwrap()
+    };
+    assert!(off(expires, in_a_day) < Duration::from_secs(120));
+
+    let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+    let sha1 = |d: &[u8]| format!("sha1 {}", b64(&sha1::Sha1::digest(d)));
+    let sha256 = |d: &[u8]| format!("sha256 {}", b64(&Sha256::digest(d)));
+    let half = video.len() / 2;
+    let patch = |offset: usize, body: &[u8], checksum: &str| {
+        let offset = offset.to_string();
+        send(
+            "PATCH",
+            &upload,
+            Some(&up),
+            &[
+                tus,
+                ("content-type", "application/offset+octet-stream"),
+                ("upload-offset", &offset),
+                ("upload-checksum", checksum),
+            ],
+            body,
+        )
+    };
+    let offset = || send("HEAD", &upload, Some(&up), &[tus], b"").1["upload-offset"].clone();
+
+    // Damaged on the way: one byte differs from what was hashed.
+    let mut damaged = video[..half].to_vec();
+    damaged[half / 2] ^= 1;
+    assert_eq!(patch(0, &damaged, &sha256(&video[..half])).0, 460);
+    assert_eq!(offset(), "0", "nothing of a mismatched body is kept");
+    let md5 = "md5 XUFAKrxLKna5cZ2REBfFkg==";
+    assert_eq!(patch(0, &video[..half], md5).0, 400);
+    assert_eq!(patch(0, &video[..half], "sha1").0, 400);
+
+    let (status, h, _) = patch(0, &video[..half], &sha1(&video[..half]));
+    assert_eq!(status, 204);
+    assert_eq!(h["upload-offset"], half.to_string().as_str());
+    assert!(h.contains_key("upload-expires"), "still receiving");
+    let (status, h, _) = patch(half, &video[half..], &sha256(&video[half..]));
+    assert_eq!(status, 204);
+    assert!(
+        !h.contains_key("upload-expires"),
+        "complete: it no longer expires"
+    );
+    let id = h["vcw-video"].to_str().unwrap().rsplit('/').next().unwrap();
+    let v = wait_for(&s, &up, id, 120, is_final);
+    assert_eq!(state(&v), "done", "{v}");
+}
