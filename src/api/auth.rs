@@ -157,9 +157,15 @@ pub async fn authorize(
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let Some(ep) = matched.and_then(|m| endpoint(req.method().as_str(), m.as_str())) else {
-        // Not in the table: never served (the router is built from the table).
+    let Some(path) = matched else {
         return Err(ApiError::NotFound("endpoint"));
+    };
+    let Some(ep) = endpoint(req.method().as_str(), path.as_str()) else {
+        // A path in the table with another method: never served (the router is built
+        // from the table), and the answer says what is.
+        return Err(ApiError::MethodNotAllowed(
+            super::routes::methods_at(path.as_str()).join(", "),
+        ));
     };
     if ep.roles.is_empty() {
         return Ok(next.run(req).await);

@@ -29,6 +29,8 @@ pub enum ApiError {
     Blocked,
     #[error("{0}")]
     PreconditionFailed(String),
+    #[error("method not allowed here (allowed: {0})")]
+    MethodNotAllowed(String),
     #[error("the body does not match its Upload-Checksum; nothing of it was kept")]
     ChecksumMismatch,
     #[error("range not satisfiable")]
@@ -71,6 +73,7 @@ impl ApiError {
             ApiError::RangeNotSatisfiable { .. } => {
                 (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
             }
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             // tus's own status for it.
             ApiError::ChecksumMismatch => (
                 StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
@@ -136,6 +139,11 @@ impl IntoResponse for ApiError {
             }
             ApiError::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(5u64));
+            }
+            ApiError::MethodNotAllowed(allow) => {
+                if let Ok(v) = HeaderValue::from_str(allow) {
+                    headers.insert(header::ALLOW, v);
+                }
             }
             ApiError::Unauthorized => {
                 headers.insert(

@@ -414,6 +414,15 @@ pub fn endpoint(method: &str, path: &str) -> Option<&'static Endpoint> {
         .find(|e| e.method == method && e.path == path)
 }
 
+/// The methods the table serves at `path` (what a 405's `Allow` lists).
+pub fn methods_at(path: &str) -> Vec<&'static str> {
+    ENDPOINTS
+        .iter()
+        .filter(|e| e.path == path)
+        .map(|e| e.method)
+        .collect()
+}
+
 /// Every endpoint in the table, grouped by path.
 pub fn router() -> Router<App> {
     let mut paths: Vec<&str> = ENDPOINTS.iter().map(|e| e.path).collect();

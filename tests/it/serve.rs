@@ -597,6 +597,21 @@ fn every_endpoint_checks_every_role() {
         }
     }
 
+    // A path in the table with a method it does not list: 405 naming what is allowed,
+    // before any token is looked at.
+    let admin = &tokens.iter().find(|(r, _)| *r == Role::Admin).unwrap().1;
+    for (method, path, allow) in [
+        ("DELETE", "/v1/dashboard", "GET"),
+        ("PUT", "/v1/uploads", "OPTIONS, POST"),
+        ("POST", &format!("/v1/videos/{id}/playlist.m3u8"), "GET"),
+    ] {
+        for t in [None, Some(admin.as_str())] {
+            let (status, h, _) = send(method, &s.url(path), t, &[], b"");
+            assert_eq!(status, 405, "{method} {path}");
+            assert_eq!(h["allow"], allow, "{method} {path}");
+        }
+    }
+
     // The OpenAPI document lists exactly the table, with its roles.
     let (status, _, body) = send("GET", &s.url("/openapi.json"), None, &[], b"");
     assert_eq!(status, 200);
