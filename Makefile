@@ -5,7 +5,7 @@ CARGO ?= cargo
 VCW := target/release/vcw
 SAMPLES := samples/bigbuckbunny.mp4 samples/bikes.mp4 samples/carphone_pristine.mp4
 
-.PHONY: run test setup setup-test models samples clips build lint bench goldens clean-assets
+.PHONY: run test setup setup-test models samples clips build image lint bench goldens clean-assets
 
 run: setup build
 	@# exit status 1 means "something was flagged", which is a result, not a failure
@@ -34,6 +34,10 @@ clips: setup
 
 build:
 	$(CARGO) build --release --locked
+
+# The OCI image (localhost/vcw:<version>; scripts/image says how to push it).
+image: setup build
+	scripts/image
 
 lint:
 	$(CARGO) fmt --all -- --check

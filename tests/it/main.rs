@@ -10,6 +10,7 @@ mod crypto;
 mod crypto_support;
 mod dashboard;
 mod doctor;
+mod image;
 mod inputs;
 mod jobs;
 mod k8s;
