@@ -337,22 +337,30 @@ fn cluster_mode_on_nats_postgres_and_s3() {
     assert!(crate::util::ffprobe_duration(&mp4) > 1.0);
 
     // Another producer publishes a whole job on JetStream; the source is in S3.
+    let publish_job = |id: &str, url: &str| {
+        let job = serde_json::json!({
+            "id": id,
+            "source": {"s3": {"url": url}},
+            "consent": consent(dir.path(), "subject-2"),
+        });
+        rt.block_on(async {
+            let client = async_nats::connect(&nats.url).await.unwrap();
+            let js = async_nats::jetstream::new(client);
+            js.publish("vcw.jobs", job.to_string().into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        });
+    };
     rt.block_on(async {
         let mut file = tokio::fs::File::open(&clip).await.unwrap();
         bucket.put("input/bikes.mp4", &mut file).await.unwrap();
-        let client = async_nats::connect(&nats.url).await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        let job = serde_json::json!({
-            "id": "feed0000000000000000000000000001",
-            "source": {"s3": {"url": "s3://vcw/input/bikes.mp4"}},
-            "consent": consent(dir.path(), "subject-2"),
-        });
-        js.publish("vcw.jobs", job.to_string().into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
     });
+    publish_job(
+        "feed0000000000000000000000000001",
+        "s3://vcw/input/bikes.mp4",
+    );
     let v = wait_for(
         &api,
         &admin,
@@ -364,20 +372,10 @@ fn cluster_mode_on_nats_postgres_and_s3() {
 
     // A queue-driven job never passed the API's check: the worker refuses vcw's own
     // store as a source, permanently (no retry).
-    rt.block_on(async {
-        let client = async_nats::connect(&nats.url).await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        let job = serde_json::json!({
-            "id": "feed0000000000000000000000000002",
-            "source": {"s3": {"url": "s3://vcw/cluster/videos/feed0000000000000000000000000001/a1/manifest.json.sealed"}},
-            "consent": consent(dir.path(), "subject-2"),
-        });
-        js.publish("vcw.jobs", job.to_string().into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-    });
+    publish_job(
+        "feed0000000000000000000000000002",
+        "s3://vcw/cluster/videos/feed0000000000000000000000000001/a1/manifest.json.sealed",
+    );
     let v = wait_for(
         &api,
         &admin,

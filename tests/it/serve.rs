@@ -393,31 +393,23 @@ fn tus_upload_to_verdict_playback_and_signed_webhook() {
     let id = url.rsplit('/').next().unwrap().to_string();
     // The last PATCH again (a client that did not see its answer), at the final offset
     // with nothing more: 204 with the offset, as tusd answers; a byte more is a conflict.
-    let (status, headers, _) = send(
-        "PATCH",
-        &s.url(&format!("/v1/uploads/{id}")),
-        Some(&uploader),
-        &[
-            ("tus-resumable", "1.0.0"),
-            ("content-type", "application/offset+octet-stream"),
-            ("upload-offset", &len.to_string()),
-        ],
-        b"",
-    );
+    let patch_at_end = |body: &[u8]| {
+        send(
+            "PATCH",
+            &s.url(&format!("/v1/uploads/{id}")),
+            Some(&uploader),
+            &[
+                ("tus-resumable", "1.0.0"),
+                ("content-type", "application/offset+octet-stream"),
+                ("upload-offset", &len.to_string()),
+            ],
+            body,
+        )
+    };
+    let (status, headers, _) = patch_at_end(b"");
     assert_eq!(status, 204);
     assert_eq!(headers["upload-offset"], len.to_string().as_str());
-    let (status, ..) = send(
-        "PATCH",
-        &s.url(&format!("/v1/uploads/{id}")),
-        Some(&uploader),
-        &[
-            ("tus-resumable", "1.0.0"),
-            ("content-type", "application/offset+octet-stream"),
-            ("upload-offset", &len.to_string()),
-        ],
-        b"x",
-    );
-    assert_eq!(status, 409);
+    assert_eq!(patch_at_end(b"x").0, 409);
 
     let v = wait_for(&s, &uploader, &id, 240, is_final);
     assert_eq!(state(&v), "done", "{v}");
