@@ -68,10 +68,22 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// `Tus-Resumable`: another protocol version is a 412 (as tus asks); a missing or
+/// malformed header is a bad request (400), which tus leaves open.
 fn check_tus(headers: &HeaderMap) -> Result<(), ApiError> {
+    let version = |v: &str| {
+        let parts: Vec<&str> = v.split('.').collect();
+        parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    };
     match header_str(headers, "tus-resumable") {
         Some(TUS_VERSION) => Ok(()),
-        _ => Err(ApiError::PreconditionFailed(format!(
+        Some(v) if version(v) => Err(ApiError::PreconditionFailed(format!(
+            "Tus-Resumable {v} is not supported: {TUS_VERSION}"
+        ))),
+        _ => Err(ApiError::BadRequest(format!(
             "Tus-Resumable: {TUS_VERSION} required"
         ))),
     }
@@ -327,8 +339,8 @@ pub async fn patch(
         ));
     }
     let svc = &app.svc;
-    let expected = Expected::from_headers(&headers)?;
     let upload = owned_upload(&app, &caller, &id).await?;
+    let expected = Expected::from_headers(&headers)?;
     let offset: i64 = header_str(&headers, "upload-offset")
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| ApiError::BadRequest("Upload-Offset required".into()))?;

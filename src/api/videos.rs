@@ -97,7 +97,7 @@ pub async fn submit(
     Json(req): Json<JobRequest>,
 ) -> Result<Response, ApiError> {
     let svc = &app.svc;
-    check_callback(svc, req.callback_url.as_deref())?;
+    // Who and what first (404, 401/403), then whether the request is acceptable (400).
     let (id, upload) = match &req.source {
         JobSource::Upload { upload_id } => {
             let upload = svc
@@ -127,10 +127,10 @@ pub async fn submit(
             (upload_id.clone(), upload)
         }
         JobSource::S3 { url } => {
+            let subject_hash = consenting_subject(&app, &caller, &headers).await?;
             let server = &svc.config.server;
             crate::domain::check_s3_source(url, &server.s3_sources, server.store.as_deref())
                 .map_err(|why| ApiError::BadRequest(format!("source.s3.url: {why}")))?;
-            let subject_hash = consenting_subject(&app, &caller, &headers).await?;
             let id = match &req.id {
                 Some(i) => crate::domain::parse_id(i)
                     .map(|b| crate::domain::id_hex(&b))
@@ -153,6 +153,7 @@ pub async fn submit(
             (id, upload)
         }
     };
+    check_callback(svc, req.callback_url.as_deref())?;
     if let Some(existing) = svc.catalog().video(&id).await? {
         if !caller.may_access(&existing.owner) {
             return Err(ApiError::Conflict(format!("video {id} exists")));

@@ -17,6 +17,7 @@ mod k8s;
 mod layout;
 mod metrics;
 mod mutants;
+mod openapi;
 mod outbound;
 mod parity;
 mod renditions;

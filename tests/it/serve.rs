@@ -655,8 +655,18 @@ fn bad_input_is_refused_and_leaves_stored_data_intact() {
 
     assert_eq!(
         post(&[("upload-length", "100"), subject]).0,
-        412,
+        400,
         "no Tus-Resumable"
+    );
+    assert_eq!(
+        post(&[
+            ("tus-resumable", "0.2.2"),
+            ("upload-length", "100"),
+            subject
+        ])
+        .0,
+        412,
+        "another tus version"
     );
     assert_eq!(post(&[tus, ("upload-length", "100")]).0, 401, "no consent");
     let named = ("upload-metadata", "subject c3ViamVjdC0x");
