@@ -30,6 +30,8 @@ fn schemathesis_finds_the_document_exact() {
         .args(["run", &s.url("/openapi.json"), "--seed", "1"])
         .args(["--max-examples", "30", "--no-color"])
         .args(["-H", &format!("Authorization: Bearer {admin}")])
+        // Its example database goes there too, not into the checkout.
+        .current_dir(dir.path())
         .env("PYTHONPATH", &config)
         .env("SCHEMATHESIS_HOOKS", "hooks")
         .output()
