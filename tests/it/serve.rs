@@ -769,6 +769,15 @@ fn bad_input_is_refused_and_leaves_stored_data_intact() {
     assert!(v["error"].as_str().unwrap().contains("upload"), "{v}");
 
     // S3 sources outside the allow list, or malformed, are refused before anything runs.
+    let submit = |job: Value| {
+        send(
+            "POST",
+            &s.url("/v1/jobs"),
+            Some(&up),
+            &[("content-type", "application/json"), subject],
+            job.to_string().as_bytes(),
+        )
+    };
     for (url, why) in [
         (
             "s3://private-bucket/payroll.mp4",
@@ -777,14 +786,7 @@ fn bad_input_is_refused_and_leaves_stored_data_intact() {
         ("s3://bucket/../other/key.mp4", "dot segments"),
         ("s3://bucket/", "key is empty"),
     ] {
-        let job = serde_json::json!({ "source": {"s3": {"url": url}} });
-        let (status, _, body) = send(
-            "POST",
-            &s.url("/v1/jobs"),
-            Some(&up),
-            &[("content-type", "application/json"), subject],
-            job.to_string().as_bytes(),
-        );
+        let (status, _, body) = submit(serde_json::json!({ "source": {"s3": {"url": url}} }));
         let body = String::from_utf8_lossy(&body);
         assert_eq!(status, 400, "{url}: {body}");
         assert!(body.contains(why), "{url}: {body}");
@@ -797,13 +799,7 @@ fn bad_input_is_refused_and_leaves_stored_data_intact() {
         "source": {"s3": {"url": "s3://bucket/video.mp4"}},
         "callback_url": hook_url,
     });
-    let (status, _, body) = send(
-        "POST",
-        &s.url("/v1/jobs"),
-        Some(&up),
-        &[("content-type", "application/json"), subject],
-        job.to_string().as_bytes(),
-    );
+    let (status, _, body) = submit(job);
     assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
     let id = serde_json::from_slice::<Value>(&body).unwrap()["id"]
         .as_str()
