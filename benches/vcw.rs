@@ -76,10 +76,8 @@ fn models(c: &mut Criterion) {
     let hd_refs: Vec<&Frame> = hd.iter().collect();
     let face_refs: Vec<&Frame> = faces.iter().collect();
     let face_dets = classifier.detect(&face_refs).expect("detect");
-    let n_faces: usize = face_dets
-        .iter()
-        .map(|d| d.iter().filter(|x| x.is_face()).count())
-        .sum();
+    let found = classifier.find_faces(&face_refs).expect("centerface");
+    let n_faces: usize = found.iter().map(Vec::len).sum();
 
     let mut g = c.benchmark_group("models");
     g.sample_size(10);
@@ -90,9 +88,16 @@ fn models(c: &mut Criterion) {
     g.bench_function("nudenet_1080p_batch8", |b| {
         b.iter(|| classifier.detect(&hd_refs).expect("detect"))
     });
+    g.bench_function("centerface_1080p_batch8", |b| {
+        b.iter(|| classifier.find_faces(&hd_refs).expect("centerface"))
+    });
     g.throughput(Throughput::Elements(n_faces as u64));
     g.bench_function("age_per_face", |b| {
-        b.iter(|| classifier.ages(&face_refs, &face_dets).expect("ages"))
+        b.iter(|| {
+            classifier
+                .judge_faces(&face_refs, &found, &face_dets)
+                .expect("faces")
+        })
     });
     g.finish();
 }

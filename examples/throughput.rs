@@ -62,13 +62,24 @@ fn main() -> anyhow::Result<()> {
                 refs.len(),
                 start.elapsed().as_secs_f64()
             );
-            let faces: usize = dets
-                .iter()
-                .map(|d| d.iter().filter(|x| x.is_face()).count())
-                .sum();
             let start = Instant::now();
-            for (chunk, d) in refs.chunks(batch).zip(dets.chunks(batch)) {
-                classifier.ages(chunk, d)?;
+            let mut found = Vec::new();
+            for chunk in refs.chunks(batch) {
+                found.extend(classifier.find_faces(chunk)?);
+            }
+            let faces: usize = found.iter().map(Vec::len).sum();
+            println!(
+                "centerface {} {:.4}",
+                refs.len(),
+                start.elapsed().as_secs_f64()
+            );
+            let start = Instant::now();
+            for ((chunk, f), d) in refs
+                .chunks(batch)
+                .zip(found.chunks(batch))
+                .zip(dets.chunks(batch))
+            {
+                classifier.judge_faces(chunk, f, d)?;
             }
             println!("age {} {:.4}", faces, start.elapsed().as_secs_f64());
         }

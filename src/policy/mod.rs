@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::inference::{FrameSignals, LABELS};
+use crate::inference::{Face, FrameSignals, LABELS};
 
 pub use timeline::{merge, merge_ranges};
 
@@ -83,6 +83,8 @@ pub struct NudityRule {
 #[serde(deny_unknown_fields)]
 pub struct MinorRule {
     pub p_minor: f32,
+    pub agree: f32,
+    pub possible: f32,
     pub face_score: f32,
     pub action: Action,
     pub window: f64,
@@ -103,6 +105,8 @@ pub mod codes {
     pub const POSSIBLE_EXPLICIT_NUDITY: &str = "possible_explicit_nudity";
     pub const SUGGESTIVE: &str = "suggestive";
     pub const PROBABLE_MINOR: &str = "probable_minor";
+    pub const POSSIBLE_MINOR: &str = "possible_minor";
+    pub const UNJUDGEABLE_FACE: &str = "unjudgeable_face";
     pub const MINOR_EXPLICIT: &str = "minor_with_explicit_content";
 }
 
@@ -170,6 +174,8 @@ impl Policy {
             ("nudity.corroborating_nsfw", self.nudity.corroborating_nsfw),
             ("nudity.suggestive_score", self.nudity.suggestive_score),
             ("minor.p_minor", self.minor.p_minor),
+            ("minor.agree", self.minor.agree),
+            ("minor.possible", self.minor.possible),
             ("minor.face_score", self.minor.face_score),
         ];
         for (name, v) in probs {
@@ -212,6 +218,8 @@ impl Policy {
         let mut possible_explicit = Vec::new();
         let mut suggestive = Vec::new();
         let mut minors = Vec::new();
+        let mut possible_minors = Vec::new();
+        let mut unjudgeable = Vec::new();
         for &(t, s) in frames {
             if s.nsfw >= self.nsfw.restrict {
                 nsfw_high.push((t, s.nsfw));
@@ -240,19 +248,26 @@ impl Policy {
             ) {
                 suggestive.push((t, score));
             }
-            let minor = s
-                .faces
-                .iter()
-                .filter(|f| f.p_minor >= self.minor.p_minor)
-                .filter(|f| {
-                    s.detections.iter().any(|d| {
-                        d.is_face() && d.bbox == f.bbox && d.score >= self.minor.face_score
-                    })
-                })
-                .map(|f| f.p_minor)
-                .fold(None, |m: Option<f32>, x| Some(m.map_or(x, |m| m.max(x))));
-            if let Some(p) = minor {
+            let best = |faces: &mut dyn Iterator<Item = f32>| {
+                faces.fold(None, |m: Option<f32>, x| Some(m.map_or(x, |m| m.max(x))))
+            };
+            let seen = || s.faces.iter().filter(|f| f.score >= self.minor.face_score);
+            let probable = |f: &&Face| {
+                f.p_minor.is_some_and(|p| p >= self.minor.p_minor)
+                    && f.models_agree_minor(self.minor.agree)
+            };
+            if let Some(p) = best(&mut seen().filter(probable).filter_map(|f| f.p_minor)) {
                 minors.push((t, p));
+            }
+            let possible = seen()
+                .filter(|f| !probable(f))
+                .filter_map(|f| f.p_minor.filter(|&p| p >= self.minor.possible));
+            if let Some(p) = best(&mut possible.into_iter()) {
+                possible_minors.push((t, p));
+            }
+            let unjudged = seen().filter(|f| f.unjudgeable.is_some()).map(|f| f.score);
+            if let Some(score) = best(&mut unjudged.into_iter()) {
+                unjudgeable.push((t, score));
             }
         }
 
@@ -292,6 +307,17 @@ impl Policy {
             }
         }
         let escalate = !pairs.is_empty();
+        // Explicit content near a face nobody can judge: a person must look.
+        let near_explicit = |t: f64| {
+            explicit
+                .iter()
+                .chain(&possible_explicit)
+                .any(|&(te, _)| (te - t).abs() <= self.minor.window)
+        };
+        let unjudgeable: Vec<(f64, f32)> = unjudgeable
+            .into_iter()
+            .filter(|&(t, _)| near_explicit(t))
+            .collect();
         add(
             codes::MINOR_EXPLICIT,
             Action::Block,
@@ -301,6 +327,13 @@ impl Policy {
         add(codes::EXPLICIT_NUDITY, Action::Restrict, &explicit, None);
         add(codes::NSFW_HIGH, Action::Restrict, &nsfw_high, None);
         add(codes::PROBABLE_MINOR, self.minor.action, &minors, None);
+        add(
+            codes::POSSIBLE_MINOR,
+            Action::Review,
+            &possible_minors,
+            None,
+        );
+        add(codes::UNJUDGEABLE_FACE, Action::Review, &unjudgeable, None);
         add(
             codes::POSSIBLE_EXPLICIT_NUDITY,
             Action::Review,
@@ -326,7 +359,7 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inference::{Detection, Face};
+    use crate::inference::{AgeEstimate, Detection, Face, Quality};
 
     fn frame(nsfw: f32, dets: &[(&str, f32)], minor: Option<f32>) -> FrameSignals {
         let mut detections: Vec<Detection> = dets
@@ -345,10 +378,27 @@ mod tests {
                 score: 0.8,
                 bbox: [100, 100, 40, 40],
             });
+            let age = if p > 0.5 { 12.0 } else { 30.0 };
+            let estimate = |model: &str| AgeEstimate {
+                model: model.into(),
+                age,
+                sd: 5.0,
+                p_minor: p,
+                reported_p_minor: None,
+                ignored: None,
+            };
             faces.push(Face {
                 bbox: [100, 100, 40, 40],
-                age: if p > 0.5 { 12.0 } else { 30.0 },
-                p_minor: p,
+                score: 0.8,
+                found_by: Vec::new(),
+                landmarks: None,
+                quality: Quality::default(),
+                unjudgeable: None,
+                age: Some(age),
+                age_sd: Some(5.0),
+                p_minor: Some(p),
+                estimates: vec![estimate("age_v1"), estimate("faceapi_age")],
+                chip: None,
             });
         }
         FrameSignals {
@@ -494,10 +544,51 @@ mod tests {
     #[test]
     fn a_minor_on_a_low_confidence_face_is_ignored() {
         let mut f = frame(0.1, &[("FEMALE_GENITALIA_EXPOSED", 0.9)], Some(0.9));
-        f.detections.last_mut().unwrap().score = 0.3;
+        f.faces[0].score = 0.3;
         let j = judge(&[(0.0, f)]);
         assert_eq!(j.verdict, Action::Restrict);
         assert!(!j.escalate);
+    }
+
+    #[test]
+    fn models_that_disagree_make_a_possible_minor_not_a_probable_one() {
+        let explicit = [("FEMALE_GENITALIA_EXPOSED", 0.9)];
+        let mut f = frame(0.1, &explicit, Some(0.7));
+        f.faces[0].estimates[0].p_minor = 0.2;
+        let j = judge(&[(0.0, f)]);
+        assert!(!j.escalate);
+        assert_eq!(
+            codes_of(&j),
+            vec![codes::EXPLICIT_NUDITY, codes::POSSIBLE_MINOR]
+        );
+        // A misaligned model is left out: the other one decides alone.
+        let mut f = frame(0.1, &explicit, Some(0.7));
+        f.faces[0].estimates[0].p_minor = 0.2;
+        f.faces[0].estimates[0].ignored = Some("misaligned".into());
+        assert!(judge(&[(0.0, f)]).escalate);
+        // Under `possible`, nothing about minors at all.
+        let j = judge(&[(0.0, frame(0.1, &[], Some(0.3)))]);
+        assert_eq!(j.verdict, Action::Allow);
+    }
+
+    #[test]
+    fn an_unjudgeable_face_next_to_explicit_content_asks_for_review() {
+        let unjudgeable = |nsfw: f32, dets: &[(&str, f32)]| {
+            let mut f = frame(nsfw, dets, Some(0.0));
+            let face = &mut f.faces[0];
+            face.unjudgeable = Some("too_small".into());
+            (face.age, face.p_minor) = (None, None);
+            f
+        };
+        let j = judge(&[(0.0, unjudgeable(0.1, &[("FEMALE_GENITALIA_EXPOSED", 0.6)]))]);
+        assert_eq!(j.verdict, Action::Review);
+        assert_eq!(
+            codes_of(&j),
+            vec![codes::UNJUDGEABLE_FACE, codes::POSSIBLE_EXPLICIT_NUDITY]
+        );
+        // Without explicit content an unjudgeable face is nothing to report.
+        let j = judge(&[(0.0, unjudgeable(0.1, &[]))]);
+        assert_eq!(j.verdict, Action::Allow);
     }
 
     #[test]

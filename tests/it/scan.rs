@@ -62,15 +62,31 @@ fn json_report_has_every_documented_field_for_every_sample() {
             }
             for face in f["faces"].as_array().unwrap() {
                 assert_eq!(face["box"].as_array().unwrap().len(), 4);
-                assert!(face["age"].as_f64().unwrap() >= 0.0);
-                assert!((0.0..=1.0).contains(&face["p_minor"].as_f64().unwrap()));
+                assert!(!face["found_by"].as_array().unwrap().is_empty());
+                assert!(face["quality"]["eye_distance"].is_number());
+                // A face gets an age, or a reason why it cannot be judged.
+                match face["unjudgeable"].as_str() {
+                    Some(why) => assert!(["too_small", "turned", "blurred"].contains(&why)),
+                    None => {
+                        assert!(face["age"].as_f64().unwrap() >= 0.0);
+                        assert!(face["age_sd"].as_f64().unwrap() > 0.0);
+                        assert!((0.0..=1.0).contains(&face["p_minor"].as_f64().unwrap()));
+                    }
+                }
             }
         }
         let models = doc["models"].as_array().unwrap();
         let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
         assert_eq!(
             names,
-            ["open_nsfw", "nudenet_320n", "age_v1", "shape_predictor_5"]
+            [
+                "open_nsfw",
+                "nudenet_320n",
+                "centerface",
+                "age_v1",
+                "faceapi_age",
+                "shape_predictor_5"
+            ]
         );
         assert!(
             models

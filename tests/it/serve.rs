@@ -908,6 +908,7 @@ fn blocking_policy(dir: &Path) -> PathBuf {
             "version = \"test-block-faces\"",
         )
         .replace("p_minor = 0.50", "p_minor = 0.0")
+        .replace("agree = 0.50", "agree = 0.0")
         .replace("action = \"review\"", "action = \"block\"");
     let path = dir.join("block-faces.toml");
     std::fs::write(&path, text).unwrap();
