@@ -321,3 +321,23 @@ fn faceapi_age_matches_face_api_itself() {
         ours.len()
     );
 }
+
+/// scripts/eval-faces, the evaluation docs/detection.md reports: crowd recall against the
+/// hand count and the adult false-minor check, with its own exit status.
+#[test]
+fn face_evaluation_meets_its_targets() {
+    asset(".cache/testdata/crowd.jpg");
+    let out = std::process::Command::new(asset("scripts/eval-faces"))
+        .arg(env!("CARGO_BIN_EXE_vcw"))
+        .output()
+        .expect("scripts/eval-faces runs");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{table}");
+    assert!(table.contains("144 counted by hand"), "{table}");
+    assert!(table.contains("0 with P(minor) > 0.5"), "{table}");
+}
