@@ -98,11 +98,21 @@ pub fn scan_file(
         Err(panic) => std::panic::resume_unwind(panic),
     };
 
+    let neighbours =
+        look_around(source, classifier, config, policy, &records).map_err(|e| match e {
+            AroundError::Media(e) => ScanError::Media(e),
+            AroundError::Inference(source) => ScanError::Inference {
+                path: shown.clone(),
+                source,
+            },
+        })?;
+    records.extend(neighbours);
     records.sort_by(|a, b| a.t.total_cmp(&b.t));
+    records.dedup_by(|b, a| (a.t - b.t).abs() < 1e-6);
     let sampled: Vec<f64> = records.iter().map(|r| r.t).collect();
     let signals: Vec<_> = records.iter().map(FrameRecord::signals).collect();
     let judged: Vec<(f64, &_)> = sampled.iter().copied().zip(signals.iter()).collect();
-    let judgement = policy.judge(&judged);
+    let judgement = policy.judge_video(&judged);
     let largest_gap = largest_gap(&sampled, stats.last_frame);
     Ok(ScanReport {
         file: shown,
@@ -125,6 +135,74 @@ pub fn scan_file(
         vcw_version: env!("CARGO_PKG_VERSION"),
         stored: None,
     })
+}
+
+/// At most this many suspicious moments get the dense look (the strongest ones), so a
+/// video that is explicit throughout costs a bounded number of extra frames.
+const MAX_SUSPICIOUS: usize = 32;
+
+enum AroundError {
+    Media(MediaError),
+    Inference(InferenceError),
+}
+
+/// Decodes and classifies the frames around every suspicious sample (the policy's
+/// persistence rule needs them): `persist_step` apart within `persist_window` either
+/// side. Only suspicious moments cost extra decoding; a clean video costs nothing.
+fn look_around(
+    source: &MediaSource,
+    classifier: &mut Classifier,
+    config: &Config,
+    policy: &Policy,
+    records: &[FrameRecord],
+) -> Result<Vec<FrameRecord>, AroundError> {
+    let mut suspicious: Vec<(f64, f32)> = records
+        .iter()
+        .map(|r| (r.t, r.signals()))
+        .filter(|(_, s)| policy.suspicious(s))
+        .map(|(t, s)| {
+            let strongest = s.detections.iter().map(|d| d.score).fold(s.nsfw, f32::max);
+            (t, strongest)
+        })
+        .collect();
+    if suspicious.is_empty() {
+        return Ok(Vec::new());
+    }
+    suspicious.sort_by(|a, b| b.1.total_cmp(&a.1));
+    suspicious.truncate(MAX_SUSPICIOUS);
+    suspicious.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let w = policy.nudity.persist_window;
+    let mut windows: Vec<(f64, f64)> = Vec::new();
+    for (t, _) in suspicious {
+        match windows.last_mut() {
+            Some(last) if t - w <= last.1 => last.1 = t + w,
+            _ => windows.push(((t - w).max(0.0), t + w)),
+        }
+    }
+    let sampler = Sampler {
+        config: &config.sampler,
+        limits: &config.limits,
+    };
+    let frames = sampler
+        .around(source, &windows, policy.nudity.persist_step)
+        .map_err(AroundError::Media)?;
+    let mut out = Vec::with_capacity(frames.len());
+    for batch in frames.chunks(config.inference.batch_size) {
+        let images: Vec<_> = batch.iter().map(|f| &f.image).collect();
+        let signals = classifier
+            .classify(&images)
+            .map_err(AroundError::Inference)?;
+        for (f, s) in batch.iter().zip(signals) {
+            out.push(FrameRecord {
+                t: micro(f.t),
+                sampled_because: f.reason,
+                nsfw: s.nsfw,
+                detections: s.detections,
+                faces: s.faces,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Longest unexamined stretch: head, between samples, and up to the last frame.

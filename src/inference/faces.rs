@@ -54,11 +54,12 @@ pub struct Face {
 }
 
 impl Face {
-    /// Whether every age model that judged this face gives it, on its own, a P(minor) of at
-    /// least `agree`.
+    /// Whether at least two age models judged this face and each gives it, on its own, a
+    /// P(minor) of at least `agree`. One model alone (the other misaligned, as on a
+    /// cartoon face) never makes a probable minor.
     pub fn models_agree_minor(&self, agree: f32) -> bool {
-        let mut used = self.estimates.iter().filter(|e| e.used()).peekable();
-        used.peek().is_some() && used.all(|e| e.p_minor >= agree)
+        let used: Vec<&AgeEstimate> = self.estimates.iter().filter(|e| e.used()).collect();
+        used.len() >= 2 && used.iter().all(|e| e.p_minor >= agree)
     }
 }
 

@@ -36,6 +36,8 @@ pub enum SampleReason {
     SceneChange,
     /// The final frame, so that the end of the video is covered.
     Last,
+    /// Decoded around a suspicious sample, so the policy can see whether a signal persists.
+    Neighbour,
 }
 
 /// One sampled picture.
@@ -276,6 +278,115 @@ impl Sampler<'_> {
             });
         }
         Ok(stats)
+    }
+
+    /// The frames nearest to every `step` seconds inside each window `[a, b]` (sorted,
+    /// non-overlapping): the dense look around a suspicious sample that the policy's
+    /// persistence rule needs. Each window is reached by seeking to the keyframe before
+    /// it, so the cost is a GOP's worth of decoding per window, not the whole file. Where
+    /// the container cannot seek, decoding goes on from where it is; a window already
+    /// passed then yields fewer frames (the policy treats a signal it cannot confirm as
+    /// unconfirmed).
+    pub fn around(
+        &self,
+        source: &MediaSource,
+        windows: &[(f64, f64)],
+        step: f64,
+    ) -> Result<Vec<SampledFrame>, MediaError> {
+        let shown = source.name().to_string();
+        let (mut ictx, stream_index, probe) = super::probe::open(source, self.limits)?;
+        let stream = ictx
+            .stream(stream_index)
+            .ok_or_else(|| corrupt(&shown, "video stream vanished on reopen"))?;
+        let tb = f64::from(stream.time_base());
+        let start = if stream.start_time() == ff::ffi::AV_NOPTS_VALUE {
+            0
+        } else {
+            stream.start_time()
+        };
+        let ctx = ff::codec::context::Context::from_parameters(stream.parameters())
+            .map_err(|e| corrupt(&shown, &format!("codec parameters: {e}")))?;
+        let mut decoder = ctx
+            .decoder()
+            .video()
+            .map_err(|e| corrupt(&shown, &format!("no decoder for this codec: {e}")))?;
+        let half = untimed_step(&probe) / 2.0;
+        let mut rgb = None;
+        let mut out = Vec::new();
+        let mut packet = ff::Packet::empty();
+        let mut frame = AvFrame::empty();
+        for &(a, b) in windows {
+            let target =
+                ((start as f64 * tb + a.max(0.0)) * f64::from(ff::ffi::AV_TIME_BASE)) as i64;
+            if ictx.seek(target, ..target + 1).is_ok() {
+                decoder.flush();
+            }
+            let mut next = a;
+            let (mut read_errors, mut at_end) = (0u32, false);
+            'window: loop {
+                match packet.read(&mut ictx) {
+                    Ok(()) => {
+                        read_errors = 0;
+                        if packet.stream() == stream_index {
+                            // A packet the decoder rejects costs only its own frames.
+                            let _ = decoder.send_packet(&packet);
+                        }
+                    }
+                    Err(ff::Error::Eof) => {
+                        at_end = true;
+                        let _ = decoder.send_eof();
+                    }
+                    Err(_) => {
+                        read_errors += 1;
+                        if read_errors >= MAX_READ_ERRORS {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+                while decoder.receive_frame(&mut frame).is_ok() {
+                    if frame.width() > self.limits.max_width
+                        || frame.height() > self.limits.max_height
+                    {
+                        return Err(MediaError::TooManyPixels {
+                            path: shown,
+                            width: frame.width(),
+                            height: frame.height(),
+                            max_width: self.limits.max_width,
+                            max_height: self.limits.max_height,
+                        });
+                    }
+                    let Some(ts) = frame.timestamp().or(frame.pts()) else {
+                        continue;
+                    };
+                    let t = (ts - start) as f64 * tb;
+                    if t > b + half {
+                        break 'window;
+                    }
+                    if t + half < next {
+                        continue;
+                    }
+                    let conv = Converter::for_frame(
+                        &mut rgb,
+                        &frame,
+                        ff::format::Pixel::RGB24,
+                        None,
+                        &shown,
+                    )?;
+                    let (w, h, data) = conv.run(&frame, &shown)?;
+                    out.push(SampledFrame {
+                        t,
+                        reason: SampleReason::Neighbour,
+                        image: Frame::new(w, h, data).rotated(probe.rotation),
+                    });
+                    next = t + step;
+                }
+                if at_end {
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// First pass: packet timestamps and key flags only, no decoding.

@@ -77,6 +77,12 @@ pub struct NudityRule {
     pub corroborating_nsfw: f32,
     pub suggestive_classes: Vec<String>,
     pub suggestive_score: f32,
+    /// In videos: the neighbourhood (seconds either side) a suspicious sample is looked at
+    /// densely, every `persist_step` seconds, and the share of those frames that must
+    /// carry the signal for it to count.
+    pub persist_window: f64,
+    pub persist_step: f64,
+    pub persist_fraction: f32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -108,6 +114,7 @@ pub mod codes {
     pub const POSSIBLE_MINOR: &str = "possible_minor";
     pub const UNJUDGEABLE_FACE: &str = "unjudgeable_face";
     pub const MINOR_EXPLICIT: &str = "minor_with_explicit_content";
+    pub const MINOR_POSSIBLE_EXPLICIT: &str = "minor_with_possible_explicit_content";
 }
 
 /// One reason behind a verdict.
@@ -173,6 +180,7 @@ impl Policy {
             ),
             ("nudity.corroborating_nsfw", self.nudity.corroborating_nsfw),
             ("nudity.suggestive_score", self.nudity.suggestive_score),
+            ("nudity.persist_fraction", self.nudity.persist_fraction),
             ("minor.p_minor", self.minor.p_minor),
             ("minor.agree", self.minor.agree),
             ("minor.possible", self.minor.possible),
@@ -201,6 +209,15 @@ impl Policy {
                 )));
             }
         }
+        if !(self.nudity.persist_window > 0.0
+            && self.nudity.persist_window <= 5.0
+            && self.nudity.persist_step >= 0.02
+            && self.nudity.persist_step <= self.nudity.persist_window)
+        {
+            return Err(invalid(
+                "nudity.persist_window must be in (0, 5] seconds and nudity.persist_step in [0.02, persist_window]".into(),
+            ));
+        }
         if !(self.minor.window >= 0.0 && self.timeline.merge_gap >= 0.0) {
             return Err(invalid(
                 "minor.window and timeline.merge_gap must be >= 0 seconds".into(),
@@ -209,8 +226,75 @@ impl Policy {
         Ok(())
     }
 
-    /// Judges the examined frames `(t, signals)`.
+    /// Whether a sampled video frame deserves the dense look around it: an explicit class
+    /// at `explicit_score`, or open_nsfw at `nsfw.review`.
+    pub fn suspicious(&self, s: &FrameSignals) -> bool {
+        s.nsfw >= self.nsfw.review || self.explicit_score(s).is_some()
+    }
+
+    fn explicit_score(&self, s: &FrameSignals) -> Option<f32> {
+        s.detections
+            .iter()
+            .filter(|d| {
+                d.score >= self.nudity.explicit_score
+                    && self.nudity.explicit_classes.contains(&d.class)
+            })
+            .map(|d| d.score)
+            .fold(None, |m: Option<f32>, x| Some(m.map_or(x, |m| m.max(x))))
+    }
+
+    /// Judges one image: every rule applies to the single frame.
     pub fn judge(&self, frames: &[(f64, &FrameSignals)]) -> Judgement {
+        self.judge_frames(frames, false)
+    }
+
+    /// Judges a video's examined frames `(t, signals)`, sorted by time, including the
+    /// neighbours decoded around suspicious samples. Explicit nudity and high open_nsfw
+    /// restrict only when they persist: at least `persist_fraction` of the frames within
+    /// `persist_window` carry the signal, and for nudity also open_nsfw reaches
+    /// `corroborating_nsfw` on that share of them or two different explicit classes appear. Real explicit
+    /// content lasts; a detector's one-frame spike on a cartoon does not, and asks for
+    /// review instead.
+    pub fn judge_video(&self, frames: &[(f64, &FrameSignals)]) -> Judgement {
+        self.judge_frames(frames, true)
+    }
+
+    fn persists(&self, frames: &[(f64, &FrameSignals)], t: f64, nudity: bool) -> bool {
+        let near: Vec<&FrameSignals> = frames
+            .iter()
+            .filter(|(u, _)| (u - t).abs() <= self.nudity.persist_window + 1e-6)
+            .map(|(_, s)| *s)
+            .collect();
+        // A signal seen on fewer than three frames has not shown that it lasts.
+        if near.len() < 3 {
+            return false;
+        }
+        let share = |hit: &dyn Fn(&FrameSignals) -> bool| {
+            near.iter().filter(|s| hit(s)).count() as f32 / near.len() as f32
+        };
+        if !nudity {
+            return share(&|s| s.nsfw >= self.nsfw.restrict) >= self.nudity.persist_fraction;
+        }
+        if share(&|s| self.explicit_score(s).is_some()) < self.nudity.persist_fraction {
+            return false;
+        }
+        let corroborated =
+            share(&|s| s.nsfw >= self.nudity.corroborating_nsfw) >= self.nudity.persist_fraction;
+        let mut classes: Vec<&str> = near
+            .iter()
+            .flat_map(|s| s.detections.iter())
+            .filter(|d| {
+                d.score >= self.nudity.explicit_score
+                    && self.nudity.explicit_classes.contains(&d.class)
+            })
+            .map(|d| d.class.as_str())
+            .collect();
+        classes.sort_unstable();
+        classes.dedup();
+        corroborated || classes.len() >= 2
+    }
+
+    fn judge_frames(&self, frames: &[(f64, &FrameSignals)], video: bool) -> Judgement {
         // (t, score) hits per reason.
         let mut nsfw_high = Vec::new();
         let mut nsfw_moderate = Vec::new();
@@ -221,7 +305,7 @@ impl Policy {
         let mut possible_minors = Vec::new();
         let mut unjudgeable = Vec::new();
         for &(t, s) in frames {
-            if s.nsfw >= self.nsfw.restrict {
+            if s.nsfw >= self.nsfw.restrict && (!video || self.persists(frames, t, false)) {
                 nsfw_high.push((t, s.nsfw));
             } else if s.nsfw >= self.nsfw.review {
                 nsfw_moderate.push((t, s.nsfw));
@@ -233,10 +317,14 @@ impl Policy {
                     .map(|d| d.score)
                     .fold(None, |m: Option<f32>, x| Some(m.map_or(x, |m| m.max(x))))
             };
-            if let Some(score) = best(&self.nudity.explicit_classes, self.nudity.explicit_score) {
-                if score >= self.nudity.explicit_alone_score
-                    || s.nsfw >= self.nudity.corroborating_nsfw
-                {
+            if let Some(score) = self.explicit_score(s) {
+                let confirmed = if video {
+                    self.persists(frames, t, true)
+                } else {
+                    score >= self.nudity.explicit_alone_score
+                        || s.nsfw >= self.nudity.corroborating_nsfw
+                };
+                if confirmed {
                     explicit.push((t, score));
                 } else {
                     possible_explicit.push((t, score));
@@ -295,17 +383,22 @@ impl Policy {
                 });
             };
 
-        // Explicit content with a probable minor close in time: block and escalate.
-        let mut pairs = Vec::new();
-        let mut pair_ranges = Vec::new();
-        for &(te, se) in explicit.iter().chain(&possible_explicit) {
-            for &(tm, sm) in &minors {
-                if (te - tm).abs() <= self.minor.window {
-                    pairs.push((te, se.min(sm)));
-                    pair_ranges.push([te.min(tm), te.max(tm)]);
+        // Explicit content with a probable minor close in time: block and escalate when the
+        // nudity is confirmed; when it is not (a cartoon's spike, say), a person looks first.
+        let pair = |hits: &[(f64, f32)]| {
+            let (mut pairs, mut ranges) = (Vec::new(), Vec::new());
+            for &(te, se) in hits {
+                for &(tm, sm) in &minors {
+                    if (te - tm).abs() <= self.minor.window {
+                        pairs.push((te, se.min(sm)));
+                        ranges.push([te.min(tm), te.max(tm)]);
+                    }
                 }
             }
-        }
+            (pairs, merge_ranges(ranges, self.timeline.merge_gap))
+        };
+        let (pairs, pair_ranges) = pair(&explicit);
+        let (possible_pairs, possible_pair_ranges) = pair(&possible_explicit);
         let escalate = !pairs.is_empty();
         // Explicit content near a face nobody can judge: a person must look.
         let near_explicit = |t: f64| {
@@ -322,7 +415,13 @@ impl Policy {
             codes::MINOR_EXPLICIT,
             Action::Block,
             &pairs,
-            Some(merge_ranges(pair_ranges, self.timeline.merge_gap)),
+            Some(pair_ranges),
+        );
+        add(
+            codes::MINOR_POSSIBLE_EXPLICIT,
+            Action::Review,
+            &possible_pairs,
+            Some(possible_pair_ranges),
         );
         add(codes::EXPLICIT_NUDITY, Action::Restrict, &explicit, None);
         add(codes::NSFW_HIGH, Action::Restrict, &nsfw_high, None);
@@ -470,13 +569,14 @@ mod tests {
     }
 
     #[test]
-    fn uncorroborated_explicit_content_with_a_minor_still_blocks() {
+    fn uncorroborated_explicit_content_with_a_minor_goes_to_a_person_first() {
         let j = judge(&[(
             1.0,
             frame(0.05, &[("FEMALE_GENITALIA_EXPOSED", 0.6)], Some(0.9)),
         )]);
-        assert_eq!(j.verdict, Action::Block);
-        assert!(j.escalate);
+        assert_eq!(j.verdict, Action::Review);
+        assert!(!j.escalate);
+        assert_eq!(j.reasons[0].code, codes::MINOR_POSSIBLE_EXPLICIT);
     }
 
     #[test]
@@ -550,6 +650,74 @@ mod tests {
         assert!(!j.escalate);
     }
 
+    fn judge_video(frames: &[(f64, FrameSignals)]) -> Judgement {
+        let refs: Vec<(f64, &FrameSignals)> = frames.iter().map(|(t, s)| (*t, s)).collect();
+        Policy::builtin().judge_video(&refs)
+    }
+
+    /// Eleven frames 0.1 s apart around t = 5, each from `at(i)`.
+    fn dense(at: impl Fn(usize) -> FrameSignals) -> Vec<(f64, FrameSignals)> {
+        (0..11).map(|i| (4.5 + i as f64 * 0.1, at(i))).collect()
+    }
+
+    #[test]
+    fn in_videos_a_one_frame_spike_asks_for_review() {
+        // The Big Buck Bunny 1080p case: one confident cartoon frame, nothing around it.
+        let spike = |i: usize| {
+            let dets: &[(&str, f32)] = if i == 5 {
+                &[("FEMALE_BREAST_EXPOSED", 0.81)]
+            } else {
+                &[]
+            };
+            frame(0.05, dets, None)
+        };
+        let j = judge_video(&dense(spike));
+        assert_eq!(
+            (j.verdict, codes_of(&j)),
+            (Action::Review, vec![codes::POSSIBLE_EXPLICIT_NUDITY])
+        );
+        // The same frame as a still image: the single-frame rule restricts it.
+        let one = [(0.0, spike(5))];
+        assert_eq!(judge(&one).verdict, Action::Restrict);
+        // Without neighbours (nothing could be decoded around it) it is unconfirmed too.
+        assert_eq!(judge_video(&one).verdict, Action::Review);
+    }
+
+    #[test]
+    fn in_videos_explicit_content_that_persists_restricts() {
+        // Persisting with open_nsfw agreeing.
+        let lasting = |_: usize| frame(0.4, &[("FEMALE_BREAST_EXPOSED", 0.6)], None);
+        assert_eq!(judge_video(&dense(lasting)).verdict, Action::Restrict);
+        // Persisting without open_nsfw, but with two explicit classes: restrict.
+        let two = |i: usize| {
+            let class = if i.is_multiple_of(2) {
+                "FEMALE_BREAST_EXPOSED"
+            } else {
+                "BUTTOCKS_EXPOSED"
+            };
+            frame(0.05, &[(class, 0.6)], None)
+        };
+        assert_eq!(judge_video(&dense(two)).verdict, Action::Restrict);
+        // Persisting, one class, no open_nsfw (a cartoon character on screen): review.
+        let cartoon = |_: usize| frame(0.05, &[("FEMALE_BREAST_EXPOSED", 0.6)], None);
+        assert_eq!(judge_video(&dense(cartoon)).verdict, Action::Review);
+        // Present on under half the frames: review.
+        let flicker = |i: usize| {
+            let dets: &[(&str, f32)] = if i.is_multiple_of(3) {
+                &[("FEMALE_BREAST_EXPOSED", 0.9)]
+            } else {
+                &[]
+            };
+            frame(0.5, dets, None)
+        };
+        assert_eq!(judge_video(&dense(flicker)).verdict, Action::Review);
+        // open_nsfw alone must persist to restrict.
+        let nsfw = |i: usize| frame(if i == 5 { 0.9 } else { 0.1 }, &[], None);
+        assert_eq!(judge_video(&dense(nsfw)).verdict, Action::Review);
+        let nsfw = |_: usize| frame(0.9, &[], None);
+        assert_eq!(judge_video(&dense(nsfw)).verdict, Action::Restrict);
+    }
+
     #[test]
     fn models_that_disagree_make_a_possible_minor_not_a_probable_one() {
         let explicit = [("FEMALE_GENITALIA_EXPOSED", 0.9)];
@@ -561,11 +729,12 @@ mod tests {
             codes_of(&j),
             vec![codes::EXPLICIT_NUDITY, codes::POSSIBLE_MINOR]
         );
-        // A misaligned model is left out: the other one decides alone.
+        // A misaligned model is left out, and one model alone is never "both agree".
         let mut f = frame(0.1, &explicit, Some(0.7));
-        f.faces[0].estimates[0].p_minor = 0.2;
         f.faces[0].estimates[0].ignored = Some("misaligned".into());
-        assert!(judge(&[(0.0, f)]).escalate);
+        let j = judge(&[(0.0, f)]);
+        assert!(!j.escalate);
+        assert!(codes_of(&j).contains(&codes::POSSIBLE_MINOR));
         // Under `possible`, nothing about minors at all.
         let j = judge(&[(0.0, frame(0.1, &[], Some(0.3)))]);
         assert_eq!(j.verdict, Action::Allow);

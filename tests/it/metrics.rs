@@ -113,7 +113,7 @@ fn metrics_count_a_real_run_and_pass_promtool() {
     at_least(r#"vcw_jobs_finished_total{state="done"}"#, 1.0);
     at_least(r#"vcw_job_duration_seconds_count{state="done"}"#, 1.0);
     at_least("vcw_frames_sampled_total", 5.0);
-    for model in ["open_nsfw", "nudenet_320n", "age_v1"] {
+    for model in ["open_nsfw", "nudenet_320n", "centerface", "faceapi_age"] {
         at_least(
             &format!(r#"vcw_inference_duration_seconds_count{{model="{model}"}}"#),
             1.0,
