@@ -139,7 +139,7 @@ pub fn scan_file(
 
 /// At most this many suspicious moments get the dense look (the strongest ones), so a
 /// video that is explicit throughout costs a bounded number of extra frames.
-const MAX_SUSPICIOUS: usize = 32;
+const MAX_SUSPICIOUS: usize = 16;
 
 enum AroundError {
     Media(MediaError),
@@ -183,16 +183,12 @@ fn look_around(
         config: &config.sampler,
         limits: &config.limits,
     };
-    let frames = sampler
-        .around(source, &windows, policy.nudity.persist_step)
-        .map_err(AroundError::Media)?;
-    let mut out = Vec::with_capacity(frames.len());
-    for batch in frames.chunks(config.inference.batch_size) {
+    let mut out = Vec::new();
+    let mut batch: Vec<SampledFrame> = Vec::with_capacity(config.inference.batch_size);
+    let mut flush = |batch: &mut Vec<SampledFrame>| -> Result<(), InferenceError> {
         let images: Vec<_> = batch.iter().map(|f| &f.image).collect();
-        let signals = classifier
-            .classify(&images)
-            .map_err(AroundError::Inference)?;
-        for (f, s) in batch.iter().zip(signals) {
+        let signals = classifier.classify(&images)?;
+        for (f, s) in batch.drain(..).zip(signals) {
             out.push(FrameRecord {
                 t: micro(f.t),
                 sampled_because: f.reason,
@@ -201,7 +197,24 @@ fn look_around(
                 faces: s.faces,
             });
         }
+        Ok(())
+    };
+    let mut failed = None;
+    let decoded = sampler.around(source, &windows, policy.nudity.persist_step, |frame| {
+        batch.push(frame);
+        if batch.len() == config.inference.batch_size
+            && let Err(e) = flush(&mut batch)
+        {
+            failed = Some(e);
+            return Err("inference stopped".into());
+        }
+        Ok(())
+    });
+    if let Some(e) = failed {
+        return Err(AroundError::Inference(e));
     }
+    decoded.map_err(AroundError::Media)?;
+    flush(&mut batch).map_err(AroundError::Inference)?;
     Ok(out)
 }
 

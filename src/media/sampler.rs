@@ -287,12 +287,15 @@ impl Sampler<'_> {
     /// the container cannot seek, decoding goes on from where it is; a window already
     /// passed then yields fewer frames (the policy treats a signal it cannot confirm as
     /// unconfirmed).
+    /// Frames go to `sink` as they are decoded (a 1080p frame is 6 MB; hundreds of them
+    /// must not pile up), which may stop the work by returning an error message.
     pub fn around(
         &self,
         source: &MediaSource,
         windows: &[(f64, f64)],
         step: f64,
-    ) -> Result<Vec<SampledFrame>, MediaError> {
+        mut sink: impl FnMut(SampledFrame) -> Result<(), String>,
+    ) -> Result<(), MediaError> {
         let shown = source.name().to_string();
         let (mut ictx, stream_index, probe) = super::probe::open(source, self.limits)?;
         let stream = ictx
@@ -312,7 +315,6 @@ impl Sampler<'_> {
             .map_err(|e| corrupt(&shown, &format!("no decoder for this codec: {e}")))?;
         let half = untimed_step(&probe) / 2.0;
         let mut rgb = None;
-        let mut out = Vec::new();
         let mut packet = ff::Packet::empty();
         let mut frame = AvFrame::empty();
         for &(a, b) in windows {
@@ -374,11 +376,15 @@ impl Sampler<'_> {
                         &shown,
                     )?;
                     let (w, h, data) = conv.run(&frame, &shown)?;
-                    out.push(SampledFrame {
+                    sink(SampledFrame {
                         t,
                         reason: SampleReason::Neighbour,
                         image: Frame::new(w, h, data).rotated(probe.rotation),
-                    });
+                    })
+                    .map_err(|reason| MediaError::Stopped {
+                        path: shown.clone(),
+                        reason,
+                    })?;
                     next = t + step;
                 }
                 if at_end {
@@ -386,7 +392,7 @@ impl Sampler<'_> {
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// First pass: packet timestamps and key flags only, no decoding.

@@ -299,3 +299,122 @@ fn scene_changes_add_samples_when_enabled() {
         .collect();
     assert!(reasons.contains(&"scene_change"), "{reasons:?}");
 }
+
+/// The persistence rule and the escalation rule end to end, on constructed input. No
+/// explicit imagery ships in any package we may fetch, so the explicit signal is the
+/// cartoon frame of Big Buck Bunny on which NudeNet reports FEMALE_BREAST_EXPOSED, and
+/// the test policy lowers `corroborating_nsfw` to 0 so that persistence alone confirms it;
+/// no photo of a minor may be used either, so for the escalation an adult face
+/// (scikit-image's astronaut) stands in with `minor.p_minor` and `minor.agree` at 0.
+#[test]
+fn explicit_signals_must_persist_and_escalation_needs_a_confirmed_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let bunny = asset("samples/bigbuckbunny.mp4");
+    let frame = path("frame.png");
+    ffmpeg(&[
+        "-ss",
+        "2",
+        "-i",
+        bunny.to_str().unwrap(),
+        "-frames:v",
+        "1",
+        &frame,
+    ]);
+    let encode = |input: &[&str], filter: Option<&str>, out: &str| {
+        let mut args: Vec<&str> = input.to_vec();
+        if let Some(f) = filter {
+            args.extend(["-filter_complex", f]);
+        }
+        args.extend([
+            "-t", "3", "-r", "25", "-pix_fmt", "yuv420p", "-c:v", "libx264", out,
+        ]);
+        ffmpeg(&args);
+    };
+    // The frame held for 3 s: the signal lasts.
+    let held = path("held.mp4");
+    encode(&["-loop", "1", "-i", &frame], None, &held);
+    // The frame flashed for one frame at the start of another clip: a spike.
+    let flash = path("flash.mp4");
+    let bikes = asset("samples/bikes.mp4");
+    encode(
+        &["-i", bikes.to_str().unwrap(), "-i", &frame],
+        Some("[1:v][0:v]scale2ref[o][b];[b][o]overlay=enable='lt(t,0.04)'"),
+        &flash,
+    );
+    // The frame held, with a face in the corner.
+    let astronaut = asset(".cache/testdata/astronaut.png");
+    let with_face = path("face.png");
+    ffmpeg(&[
+        "-i",
+        &frame,
+        "-i",
+        astronaut.to_str().unwrap(),
+        "-filter_complex",
+        "[1:v]scale=-2:300[a];[0:v][a]overlay=W-w:H-h",
+        &with_face,
+    ]);
+    let both = path("both.mp4");
+    encode(&["-loop", "1", "-i", &with_face], None, &both);
+
+    let default = std::fs::read_to_string(asset("src/policy/default.toml")).unwrap();
+    let lasting = default.replace("corroborating_nsfw = 0.30", "corroborating_nsfw = 0.0");
+    let stand_in = lasting
+        .replace("p_minor = 0.50", "p_minor = 0.0")
+        .replace("agree = 0.50", "agree = 0.0");
+    let policy = |name: &str, text: &str| {
+        let p = path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let (lasting, stand_in) = (policy("l.toml", &lasting), policy("s.toml", &stand_in));
+    let judge = |clip: &str, policy: Option<&str>| {
+        let mut extra = vec![];
+        if let Some(p) = policy {
+            extra.extend(["--policy", p]);
+        }
+        let run = scan(&[Path::new(clip)], &extra);
+        assert!(run.code == 0 || run.code == 1, "{}", run.stderr);
+        let doc = run.docs[0].clone();
+        let codes: Vec<String> = doc["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["code"].as_str().unwrap().to_string())
+            .collect();
+        (
+            doc["verdict"].as_str().unwrap().to_string(),
+            doc["escalate"] == true,
+            codes,
+        )
+    };
+    // Built-in policy: a cartoon frame, even held, is not corroborated: review.
+    assert_eq!(judge(&held, None).0, "review");
+    // Persisting and (by the test policy) corroborated: restrict.
+    let (verdict, _, codes) = judge(&held, Some(&lasting));
+    assert_eq!(
+        (verdict.as_str(), codes[0].as_str()),
+        ("restrict", "explicit_nudity")
+    );
+    // The same frame for one frame only: not persisting, review.
+    let (verdict, _, codes) = judge(&flash, Some(&lasting));
+    assert_eq!(verdict, "review");
+    assert!(
+        codes.contains(&"possible_explicit_nudity".to_string()),
+        "{codes:?}"
+    );
+    // Confirmed explicit content next to a (stand-in) minor: block and escalate.
+    let (verdict, escalate, codes) = judge(&both, Some(&stand_in));
+    assert_eq!((verdict.as_str(), escalate), ("block", true), "{codes:?}");
+    assert_eq!(codes[0], "minor_with_explicit_content");
+    // Unconfirmed (built-in corroboration) next to the stand-in: a person looks first.
+    let unconfirmed = policy(
+        "u.toml",
+        &default
+            .replace("p_minor = 0.50", "p_minor = 0.0")
+            .replace("agree = 0.50", "agree = 0.0"),
+    );
+    let (verdict, escalate, codes) = judge(&both, Some(&unconfirmed));
+    assert_eq!((verdict.as_str(), escalate), ("review", false), "{codes:?}");
+    assert_eq!(codes[0], "minor_with_possible_explicit_content");
+}
