@@ -54,20 +54,7 @@ pub fn scan_file(
             )
         });
         let mut batch: Vec<SampledFrame> = Vec::with_capacity(batch_size);
-        let mut flush = |batch: &mut Vec<SampledFrame>| -> Result<(), InferenceError> {
-            let frames: Vec<_> = batch.iter().map(|f| &f.image).collect();
-            let signals = classifier.classify(&frames)?;
-            for (f, s) in batch.drain(..).zip(signals) {
-                records.push(FrameRecord {
-                    t: micro(f.t),
-                    sampled_because: f.reason,
-                    nsfw: s.nsfw,
-                    detections: s.detections,
-                    faces: s.faces,
-                });
-            }
-            Ok(())
-        };
+        let mut flush = |batch: &mut Vec<SampledFrame>| classify(classifier, batch, &mut records);
         for frame in rx.iter() {
             batch.push(frame);
             if batch.len() == batch_size
@@ -137,6 +124,26 @@ pub fn scan_file(
     })
 }
 
+/// Runs the models over `batch` (emptying it) and appends one record per frame to `out`.
+fn classify(
+    classifier: &mut Classifier,
+    batch: &mut Vec<SampledFrame>,
+    out: &mut Vec<FrameRecord>,
+) -> Result<(), InferenceError> {
+    let images: Vec<_> = batch.iter().map(|f| &f.image).collect();
+    let signals = classifier.classify(&images)?;
+    for (f, s) in batch.drain(..).zip(signals) {
+        out.push(FrameRecord {
+            t: micro(f.t),
+            sampled_because: f.reason,
+            nsfw: s.nsfw,
+            detections: s.detections,
+            faces: s.faces,
+        });
+    }
+    Ok(())
+}
+
 /// At most this many suspicious moments get the dense look (the strongest ones), so a
 /// video that is explicit throughout costs a bounded number of extra frames.
 const MAX_SUSPICIOUS: usize = 16;
@@ -185,20 +192,7 @@ fn look_around(
     };
     let mut out = Vec::new();
     let mut batch: Vec<SampledFrame> = Vec::with_capacity(config.inference.batch_size);
-    let mut flush = |batch: &mut Vec<SampledFrame>| -> Result<(), InferenceError> {
-        let images: Vec<_> = batch.iter().map(|f| &f.image).collect();
-        let signals = classifier.classify(&images)?;
-        for (f, s) in batch.drain(..).zip(signals) {
-            out.push(FrameRecord {
-                t: micro(f.t),
-                sampled_because: f.reason,
-                nsfw: s.nsfw,
-                detections: s.detections,
-                faces: s.faces,
-            });
-        }
-        Ok(())
-    };
+    let mut flush = |batch: &mut Vec<SampledFrame>| classify(classifier, batch, &mut out);
     let mut failed = None;
     let decoded = sampler.around(source, &windows, policy.nudity.persist_step, |frame| {
         batch.push(frame);

@@ -69,6 +69,18 @@ pub struct Sampler<'a> {
     pub limits: &'a Limits,
 }
 
+/// An opened input: its video stream's index, time base (seconds per tick), start and
+/// declared duration (ticks), and a decoder for it.
+struct Decoding {
+    ictx: super::source::Opened,
+    stream_index: usize,
+    probe: Probe,
+    tb: f64,
+    start: i64,
+    duration: i64,
+    decoder: ff::decoder::Video,
+}
+
 /// Packet-level view of the stream, from the first pass.
 struct Index {
     /// Keyframe times (seconds) and ordinals (in packet order), in time order.
@@ -114,33 +126,21 @@ impl Sampler<'_> {
     ) -> Result<SampleStats, MediaError> {
         let shown = source.name().to_string();
         let index = self.index(source)?;
-        let (mut ictx, stream_index, probe) = super::probe::open(source, self.limits)?;
-        let stream = ictx
-            .stream(stream_index)
-            .ok_or_else(|| corrupt(&shown, "video stream vanished on reopen"))?;
-        let tb = f64::from(stream.time_base());
-        let start = if stream.start_time() == ff::ffi::AV_NOPTS_VALUE {
-            0
-        } else {
-            stream.start_time()
-        };
+        let Decoding {
+            mut ictx,
+            stream_index,
+            probe,
+            tb,
+            start,
+            duration,
+            mut decoder,
+        } = self.open(source)?;
         // The last frame starts one frame before the declared end.
-        let declared_end = if stream.duration() > 0 {
-            stream.duration() as f64 * tb - index.frame_duration
+        let declared_end = if duration > 0 {
+            duration as f64 * tb - index.frame_duration
         } else {
             0.0
         };
-        let mut ctx = ff::codec::context::Context::from_parameters(stream.parameters())
-            .map_err(|e| corrupt(&shown, &format!("codec parameters: {e}")))?;
-        ctx.set_threading(ff::codec::threading::Config {
-            kind: ff::codec::threading::Type::Frame,
-            count: self.config.decoder_threads,
-            ..Default::default()
-        });
-        let mut decoder = ctx
-            .decoder()
-            .video()
-            .map_err(|e| corrupt(&shown, &format!("no decoder for this codec: {e}")))?;
         let keyframes_only = self.keyframes_suffice(&index);
         if keyframes_only {
             decoder.skip_frame(ff::codec::discard::Discard::NonKey);
@@ -286,8 +286,7 @@ impl Sampler<'_> {
     /// it, so the cost is a GOP's worth of decoding per window, not the whole file. Where
     /// the container cannot seek, decoding goes on from where it is; a window already
     /// passed then yields fewer frames (the policy treats a signal it cannot confirm as
-    /// unconfirmed).
-    /// Frames go to `sink` as they are decoded (a 1080p frame is 6 MB; hundreds of them
+    /// unconfirmed). Frames go to `sink` as they are decoded (a 1080p frame is 6 MB; hundreds of them
     /// must not pile up), which may stop the work by returning an error message.
     pub fn around(
         &self,
@@ -297,22 +296,15 @@ impl Sampler<'_> {
         mut sink: impl FnMut(SampledFrame) -> Result<(), String>,
     ) -> Result<(), MediaError> {
         let shown = source.name().to_string();
-        let (mut ictx, stream_index, probe) = super::probe::open(source, self.limits)?;
-        let stream = ictx
-            .stream(stream_index)
-            .ok_or_else(|| corrupt(&shown, "video stream vanished on reopen"))?;
-        let tb = f64::from(stream.time_base());
-        let start = if stream.start_time() == ff::ffi::AV_NOPTS_VALUE {
-            0
-        } else {
-            stream.start_time()
-        };
-        let ctx = ff::codec::context::Context::from_parameters(stream.parameters())
-            .map_err(|e| corrupt(&shown, &format!("codec parameters: {e}")))?;
-        let mut decoder = ctx
-            .decoder()
-            .video()
-            .map_err(|e| corrupt(&shown, &format!("no decoder for this codec: {e}")))?;
+        let Decoding {
+            mut ictx,
+            stream_index,
+            probe,
+            tb,
+            start,
+            mut decoder,
+            ..
+        } = self.open(source)?;
         let half = untimed_step(&probe) / 2.0;
         let mut rgb = None;
         let mut packet = ff::Packet::empty();
@@ -393,6 +385,40 @@ impl Sampler<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The input with its video stream's decoder ready.
+    fn open(&self, source: &MediaSource) -> Result<Decoding, MediaError> {
+        let shown = source.name();
+        let (ictx, stream_index, probe) = super::probe::open(source, self.limits)?;
+        let stream = ictx
+            .stream(stream_index)
+            .ok_or_else(|| corrupt(shown, "video stream vanished on reopen"))?;
+        let start = if stream.start_time() == ff::ffi::AV_NOPTS_VALUE {
+            0
+        } else {
+            stream.start_time()
+        };
+        let mut ctx = ff::codec::context::Context::from_parameters(stream.parameters())
+            .map_err(|e| corrupt(shown, &format!("codec parameters: {e}")))?;
+        ctx.set_threading(ff::codec::threading::Config {
+            kind: ff::codec::threading::Type::Frame,
+            count: self.config.decoder_threads,
+            ..Default::default()
+        });
+        let decoder = ctx
+            .decoder()
+            .video()
+            .map_err(|e| corrupt(shown, &format!("no decoder for this codec: {e}")))?;
+        Ok(Decoding {
+            tb: f64::from(stream.time_base()),
+            start,
+            duration: stream.duration(),
+            ictx,
+            stream_index,
+            probe,
+            decoder,
+        })
     }
 
     /// First pass: packet timestamps and key flags only, no decoding.
