@@ -154,6 +154,12 @@ fn long_gop_clip_leaves_no_gap_larger_than_max_gap() {
         let run = scan(&[&clip], &["--max-gap", max_gap]);
         assert!(run.code == 0 || run.code == 1, "{}", run.stderr);
         let doc = &run.docs[0];
+        // A variant of the bundled (safe) clips: never restricted or blocked.
+        assert!(
+            ["allow", "review"].contains(&doc["verdict"].as_str().unwrap()),
+            "{}",
+            doc["reasons"]
+        );
         assert_eq!(
             doc["sampling"]["keyframes_only"], false,
             "keyframes are 10 s apart"
