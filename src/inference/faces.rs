@@ -185,12 +185,15 @@ pub struct Candidate {
     pub nudenet: Option<Detection>,
 }
 
+/// Faces judged per frame at most (the crowd photo has 144).
+pub const MAX_FACES: usize = 256;
+
 /// Boxes overlapping at least this much are the same face.
 const SAME_FACE_IOU: f32 = 0.3;
 
-/// CenterFace's faces and NudeNet's face detections as one list: a NudeNet face that
-/// overlaps a CenterFace face is the same face (NudeNet's box, CenterFace's landmarks);
-/// a face either found alone stays.
+/// CenterFace's faces and NudeNet's face detections as one list, strongest first: a
+/// NudeNet face that overlaps a CenterFace face is the same face (NudeNet's box,
+/// CenterFace's landmarks); a face either found alone stays.
 pub fn merge(centerface: &[FaceBox], detections: &[Detection]) -> Vec<Candidate> {
     let mut taken = vec![false; centerface.len()];
     let mut out = Vec::new();
@@ -234,6 +237,10 @@ pub fn merge(centerface: &[FaceBox], detections: &[Detection]) -> Vec<Candidate>
             nudenet: None,
         });
     }
+    // Strongest first, and a bounded number: a frame full of face-like texture must not
+    // cost unbounded alignment and age-model work.
+    out.sort_by(|a, b| b.score.total_cmp(&a.score));
+    out.truncate(MAX_FACES);
     out
 }
 
@@ -596,7 +603,7 @@ mod tests {
             score: 0.7,
             bbox: [12, 8, 38, 50],
         };
-        let merged = merge(&[cf, lone], &[nude]);
+        let merged = merge(&[lone, cf], &[nude]);
         assert_eq!(merged.len(), 2);
         assert_eq!(merged[0].bbox, [12, 8, 38, 50]);
         assert_eq!(merged[0].score, 0.9);

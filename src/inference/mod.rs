@@ -315,14 +315,19 @@ impl Classifier {
                 let quality = faces::quality(eyes, c.landmarks.as_ref(), &chip, faceapi::CHIP);
                 let unjudgeable = self.judgeable.verdict(c.bbox, &quality);
                 let k = faces[i].len();
-                if let Some(points) = &dlib {
+                // A face of a dozen pixels has no age to read: the models do not run on it.
+                // A turned or blurred face still gets their answers, as evidence.
+                let readable = unjudgeable != Some("too_small");
+                if let Some(points) = dlib.as_ref().filter(|_| readable) {
                     let misaligned = c.landmarks.is_some()
                         && dlib_eyes.is_some_and(|d| !faces::eyes_agree(&eyes, &d));
                     age::preprocess(&view, points, &mut dlib_input)?;
                     dlib_owners.push((i, k, misaligned));
                 }
-                faceapi::preprocess(&chip, &mut faceapi_input);
-                faceapi_owners.push((i, k));
+                if readable {
+                    faceapi::preprocess(&chip, &mut faceapi_input);
+                    faceapi_owners.push((i, k));
+                }
                 faces[i].push(Face {
                     bbox: c.bbox,
                     score: c.score,
