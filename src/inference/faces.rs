@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::centerface::FaceBox;
-use super::nudenet::Detection;
+use super::nudenet::{Detection, iou};
 use crate::frame::Frame;
 
 /// Age at which a person is an adult.
@@ -181,8 +181,6 @@ pub struct Candidate {
     pub score: f32,
     pub found_by: Vec<Sighting>,
     pub landmarks: Option<[[f32; 2]; 5]>,
-    /// NudeNet's FACE_* detection, where NudeNet found this face.
-    pub nudenet: Option<Detection>,
 }
 
 /// Faces judged per frame at most (the crowd photo has 144).
@@ -198,13 +196,12 @@ pub fn merge(centerface: &[FaceBox], detections: &[Detection]) -> Vec<Candidate>
     let mut taken = vec![false; centerface.len()];
     let mut out = Vec::new();
     for d in detections.iter().filter(|d| d.is_face()) {
-        let [x, y, w, h] = d.bbox.map(|v| v as f32);
-        let nbox = [x, y, x + w, y + h];
+        let nbox = d.bbox.map(|v| v as f32);
         let best = centerface
             .iter()
             .enumerate()
             .filter(|(i, _)| !taken[*i])
-            .map(|(i, c)| (i, corner_iou(&nbox, &c.corners)))
+            .map(|(i, c)| (i, iou(&nbox, &Sighting::centerface(c).bbox)))
             .filter(|(_, iou)| *iou >= SAME_FACE_IOU)
             .max_by(|a, b| a.1.total_cmp(&b.1));
         let mut c = Candidate {
@@ -212,7 +209,6 @@ pub fn merge(centerface: &[FaceBox], detections: &[Detection]) -> Vec<Candidate>
             score: d.score,
             found_by: vec![Sighting::nudenet(d)],
             landmarks: None,
-            nudenet: Some(d.clone()),
         };
         if let Some((i, _)) = best {
             taken[i] = true;
@@ -234,7 +230,6 @@ pub fn merge(centerface: &[FaceBox], detections: &[Detection]) -> Vec<Candidate>
             score: f.score,
             found_by: vec![Sighting::centerface(f)],
             landmarks: Some(f.landmarks),
-            nudenet: None,
         });
     }
     // Strongest first, and a bounded number: a frame full of face-like texture must not
@@ -242,14 +237,6 @@ pub fn merge(centerface: &[FaceBox], detections: &[Detection]) -> Vec<Candidate>
     out.sort_by(|a, b| b.score.total_cmp(&a.score));
     out.truncate(MAX_FACES);
     out
-}
-
-fn corner_iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = iw * ih;
-    let union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
-    if union > 0.0 { inter / union } else { 0.0 }
 }
 
 /// Eye centres (image-left first) from CenterFace's landmarks, or from dlib's five points
@@ -314,11 +301,9 @@ pub fn chip_transform(
     };
     let (src, dst): (Vec<[f64; 2]>, Vec<[f64; 2]>) = match landmarks {
         Some(l) => {
-            // Mirror-consistent: CenterFace's first eye is image-left.
-            let eyes_cf = eyes_from_centerface(l);
-            let swapped = eyes_cf[0] != [f64::from(l[0][0]), f64::from(l[0][1])];
+            // The template's first eye and mouth corner are image-left ones.
             let mut pts: Vec<[f64; 2]> = l.iter().map(|p| p.map(f64::from)).collect();
-            if swapped {
+            if l[0][0] > l[1][0] {
                 pts.swap(0, 1);
                 pts.swap(3, 4);
             }
@@ -616,7 +601,7 @@ mod tests {
         assert_eq!(merged[0].found_by[0].bbox, [10.0, 10.0, 40.0, 50.0]);
         assert!(merged[0].landmarks.is_some());
         assert_eq!(merged[1].bbox, [200, 10, 20, 24]);
-        assert!(merged[1].nudenet.is_none());
+        assert_eq!(merged[1].found_by.len(), 1);
     }
 
     #[test]
