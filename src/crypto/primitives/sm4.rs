@@ -1,26 +1,161 @@
 //! The SM4 block cipher (GB/T 32907-2016), encryption direction only: the
 //! sealed format uses SM4 solely through CTR and CMAC, which never decrypt.
 //!
-//! Rounds use four 1 KiB "T-tables" that fold the S-box and the linear
-//! transform L together, turning each round into four table loads and XORs.
-//! This is the classic software speed-up (OpenSSL's C SM4 does the same) and
-//! roughly doubles throughput over a byte S-box followed by L. Like any
-//! table-driven cipher its memory access pattern depends on the data, so it is
-//! not hardened against cache-timing attackers sharing the CPU.
+//! Every path is constant-time: no table lookup or branch depends on key or
+//! data. The classic T-table SM4 (OpenSSL 3.0's and RustCrypto's on x86) leaks
+//! key bits through the cache to a co-resident attacker. The fast paths
+//! compute the S-box with GFNI or AES-NI instructions (`x86.rs` says how);
+//! `bitsliced.rs` is the portable fallback. The path is chosen once per
+//! process from the CPU's features, or forced with `VCW_SM4_IMPL`.
+
+mod bitsliced;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use std::sync::OnceLock;
 
 use zeroize::Zeroize;
 
-/// Round keys for one SM4 key; wiped on drop.
-pub(crate) struct Sm4 {
-    round_keys: [u32; 32],
+#[cfg(not(target_arch = "x86_64"))]
+use self::constants::{GFNI_POST_CONST, GFNI_POST_MATRIX, GFNI_PRE_CONST, GFNI_PRE_MATRIX};
+#[cfg(target_arch = "x86_64")]
+use self::x86::{GFNI_POST_CONST, GFNI_POST_MATRIX, GFNI_PRE_CONST, GFNI_PRE_MATRIX};
+
+#[cfg(not(target_arch = "x86_64"))]
+mod constants {
+    pub(super) const GFNI_PRE_MATRIX: u64 = 0x4c28_7db9_1a22_505d;
+    pub(super) const GFNI_PRE_CONST: i32 = 0x3e;
+    pub(super) const GFNI_POST_MATRIX: u64 = 0xf3ab_34a9_74a6_b589;
+    pub(super) const GFNI_POST_CONST: i32 = 0xd3;
 }
 
-/// Blocks processed side by side by `encrypt_lanes`. Independent blocks give
-/// the CPU several table-lookup chains to overlap; 8 measured best here.
-pub(crate) const LANES: usize = 8;
+/// An SM4 implementation. All produce identical output; they differ in speed
+/// and in which CPUs can run them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sm4Impl {
+    /// Bitsliced, 64 blocks per pass; any CPU.
+    Portable,
+    /// S-box through AESENCLAST and nibble shuffles, 16 blocks per pass.
+    AesniAvx2,
+    /// S-box through GFNI affine instructions on 256-bit vectors, 16 blocks.
+    GfniAvx2,
+    /// GFNI on 512-bit vectors, 32 blocks per pass.
+    GfniAvx512,
+}
+
+/// The environment variable that forces a path (tests and benchmarks).
+pub const SM4_IMPL_ENV: &str = "VCW_SM4_IMPL";
+
+impl Sm4Impl {
+    /// Fastest first.
+    pub const ALL: [Self; 4] = [
+        Self::GfniAvx512,
+        Self::GfniAvx2,
+        Self::AesniAvx2,
+        Self::Portable,
+    ];
+
+    /// The name `VCW_SM4_IMPL` accepts.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Portable => "portable",
+            Self::AesniAvx2 => "aesni",
+            Self::GfniAvx2 => "gfni-avx2",
+            Self::GfniAvx512 => "gfni-avx512",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|i| i.name() == name)
+    }
+
+    /// Whether this CPU can run the path.
+    pub fn is_supported(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            match self {
+                Self::Portable => true,
+                Self::AesniAvx2 => has!("avx2") && has!("aes"),
+                Self::GfniAvx2 => has!("avx2") && has!("gfni"),
+                Self::GfniAvx512 => has!("avx512f") && has!("avx512bw") && has!("gfni"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == Self::Portable
+        }
+    }
+
+    /// Blocks one pass processes: callers with independent work (CMAC over
+    /// many chunks) should offer at least this many at once.
+    pub fn lanes(self) -> usize {
+        match self {
+            Self::Portable => 64,
+            Self::AesniAvx2 | Self::GfniAvx2 => 16,
+            Self::GfniAvx512 => 32,
+        }
+    }
+
+    /// The path this process uses: `VCW_SM4_IMPL` if set and supported,
+    /// otherwise the fastest this CPU supports. Decided once.
+    pub fn selected() -> Self {
+        static SELECTED: OnceLock<Sm4Impl> = OnceLock::new();
+        *SELECTED.get_or_init(|| match Self::forced() {
+            Ok(Some(forced)) => forced,
+            Ok(None) => Self::best(),
+            Err(why) => {
+                tracing::warn!("{why}; using {}", Self::best().name());
+                Self::best()
+            }
+        })
+    }
+
+    /// The fastest path this CPU supports.
+    pub fn best() -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|i| i.is_supported())
+            .unwrap_or(Self::Portable)
+    }
+
+    /// What `VCW_SM4_IMPL` asks for, or why it cannot be honoured.
+    pub fn forced() -> Result<Option<Self>, String> {
+        let Ok(name) = std::env::var(SM4_IMPL_ENV) else {
+            return Ok(None);
+        };
+        match Self::from_name(&name) {
+            Some(i) if i.is_supported() => Ok(Some(i)),
+            Some(i) => Err(format!(
+                "{SM4_IMPL_ENV}={} is not supported by this CPU",
+                i.name()
+            )),
+            None => Err(format!(
+                "{SM4_IMPL_ENV}={name:?} is not one of {}",
+                Self::ALL.map(Self::name).join(", ")
+            )),
+        }
+    }
+}
+
+/// Round keys for one SM4 key and the path that uses them; keys wiped on drop.
+pub(crate) struct Sm4 {
+    round_keys: [u32; 32],
+    imp: Sm4Impl,
+}
 
 impl Sm4 {
     pub(crate) fn new(key: &[u8; 16]) -> Self {
+        Self::with_impl(key, Sm4Impl::selected())
+    }
+
+    /// Uses `imp`, or the portable path if this CPU cannot run `imp`.
+    pub(crate) fn with_impl(key: &[u8; 16], imp: Sm4Impl) -> Self {
+        let imp = if imp.is_supported() {
+            imp
+        } else {
+            Sm4Impl::Portable
+        };
         let mut k = words(key);
         for (word, fk) in k.iter_mut().zip(FK) {
             *word ^= fk;
@@ -32,41 +167,34 @@ impl Sm4 {
             *rk = next;
         }
         k.zeroize();
-        Self { round_keys }
+        Self { round_keys, imp }
     }
 
-    /// Encrypts one block held as four big-endian words.
-    #[inline]
-    pub(crate) fn encrypt_words(&self, block: [u32; 4]) -> [u32; 4] {
-        let [mut x0, mut x1, mut x2, mut x3] = block;
-        for rk in self.round_keys.chunks_exact(4) {
-            x0 ^= round(x1 ^ x2 ^ x3 ^ rk[0]);
-            x1 ^= round(x2 ^ x3 ^ x0 ^ rk[1]);
-            x2 ^= round(x3 ^ x0 ^ x1 ^ rk[2]);
-            x3 ^= round(x0 ^ x1 ^ x2 ^ rk[3]);
-        }
-        [x3, x2, x1, x0]
+    pub(crate) fn lanes(&self) -> usize {
+        self.imp.lanes()
     }
 
-    /// Encrypts `LANES` independent blocks, interleaving their rounds.
-    #[inline]
-    pub(crate) fn encrypt_lanes(&self, blocks: &mut [[u32; 4]; LANES]) {
-        // Word-major layout: each statement below is LANES independent
-        // lookup chains the CPU can overlap.
-        let mut x: [[u32; LANES]; 4] = std::array::from_fn(|w| blocks.map(|b| b[w]));
-        for rk in self.round_keys.chunks_exact(4) {
-            for j in 0..4 {
-                let [a, b, c] = [x[(j + 1) % 4], x[(j + 2) % 4], x[(j + 3) % 4]];
-                for lane in 0..LANES {
-                    x[j][lane] ^= round(a[lane] ^ b[lane] ^ c[lane] ^ rk[j]);
-                }
-            }
+    /// Encrypts every block in place; blocks are independent (ECB), which is
+    /// what CTR keystream and parallel CMAC lanes need.
+    pub(crate) fn encrypt_blocks(&self, blocks: &mut [[u8; 16]]) {
+        let rk = &self.round_keys;
+        match self.imp {
+            Sm4Impl::Portable => bitsliced::encrypt(rk, blocks),
+            // SAFETY (all three): `with_impl` only keeps a SIMD path if
+            // `is_supported` found the CPU features its function enables.
+            #[cfg(target_arch = "x86_64")]
+            Sm4Impl::AesniAvx2 => unsafe { x86::aesni_avx2(rk, blocks) },
+            #[cfg(target_arch = "x86_64")]
+            Sm4Impl::GfniAvx2 => unsafe { x86::gfni_avx2(rk, blocks) },
+            #[cfg(target_arch = "x86_64")]
+            Sm4Impl::GfniAvx512 => unsafe { x86::gfni_avx512(rk, blocks) },
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => bitsliced::encrypt(rk, blocks),
         }
-        *blocks = std::array::from_fn(|lane| [x[3][lane], x[2][lane], x[1][lane], x[0][lane]]);
     }
 
     pub(crate) fn encrypt_block(&self, block: &mut [u8; 16]) {
-        *block = bytes(self.encrypt_words(words(block)));
+        self.encrypt_blocks(std::slice::from_mut(block));
     }
 }
 
@@ -99,43 +227,12 @@ pub(crate) fn bytes(words: [u32; 4]) -> [u8; 16] {
     out
 }
 
-/// Round function T(x) = L(tau(x)) via the T-tables.
-#[inline(always)]
-fn round(x: u32) -> u32 {
-    T0[(x >> 24) as usize]
-        ^ T1[(x >> 16) as u8 as usize]
-        ^ T2[(x >> 8) as u8 as usize]
-        ^ T3[x as u8 as usize]
-}
-
-/// Key-schedule round T'(x) = L'(tau(x)); runs 32 times per key, so the plain
-/// S-box is fine here.
+/// Key-schedule round T'(x) = L'(tau(x)). The key is secret too, so the
+/// S-box is the constant-time computed one, not the table.
 fn key_round(x: u32) -> u32 {
-    let b = u32::from_be_bytes(x.to_be_bytes().map(|byte| SBOX[byte as usize]));
+    let b = bitsliced::sbox_word(x);
     b ^ b.rotate_left(13) ^ b.rotate_left(23)
 }
-
-/// The linear transform L of the encryption rounds.
-const fn linear(b: u32) -> u32 {
-    b ^ b.rotate_left(2) ^ b.rotate_left(10) ^ b.rotate_left(18) ^ b.rotate_left(24)
-}
-
-/// `L(S(x) << shift)` for every byte `x`: the contribution of one input byte
-/// position to T(x), since L is linear over XOR.
-const fn t_table(shift: u32) -> [u32; 256] {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        table[i] = linear((SBOX[i] as u32) << shift);
-        i += 1;
-    }
-    table
-}
-
-static T0: [u32; 256] = t_table(24);
-static T1: [u32; 256] = t_table(16);
-static T2: [u32; 256] = t_table(8);
-static T3: [u32; 256] = t_table(0);
 
 /// System parameter FK.
 const FK: [u32; 4] = [0xa3b1_bac6, 0x56aa_3350, 0x677d_9197, 0xb270_22dc];
@@ -155,7 +252,9 @@ const CK: [u32; 32] = {
     ck
 };
 
-/// The SM4 S-box (GB/T 32907-2016, table 1).
+/// The SM4 S-box (GB/T 32907-2016, table 1). No path looks it up; the tests
+/// check the computed S-boxes against it.
+#[cfg(test)]
 #[rustfmt::skip]
 const SBOX: [u8; 256] = [
     0xd6, 0x90, 0xe9, 0xfe, 0xcc, 0xe1, 0x3d, 0xb7, 0x16, 0xb6, 0x14, 0xc2, 0x28, 0xfb, 0x2c, 0x05,
@@ -187,12 +286,135 @@ mod tests {
         assert_eq!(CK[31], 0x646b_7279);
     }
 
+    /// Scalar model of GFNI's `gf2p8affineqb` (with `inverse`, of
+    /// `gf2p8affineinvqb`), written from Intel's pseudocode.
+    fn gf2p8affine(x: u8, matrix: u64, constant: i32, inverse: bool) -> u8 {
+        let x = if inverse { aes_inverse(x) } else { x };
+        (0..8).fold(constant as u8, |acc, i| {
+            let row = (matrix >> (8 * (7 - i))) as u8;
+            acc ^ (((row & x).count_ones() as u8) & 1) << i
+        })
+    }
+
+    fn aes_mul(mut a: u8, mut b: u8) -> u8 {
+        let mut r = 0;
+        while b != 0 {
+            if b & 1 == 1 {
+                r ^= a;
+            }
+            a = (a << 1) ^ if a & 0x80 != 0 { 0x1b } else { 0 };
+            b >>= 1;
+        }
+        r
+    }
+
+    fn aes_inverse(x: u8) -> u8 {
+        (0..=255u8).find(|&y| aes_mul(x, y) == 1).unwrap_or(0)
+    }
+
     #[test]
-    fn lanes_match_single_blocks() {
-        let cipher = Sm4::new(&[0x5a; 16]);
-        let mut blocks: [[u32; 4]; LANES] = std::array::from_fn(|i| [i as u32, 1, 2, 3 << i]);
-        let expected = blocks.map(|b| cipher.encrypt_words(b));
-        cipher.encrypt_lanes(&mut blocks);
-        assert_eq!(blocks, expected);
+    fn gfni_constants_compute_the_sbox() {
+        for x in 0..=255u8 {
+            let t = gf2p8affine(x, GFNI_PRE_MATRIX, GFNI_PRE_CONST, false);
+            let s = gf2p8affine(t, GFNI_POST_MATRIX, GFNI_POST_CONST, true);
+            assert_eq!(s, SBOX[x as usize], "x = {x:#04x}");
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn aesni_nibble_tables_compute_the_sbox() {
+        use super::x86::{AESNI_POST_HI, AESNI_POST_LO, AESNI_PRE_HI, AESNI_PRE_LO};
+        let aes_sbox = |x: u8| {
+            let v = aes_inverse(x);
+            v ^ v.rotate_left(1) ^ v.rotate_left(2) ^ v.rotate_left(3) ^ v.rotate_left(4) ^ 0x63
+        };
+        for x in 0..=255u8 {
+            let t = AESNI_PRE_LO[(x & 15) as usize] ^ AESNI_PRE_HI[(x >> 4) as usize];
+            let u = aes_sbox(t);
+            let s = AESNI_POST_LO[(u & 15) as usize] ^ AESNI_POST_HI[(u >> 4) as usize];
+            assert_eq!(s, SBOX[x as usize], "x = {x:#04x}");
+        }
+    }
+
+    fn supported() -> Vec<Sm4Impl> {
+        let paths: Vec<_> = Sm4Impl::ALL
+            .into_iter()
+            .filter(|i| i.is_supported())
+            .collect();
+        eprintln!(
+            "SM4 paths on this CPU: {:?}",
+            paths.iter().map(|i| i.name()).collect::<Vec<_>>()
+        );
+        paths
+    }
+
+    /// GB/T 32907 appendix A, example 1, on every path this CPU runs, in every
+    /// position of a pass (the padded tail included).
+    #[test]
+    fn every_path_passes_the_standard_example() {
+        let key = [
+            0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54,
+            0x32, 0x10,
+        ];
+        let expected = [
+            0x68, 0x1e, 0xdf, 0x34, 0xd2, 0x06, 0x96, 0x5e, 0x86, 0xb3, 0xe9, 0x4f, 0x53, 0x6e,
+            0x42, 0x46,
+        ];
+        for imp in supported() {
+            let cipher = Sm4::with_impl(&key, imp);
+            for n in [1, 15, 16, 17, 31, 32, 33, 64, 65, 130] {
+                let mut blocks = vec![key; n];
+                cipher.encrypt_blocks(&mut blocks);
+                assert!(
+                    blocks.iter().all(|b| *b == expected),
+                    "{} n={n}",
+                    imp.name()
+                );
+            }
+        }
+    }
+
+    /// Every path against RustCrypto's table-based `sm4` as an independent
+    /// oracle, on random keys and block counts around each pass width.
+    #[test]
+    fn every_path_matches_the_sm4_crate_on_random_keys() {
+        use sm4::cipher::{BlockEncrypt, KeyInit};
+        let mut seed = [0u8; 16];
+        getrandom::fill(&mut seed).expect("random");
+        let mut rng = u128::from_le_bytes(seed) | 1;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng.to_le_bytes()
+        };
+        for imp in supported() {
+            for n in 0..=70 {
+                let key = next();
+                let blocks: Vec<[u8; 16]> = (0..n).map(|_| next()).collect();
+                let oracle = sm4::Sm4::new(&key.into());
+                let expected: Vec<[u8; 16]> = blocks
+                    .iter()
+                    .map(|b| {
+                        let mut b = (*b).into();
+                        oracle.encrypt_block(&mut b);
+                        b.into()
+                    })
+                    .collect();
+                let mut got = blocks.clone();
+                Sm4::with_impl(&key, imp).encrypt_blocks(&mut got);
+                assert_eq!(got, expected, "{} n={n} key={key:02x?}", imp.name());
+            }
+        }
+    }
+
+    #[test]
+    fn forced_names_round_trip() {
+        for imp in Sm4Impl::ALL {
+            assert_eq!(Sm4Impl::from_name(imp.name()), Some(imp));
+        }
+        assert_eq!(Sm4Impl::from_name("tables"), None);
+        assert!(Sm4Impl::Portable.is_supported());
     }
 }

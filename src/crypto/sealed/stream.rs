@@ -7,7 +7,7 @@ use super::super::CryptoError;
 use super::super::keys::{DataKey, ObjectKeys, fill_random};
 use std::sync::Arc;
 
-use super::chunk::{ChunkCipher, off_runtime};
+use super::chunk::{Chunk, ChunkCipher, off_runtime};
 use super::header::{HEADER_LEN, Header};
 use super::{SealParams, TAG_LEN};
 
@@ -58,25 +58,41 @@ where
 
     let mut input = BufReader::new(input);
     let chunk_size = header.chunk_size as usize;
-    let mut buf = vec![0u8; chunk_size + TAG_LEN];
+    let slot = chunk_size + TAG_LEN;
+    // Each slot holds a chunk's bytes and then its tag; full chunks fill their
+    // slots exactly, so a sealed batch is one contiguous run of bytes.
+    let mut buf = Vec::new();
     let mut plaintext_len = 0u64;
     let mut sealed_len = HEADER_LEN as u64;
-    for index in 0u64.. {
-        let n = read_full(&mut input, &mut buf[..chunk_size]).await?;
-        // A full chunk is final only if nothing follows it; peeking keeps the
-        // encoding canonical (no empty final chunk after full chunks).
-        let is_final = n < chunk_size || at_eof(&mut input).await?;
-        let c = cipher.clone();
+    let mut next_index = 0u64;
+    loop {
+        let mut lens = Vec::new();
+        let mut at_end = false;
+        while lens.len() < batch_chunks(chunk_size) && !at_end {
+            let start = lens.len() * slot;
+            if buf.len() < start + slot {
+                buf.resize(start + slot, 0);
+            }
+            let n = read_full(&mut input, &mut buf[start..start + chunk_size]).await?;
+            // A full chunk is final only if nothing follows it; peeking keeps
+            // the encoding canonical (no empty final chunk after full chunks).
+            at_end = n < chunk_size || at_eof(&mut input).await?;
+            lens.push(n);
+        }
+        let (c, first, batch_lens) = (cipher.clone(), next_index, lens.clone());
         buf = off_runtime(move || {
-            let (data, rest) = buf.split_at_mut(n);
-            rest[..TAG_LEN].copy_from_slice(&c.seal(index, is_final, data)?);
+            let mut chunks = batch(&mut buf, slot, first, &batch_lens, at_end, |n| n);
+            c.seal_batch(&mut chunks)?;
             Ok(buf)
         })
         .await?;
-        output.write_all(&buf[..n + TAG_LEN]).await?;
-        plaintext_len += n as u64;
-        sealed_len += (n + TAG_LEN) as u64;
-        if is_final {
+        let batch_plaintext: usize = lens.iter().sum();
+        let batch_sealed = batch_plaintext + lens.len() * TAG_LEN;
+        output.write_all(&buf[..batch_sealed]).await?;
+        plaintext_len += batch_plaintext as u64;
+        sealed_len += batch_sealed as u64;
+        next_index += lens.len() as u64;
+        if at_end {
             break;
         }
     }
@@ -108,33 +124,51 @@ where
     header.verify(&keys)?;
     let cipher = Arc::new(ChunkCipher::new(keys, &header));
 
-    let mut buf = vec![0u8; header.chunk_size as usize + TAG_LEN];
+    let chunk_size = header.chunk_size as usize;
+    let slot = chunk_size + TAG_LEN;
+    let mut buf = Vec::new();
     let mut plaintext_len = 0u64;
-    for index in 0u64.. {
-        let n = read_full(&mut input, &mut buf).await?;
-        if n < TAG_LEN {
-            return Err(CryptoError::Truncated {
-                verified_chunks: index,
-            });
+    let mut next_index = 0u64;
+    loop {
+        let mut lens = Vec::new();
+        let (mut at_end, mut truncated) = (false, false);
+        while lens.len() < batch_chunks(chunk_size) && !at_end {
+            let start = lens.len() * slot;
+            if buf.len() < start + slot {
+                buf.resize(start + slot, 0);
+            }
+            let n = read_full(&mut input, &mut buf[start..start + slot]).await?;
+            if n < TAG_LEN {
+                truncated = true;
+                break;
+            }
+            at_end = n < slot || at_eof(&mut input).await?;
+            lens.push(n);
         }
-        let is_final = n < buf.len() || at_eof(&mut input).await?;
-        let c = cipher.clone();
-        buf = off_runtime(move || {
-            let (data, tag) = buf[..n].split_at_mut(n - TAG_LEN);
-            if !c.verify(index, is_final, data, tag) {
-                return Err(diagnose(&c, index, is_final, data, tag));
-            }
-            if is_final && data.is_empty() && index > 0 {
-                return Err(CryptoError::EmptyFinalChunk { index });
-            }
-            c.decrypt(index, data)?;
-            Ok(buf)
+        let (c, first, batch_lens) = (cipher.clone(), next_index, lens.clone());
+        let (returned, verified, failure) = off_runtime(move || {
+            let mut chunks = batch(&mut buf, slot, first, &batch_lens, at_end, |n| n - TAG_LEN);
+            let (verified, failure) = c.open_batch(&mut chunks);
+            Ok((buf, verified, failure))
         })
         .await?;
-        let data = &buf[..n - TAG_LEN];
-        output.write_all(data).await?;
-        plaintext_len += data.len() as u64;
-        if is_final {
+        buf = returned;
+        // Release only the verified prefix, in order.
+        for (i, &n) in lens[..verified].iter().enumerate() {
+            let data = &buf[i * slot..i * slot + n - TAG_LEN];
+            output.write_all(data).await?;
+            plaintext_len += data.len() as u64;
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        next_index += lens.len() as u64;
+        if truncated {
+            return Err(CryptoError::Truncated {
+                verified_chunks: next_index,
+            });
+        }
+        if at_end {
             break;
         }
     }
@@ -145,27 +179,38 @@ where
     })
 }
 
-/// Names the failure of a chunk that did not verify under the expected final
-/// flag. If it verifies under the other flag it is authentic but in the wrong
-/// place: a non-final chunk at end of input means the object was cut at a
-/// chunk boundary, and a final chunk with more input means bytes were
-/// appended. Only runs on the error path, so it costs nothing normally.
-fn diagnose(
-    cipher: &ChunkCipher,
-    index: u64,
-    is_final: bool,
-    data: &[u8],
-    tag: &[u8],
-) -> CryptoError {
-    if !cipher.verify(index, !is_final, data, tag) {
-        CryptoError::ChunkAuthFailed { index }
-    } else if is_final {
-        CryptoError::Truncated {
-            verified_chunks: index + 1,
-        }
-    } else {
-        CryptoError::TrailingData { final_index: index }
-    }
+/// Plaintext bytes per batch: enough chunks for every SIMD lane on both cores
+/// (64 chunks of the default 64 KiB), and a bound on memory per stream.
+const BATCH_BYTES: usize = 4 << 20;
+
+fn batch_chunks(chunk_size: usize) -> usize {
+    (BATCH_BYTES / chunk_size).max(1)
+}
+
+/// The chunks of a batch laid out in `buf` one per `slot`: chunk `i` has
+/// `lens[i]` bytes, of which `data_len(lens[i])` are data and the next
+/// `TAG_LEN` its tag. The last is final if the input ended there.
+fn batch<'a>(
+    buf: &'a mut [u8],
+    slot: usize,
+    first: u64,
+    lens: &[usize],
+    at_end: bool,
+    data_len: impl Fn(usize) -> usize,
+) -> Vec<Chunk<'a>> {
+    buf.chunks_mut(slot)
+        .zip(lens)
+        .enumerate()
+        .map(|(i, (s, &n))| {
+            let (data, rest) = s.split_at_mut(data_len(n));
+            Chunk {
+                index: first + i as u64,
+                is_final: at_end && i + 1 == lens.len(),
+                data,
+                tag: &mut rest[..TAG_LEN],
+            }
+        })
+        .collect()
 }
 
 /// Reads until `buf` is full or the input ends; returns the bytes read.
