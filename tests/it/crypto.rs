@@ -633,3 +633,43 @@ fn error_messages_name_the_failure() {
         assert!(err.to_string().contains(needle), "{err}");
     }
 }
+
+/// Seal and open work in batches of 4 MiB split across cores; a failure in any
+/// chunk of any batch must still release exactly the chunks before it, and a
+/// cut at a batch boundary must still read as truncation.
+#[test]
+fn failures_across_batches_release_exactly_the_chunks_before_them() {
+    const CHUNK: usize = 64 * 1024;
+    const SLOT: usize = CHUNK + TAG_LEN;
+    let mut rng = Rng(11);
+    let key = DataKey::from_bytes(rng.array16());
+    let plaintext = rng.bytes(150 * CHUNK + 1000);
+    let sealed = seal_vec(&key, &params(CHUNK as u32, rng.array16()), None, &plaintext);
+    let (result, released) = open_vec(&key, &sealed);
+    result.unwrap();
+    assert!(released == plaintext, "clean round trip");
+
+    let before = |index: usize| &plaintext[..index * CHUNK];
+    // 63 chunks fill a batch: these are the first, last and middle chunks of
+    // the first three batches.
+    for index in [0, 31, 62, 63, 64, 100, 125, 126, 150] {
+        let mut damaged = sealed.clone();
+        damaged[HEADER_LEN + index * SLOT + 5] ^= 0x40;
+        let (result, released) = open_vec(&key, &damaged);
+        let err = result.unwrap_err();
+        assert!(
+            matches!(err, CryptoError::ChunkAuthFailed { index: i } if i == index as u64),
+            "chunk {index}: {err}"
+        );
+        assert!(released == before(index), "chunk {index}: released {} bytes", released.len());
+    }
+    for kept in [62, 63, 64, 126, 127] {
+        let (result, released) = open_vec(&key, &sealed[..HEADER_LEN + kept * SLOT]);
+        let err = result.unwrap_err();
+        assert!(
+            matches!(err, CryptoError::Truncated { verified_chunks } if verified_chunks == kept as u64),
+            "cut after {kept}: {err}"
+        );
+        assert!(released == before(kept - 1), "cut after {kept}");
+    }
+}

@@ -15,32 +15,35 @@ type Block = [u8; SM4_BLOCK_LEN];
 /// The tag of each message; a message is the concatenation of its parts, so
 /// callers can authenticate `prefix || data` without copying.
 pub(super) fn mac_many(cipher: &Sm4, messages: &[&[&[u8]]]) -> Vec<Block> {
+    // Longest first: every lane consumes a block per step, so the lanes still
+    // absorbing are always a prefix, and their chain values (`states`) can be
+    // encrypted in place as one batch.
+    let mut order: Vec<usize> = (0..messages.len()).collect();
     let mut lanes: Vec<Lane> = messages.iter().map(|parts| Lane::new(parts)).collect();
-    let mut batch: Vec<Block> = Vec::with_capacity(lanes.len());
-    let mut active: Vec<usize> = Vec::with_capacity(lanes.len());
+    order.sort_by_key(|&i| std::cmp::Reverse(lanes[i].remaining));
+    let mut lanes: Vec<Lane> = {
+        let mut slots: Vec<Option<Lane>> = lanes.drain(..).map(Some).collect();
+        order
+            .iter()
+            .map(|&i| slots[i].take().expect("each lane once"))
+            .collect()
+    };
+    let mut states: Vec<Block> = vec![[0; SM4_BLOCK_LEN]; lanes.len()];
     // Absorb every block but the last, which needs a subkey mixed in.
-    loop {
-        batch.clear();
-        active.clear();
-        for (i, lane) in lanes.iter_mut().enumerate() {
-            if lane.remaining > SM4_BLOCK_LEN {
-                let mut block = [0u8; SM4_BLOCK_LEN];
-                lane.take(&mut block);
-                batch.push(xor(lane.state, block));
-                active.push(i);
-            }
+    let mut active = lanes.iter().filter(|l| l.remaining > SM4_BLOCK_LEN).count();
+    while active > 0 {
+        for (lane, state) in lanes[..active].iter_mut().zip(&mut states) {
+            let mut block = [0u8; SM4_BLOCK_LEN];
+            lane.take(&mut block);
+            *state = xor(*state, block);
         }
-        if batch.is_empty() {
-            break;
-        }
-        cipher.encrypt_blocks(&mut batch);
-        for (&i, state) in active.iter().zip(&batch) {
-            lanes[i].state = *state;
+        cipher.encrypt_blocks(&mut states[..active]);
+        while active > 0 && lanes[active - 1].remaining <= SM4_BLOCK_LEN {
+            active -= 1;
         }
     }
     let (mut k1, mut k2) = subkeys(cipher);
-    batch.clear();
-    for lane in &mut lanes {
+    for (lane, state) in lanes.iter_mut().zip(&mut states) {
         let mut last = [0u8; SM4_BLOCK_LEN];
         let n = lane.take(&mut last);
         let last = if n == SM4_BLOCK_LEN {
@@ -50,21 +53,24 @@ pub(super) fn mac_many(cipher: &Sm4, messages: &[&[&[u8]]]) -> Vec<Block> {
             last[n] = 0x80;
             xor(last, k2)
         };
-        batch.push(xor(lane.state, last));
+        *state = xor(*state, last);
     }
-    cipher.encrypt_blocks(&mut batch);
+    cipher.encrypt_blocks(&mut states);
     k1.zeroize();
     k2.zeroize();
-    batch
+    let mut tags = vec![[0; SM4_BLOCK_LEN]; states.len()];
+    for (&i, tag) in order.iter().zip(states) {
+        tags[i] = tag;
+    }
+    tags
 }
 
-/// One message being absorbed: where its next byte is and the chain value.
+/// One message being absorbed: where its next byte is.
 struct Lane<'a> {
     parts: &'a [&'a [u8]],
     part: usize,
     offset: usize,
     remaining: usize,
-    state: Block,
 }
 
 impl<'a> Lane<'a> {
@@ -74,12 +80,22 @@ impl<'a> Lane<'a> {
             part: 0,
             offset: 0,
             remaining: parts.iter().map(|p| p.len()).sum(),
-            state: [0; SM4_BLOCK_LEN],
         }
     }
 
     /// Copies the next (up to) 16 bytes into `block`; returns how many.
     fn take(&mut self, block: &mut Block) -> usize {
+        // Fast path, nearly every block: 16 bytes inside the current part.
+        if let Some(src) = self
+            .parts
+            .get(self.part)
+            .and_then(|p| p.get(self.offset..self.offset + SM4_BLOCK_LEN))
+        {
+            block.copy_from_slice(src);
+            self.offset += SM4_BLOCK_LEN;
+            self.remaining -= SM4_BLOCK_LEN;
+            return SM4_BLOCK_LEN;
+        }
         let mut filled = 0;
         while filled < SM4_BLOCK_LEN && self.part < self.parts.len() {
             let src = &self.parts[self.part][self.offset..];

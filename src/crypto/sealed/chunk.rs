@@ -226,15 +226,19 @@ fn on_cores<T: Send, R: Send>(items: &mut [T], work: impl Fn(&mut [T]) -> R + Sy
     })
 }
 
-/// Runs chunk work (SM4 and CMAC over up to a chunk, about a millisecond for 64 KiB) on
-/// tokio's blocking pool: an async worker thread is shared by every request, and one
-/// held by crypto would delay the others (and `/healthz`) behind it.
-pub(crate) async fn off_runtime<T: Send + 'static>(
+/// Starts chunk work (SM4 and CMAC over a batch of chunks, milliseconds) on
+/// tokio's blocking pool and returns its result as a future. The work starts
+/// at once, so a caller can read the next batch while it runs. An async worker
+/// thread is shared by every request, and one held by crypto would delay the
+/// others (and `/healthz`) behind it.
+pub(crate) fn off_runtime<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, CryptoError> + Send + 'static,
-) -> Result<T, CryptoError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| CryptoError::Io(std::io::Error::other(e)))?
+) -> impl std::future::Future<Output = Result<T, CryptoError>> {
+    let job = tokio::task::spawn_blocking(work);
+    async move {
+        job.await
+            .map_err(|e| CryptoError::Io(std::io::Error::other(e)))?
+    }
 }
 
 #[cfg(test)]

@@ -59,42 +59,43 @@ where
     let mut input = BufReader::new(input);
     let chunk_size = header.chunk_size as usize;
     let slot = chunk_size + TAG_LEN;
-    // Each slot holds a chunk's bytes and then its tag; full chunks fill their
-    // slots exactly, so a sealed batch is one contiguous run of bytes.
-    let mut buf = Vec::new();
     let mut plaintext_len = 0u64;
     let mut sealed_len = HEADER_LEN as u64;
     let mut next_index = 0u64;
+    // Two buffers: while one batch is sealed on the blocking pool, the next is
+    // read and the previous one written.
+    let mut spare = Vec::new();
+    let mut in_flight = None;
     loop {
-        let mut lens = Vec::new();
-        let mut at_end = false;
-        while lens.len() < batch_chunks(chunk_size) && !at_end {
-            let start = lens.len() * slot;
-            if buf.len() < start + slot {
-                buf.resize(start + slot, 0);
-            }
-            let n = read_full(&mut input, &mut buf[start..start + chunk_size]).await?;
-            // A full chunk is final only if nothing follows it; peeking keeps
-            // the encoding canonical (no empty final chunk after full chunks).
-            at_end = n < chunk_size || at_eof(&mut input).await?;
-            lens.push(n);
-        }
-        let (c, first, batch_lens) = (cipher.clone(), next_index, lens.clone());
-        buf = off_runtime(move || {
-            let mut chunks = batch(&mut buf, slot, first, &batch_lens, at_end, |n| n);
-            c.seal_batch(&mut chunks)?;
+        let mut buf = std::mem::take(&mut spare);
+        let batch_read = read_batch(&mut input, &mut buf, slot, chunk_size, 0).await?;
+        let (c, first, lens, at_end) = (
+            cipher.clone(),
+            next_index,
+            batch_read.lens.clone(),
+            batch_read.at_end,
+        );
+        let job = off_runtime(move || {
+            c.seal_batch(&mut batch(&mut buf, slot, first, &lens, at_end, |n| n))?;
             Ok(buf)
-        })
-        .await?;
-        let batch_plaintext: usize = lens.iter().sum();
-        let batch_sealed = batch_plaintext + lens.len() * TAG_LEN;
-        output.write_all(&buf[..batch_sealed]).await?;
+        });
+        // Full chunks fill their slots exactly, so a sealed batch is one
+        // contiguous run: the data of every chunk and a tag each.
+        let batch_plaintext: usize = batch_read.lens.iter().sum();
+        let batch_sealed = batch_plaintext + batch_read.lens.len() * TAG_LEN;
+        if let Some((previous, len)) = in_flight.replace((job, batch_sealed)) {
+            spare = previous.await?;
+            output.write_all(&spare[..len]).await?;
+        }
         plaintext_len += batch_plaintext as u64;
         sealed_len += batch_sealed as u64;
-        next_index += lens.len() as u64;
+        next_index += batch_read.lens.len() as u64;
         if at_end {
             break;
         }
+    }
+    if let Some((last, len)) = in_flight {
+        output.write_all(&last.await?[..len]).await?;
     }
     output.flush().await?;
     Ok(SealSummary {
@@ -124,46 +125,52 @@ where
     header.verify(&keys)?;
     let cipher = Arc::new(ChunkCipher::new(keys, &header));
 
-    let chunk_size = header.chunk_size as usize;
-    let slot = chunk_size + TAG_LEN;
-    let mut buf = Vec::new();
+    let slot = header.chunk_size as usize + TAG_LEN;
     let mut plaintext_len = 0u64;
     let mut next_index = 0u64;
+    // As in `seal`: the next batch is read while this one is verified.
+    let mut spare = Vec::new();
+    let mut in_flight = None;
     loop {
-        let mut lens = Vec::new();
-        let (mut at_end, mut truncated) = (false, false);
-        while lens.len() < batch_chunks(chunk_size) && !at_end {
-            let start = lens.len() * slot;
-            if buf.len() < start + slot {
-                buf.resize(start + slot, 0);
-            }
-            let n = read_full(&mut input, &mut buf[start..start + slot]).await?;
-            if n < TAG_LEN {
-                truncated = true;
-                break;
-            }
-            at_end = n < slot || at_eof(&mut input).await?;
-            lens.push(n);
-        }
-        let (c, first, batch_lens) = (cipher.clone(), next_index, lens.clone());
-        let (returned, verified, failure) = off_runtime(move || {
-            let mut chunks = batch(&mut buf, slot, first, &batch_lens, at_end, |n| n - TAG_LEN);
-            let (verified, failure) = c.open_batch(&mut chunks);
+        let mut buf = std::mem::take(&mut spare);
+        let batch_read = read_batch(&mut input, &mut buf, slot, slot, TAG_LEN).await?;
+        let (c, first, lens, at_end) = (
+            cipher.clone(),
+            next_index,
+            batch_read.lens.clone(),
+            batch_read.at_end,
+        );
+        let job = off_runtime(move || {
+            let (verified, failure) =
+                c.open_batch(&mut batch(&mut buf, slot, first, &lens, at_end, |n| {
+                    n - TAG_LEN
+                }));
             Ok((buf, verified, failure))
-        })
-        .await?;
-        buf = returned;
-        // Release only the verified prefix, in order.
-        for (i, &n) in lens[..verified].iter().enumerate() {
-            let data = &buf[i * slot..i * slot + n - TAG_LEN];
-            output.write_all(data).await?;
-            plaintext_len += data.len() as u64;
+        });
+        if let Some((previous, lens)) = in_flight.replace((job, batch_read.lens.clone())) {
+            spare = release(
+                previous.await?,
+                &lens,
+                slot,
+                &mut output,
+                &mut plaintext_len,
+            )
+            .await?;
         }
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        next_index += lens.len() as u64;
-        if truncated {
+        next_index += batch_read.lens.len() as u64;
+        if batch_read.truncated {
+            // Everything before the cut is released first, as it would have
+            // been one batch at a time.
+            if let Some((previous, lens)) = in_flight.take() {
+                release(
+                    previous.await?,
+                    &lens,
+                    slot,
+                    &mut output,
+                    &mut plaintext_len,
+                )
+                .await?;
+            }
             return Err(CryptoError::Truncated {
                 verified_chunks: next_index,
             });
@@ -171,6 +178,9 @@ where
         if at_end {
             break;
         }
+    }
+    if let Some((last, lens)) = in_flight {
+        release(last.await?, &lens, slot, &mut output, &mut plaintext_len).await?;
     }
     output.flush().await?;
     Ok(OpenSummary {
@@ -180,11 +190,74 @@ where
 }
 
 /// Plaintext bytes per batch: enough chunks for every SIMD lane on both cores
-/// (64 chunks of the default 64 KiB), and a bound on memory per stream.
+/// (64 chunks of the default 64 KiB), and a bound on memory per stream (two
+/// batches).
 const BATCH_BYTES: usize = 4 << 20;
 
-fn batch_chunks(chunk_size: usize) -> usize {
-    (BATCH_BYTES / chunk_size).max(1)
+/// What `read_batch` put in the buffer.
+struct BatchRead {
+    /// Bytes in each slot.
+    lens: Vec<usize>,
+    /// The input ended after the last slot.
+    at_end: bool,
+    /// The input ended with fewer than the minimum bytes for a slot (a sealed
+    /// chunk needs at least its tag); that slot is not in `lens`.
+    truncated: bool,
+}
+
+/// Reads up to a batch of slots of `read_len` bytes into `buf`, one per
+/// `slot` bytes, growing it on first use so small objects stay small.
+async fn read_batch<R: AsyncRead + Unpin>(
+    input: &mut BufReader<R>,
+    buf: &mut Vec<u8>,
+    slot: usize,
+    read_len: usize,
+    min_len: usize,
+) -> Result<BatchRead, CryptoError> {
+    let mut read = BatchRead {
+        lens: Vec::new(),
+        at_end: false,
+        truncated: false,
+    };
+    while read.lens.len() < (BATCH_BYTES / slot).max(1) {
+        let start = read.lens.len() * slot;
+        if buf.len() < start + slot {
+            buf.resize(start + slot, 0);
+        }
+        let n = read_full(input, &mut buf[start..start + read_len]).await?;
+        if n < min_len {
+            read.truncated = true;
+            break;
+        }
+        read.lens.push(n);
+        // A full slot is the last only if nothing follows it; peeking keeps
+        // the encoding canonical (no empty final chunk after full chunks).
+        if n < read_len || at_eof(input).await? {
+            read.at_end = true;
+            break;
+        }
+    }
+    Ok(read)
+}
+
+/// Writes the verified chunks of an opened batch, then fails with the first
+/// failure if there was one. Returns the buffer for reuse.
+async fn release<W: AsyncWrite + Unpin>(
+    (buf, verified, failure): (Vec<u8>, usize, Option<CryptoError>),
+    lens: &[usize],
+    slot: usize,
+    output: &mut W,
+    plaintext_len: &mut u64,
+) -> Result<Vec<u8>, CryptoError> {
+    for (i, &n) in lens[..verified].iter().enumerate() {
+        let data = &buf[i * slot..i * slot + n - TAG_LEN];
+        output.write_all(data).await?;
+        *plaintext_len += data.len() as u64;
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(buf),
+    }
 }
 
 /// The chunks of a batch laid out in `buf` one per `slot`: chunk `i` has
