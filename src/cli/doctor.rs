@@ -152,11 +152,37 @@ fn models(dir: &Path) -> Vec<Check> {
         .collect()
 }
 
+/// Which constant-time SM4 path seals here, and whether `VCW_SM4_IMPL` asks
+/// for something this CPU cannot do.
 fn sm4() -> Check {
-    pass(
-        "sm4",
-        "portable table-based SM4 (no constant-time SIMD path in this build)",
-    )
+    use crate::crypto::primitives::{SM4_IMPL_ENV, Sm4Impl};
+    let used = Sm4Impl::selected().name();
+    let supported: Vec<&str> = Sm4Impl::ALL
+        .into_iter()
+        .filter(|i| i.is_supported())
+        .map(Sm4Impl::name)
+        .collect();
+    let supported = supported.join(", ");
+    match Sm4Impl::forced() {
+        Err(why) => fail(
+            "sm4",
+            format!("{why}; sealing uses {used}"),
+            format!("unset {SM4_IMPL_ENV}, or set it to one this CPU runs: {supported}"),
+        ),
+        Ok(Some(_)) => pass(
+            "sm4",
+            format!("{used}, constant-time (forced by {SM4_IMPL_ENV}; this CPU runs {supported})"),
+        ),
+        Ok(None) if used == Sm4Impl::Portable.name() => pass(
+            "sm4",
+            "portable bitsliced, constant-time but about 30x slower than the SIMD paths: \
+             this CPU has neither GFNI nor AES-NI with AVX2",
+        ),
+        Ok(None) => pass(
+            "sm4",
+            format!("{used}, constant-time (this CPU runs {supported})"),
+        ),
+    }
 }
 
 fn keyring_check(path: &Path) -> Check {

@@ -103,3 +103,26 @@ fn doctor_passes_a_good_install_and_names_each_fix() {
     assert_eq!(failed[0].0, "catalog");
     assert!(failed[0].2.contains("cluster.database_url"), "{failed:?}");
 }
+
+/// `vcw doctor` names the SM4 path sealing uses, honours `VCW_SM4_IMPL`, and fails
+/// with a fix when it names a path that does not exist.
+#[test]
+fn doctor_reports_the_sm4_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let sm4 = |env: &[(&str, &str)]| {
+        let (_, checks) = doctor(dir.path(), &[], env);
+        checks.into_iter().find(|c| c["name"] == "sm4").unwrap()
+    };
+    let best = sm4(&[]);
+    assert_eq!(best["ok"], true, "{best}");
+    assert!(best["detail"].as_str().unwrap().contains("constant-time"), "{best}");
+
+    let forced = sm4(&[("VCW_SM4_IMPL", "portable")]);
+    assert_eq!(forced["ok"], true, "{forced}");
+    let detail = forced["detail"].as_str().unwrap();
+    assert!(detail.starts_with("portable") && detail.contains("forced"), "{forced}");
+
+    let bogus = sm4(&[("VCW_SM4_IMPL", "tables")]);
+    assert_eq!(bogus["ok"], false, "{bogus}");
+    assert!(bogus["fix"].as_str().unwrap().contains("portable"), "{bogus}");
+}
