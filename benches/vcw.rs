@@ -155,5 +155,36 @@ fn sealed(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, sampler, models, scan, sealed);
+/// Every SM4 path this CPU runs: CTR over 1 MiB, CMAC of one 64 KiB chunk (serial,
+/// what a lone range read costs), and of 64 such chunks side by side (what seal and
+/// open do per core).
+fn sm4(c: &mut Criterion) {
+    use vcw::crypto::primitives::{Sm4Impl, Sm4Key};
+    let data: Vec<u8> = (0..64 << 16)
+        .map(|i: usize| (i * 13 + i / 977) as u8)
+        .collect();
+    let chunks: Vec<[&[u8]; 1]> = data.chunks(1 << 16).map(|c| [c]).collect();
+    let lanes: Vec<&[&[u8]]> = chunks.iter().map(|m| &m[..]).collect();
+    let mut g = c.benchmark_group("sm4");
+    g.sample_size(10);
+    for imp in Sm4Impl::ALL.into_iter().filter(|i| i.is_supported()) {
+        let key = Sm4Key::with_impl(&[9; 16], imp);
+        let mut buf = data[..1 << 20].to_vec();
+        g.throughput(Throughput::Bytes(buf.len() as u64));
+        g.bench_function(format!("ctr_1MiB_{}", imp.name()), |b| {
+            b.iter(|| key.ctr_apply(&[3; 16], &mut buf))
+        });
+        g.throughput(Throughput::Bytes(1 << 16));
+        g.bench_function(format!("cmac_serial_64KiB_{}", imp.name()), |b| {
+            b.iter(|| key.cmac(lanes[0]))
+        });
+        g.throughput(Throughput::Bytes(data.len() as u64));
+        g.bench_function(format!("cmac_64_lanes_of_64KiB_{}", imp.name()), |b| {
+            b.iter(|| key.cmac_many(&lanes))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, sampler, models, scan, sealed, sm4);
 criterion_main!(benches);

@@ -421,6 +421,11 @@ pub struct InferenceConfig {
     /// (pixels): 1280 keeps faces of about 15 px in a 1080p frame at a third of the cost
     /// of full resolution.
     pub face_max_side: usize,
+    /// Run the models on this CUDA device (ONNX Runtime's CUDA execution provider)
+    /// instead of the CPU. Needs a build with `--features cuda` and `ort_library`
+    /// pointing at the GPU build of ONNX Runtime (the `onnxruntime-gpu` wheel). None =
+    /// CPU, the default and what CI runs.
+    pub cuda_device: Option<i32>,
 }
 
 impl Default for InferenceConfig {
@@ -431,6 +436,7 @@ impl Default for InferenceConfig {
             intra_threads: 0,
             batch_size: 8,
             face_max_side: 1280,
+            cuda_device: None,
         }
     }
 }
@@ -557,6 +563,11 @@ impl Config {
         }
         if self.inference.batch_size == 0 || self.inference.batch_size > 256 {
             return bad("inference.batch_size must be between 1 and 256");
+        }
+        if self.inference.cuda_device.is_some() && !cfg!(feature = "cuda") {
+            return bad(
+                "inference.cuda_device is set, but this vcw was built without `--features cuda`",
+            );
         }
         if !(64..=4096).contains(&self.inference.face_max_side) {
             return bad("inference.face_max_side must be between 64 and 4096 pixels");
@@ -713,6 +724,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("VCW__LIMITS__MAX_WIDTH"), "{err}");
+        if !cfg!(feature = "cuda") {
+            let err = Config::load(None, env(&[("VCW__INFERENCE__CUDA_DEVICE", "0")]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("--features cuda"), "{err}");
+        }
     }
 
     #[test]

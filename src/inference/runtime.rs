@@ -131,12 +131,24 @@ pub fn session(
         config.intra_threads
     };
     let ort_err = |e: ort::Error| InferenceError::Runtime(format!("{}: {e}", entry.file));
-    let session = Session::builder(env)
+    let builder = Session::builder(env)
         .map_err(ort_err)?
         .with_intra_threads(threads)
-        .map_err(|e| ort_err(e.into()))?
-        .commit_from_memory(bytes)
-        .map_err(ort_err)?;
+        .map_err(|e| ort_err(e.into()))?;
+    #[cfg(feature = "cuda")]
+    let builder = match config.cuda_device {
+        // Fails rather than silently falling back to the CPU: an operator who asked
+        // for the GPU should learn that it is not being used.
+        Some(device) => builder
+            .with_execution_providers([ort::ep::CUDA::default()
+                .with_device_id(device)
+                .build()
+                .error_on_failure()])
+            .map_err(|e| ort_err(e.into()))?,
+        None => builder,
+    };
+    let mut builder = builder;
+    let session = builder.commit_from_memory(bytes).map_err(ort_err)?;
     check_signature(
         entry,
         "input",

@@ -661,7 +661,11 @@ fn failures_across_batches_release_exactly_the_chunks_before_them() {
             matches!(err, CryptoError::ChunkAuthFailed { index: i } if i == index as u64),
             "chunk {index}: {err}"
         );
-        assert!(released == before(index), "chunk {index}: released {} bytes", released.len());
+        assert!(
+            released == before(index),
+            "chunk {index}: released {} bytes",
+            released.len()
+        );
     }
     for kept in [62, 63, 64, 126, 127] {
         let (result, released) = open_vec(&key, &sealed[..HEADER_LEN + kept * SLOT]);

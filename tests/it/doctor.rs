@@ -115,14 +115,23 @@ fn doctor_reports_the_sm4_path() {
     };
     let best = sm4(&[]);
     assert_eq!(best["ok"], true, "{best}");
-    assert!(best["detail"].as_str().unwrap().contains("constant-time"), "{best}");
+    assert!(
+        best["detail"].as_str().unwrap().contains("constant-time"),
+        "{best}"
+    );
 
     let forced = sm4(&[("VCW_SM4_IMPL", "portable")]);
     assert_eq!(forced["ok"], true, "{forced}");
     let detail = forced["detail"].as_str().unwrap();
-    assert!(detail.starts_with("portable") && detail.contains("forced"), "{forced}");
+    assert!(
+        detail.starts_with("portable") && detail.contains("forced"),
+        "{forced}"
+    );
 
     let bogus = sm4(&[("VCW_SM4_IMPL", "tables")]);
     assert_eq!(bogus["ok"], false, "{bogus}");
-    assert!(bogus["fix"].as_str().unwrap().contains("portable"), "{bogus}");
+    assert!(
+        bogus["fix"].as_str().unwrap().contains("portable"),
+        "{bogus}"
+    );
 }
