@@ -3,6 +3,8 @@
 //!
 //!   throughput sample CLIP MAX_GAP MIN_RATE
 //!   throughput models IMAGE...
+//!   throughput scan CLIP      (`vcw scan`'s work, and the part of it spent inside
+//!                              ONNX Runtime: the pipeline's floor)
 
 use std::time::Instant;
 
@@ -83,8 +85,23 @@ fn main() -> anyhow::Result<()> {
             }
             println!("age {} {:.4}", faces, start.elapsed().as_secs_f64());
         }
+        Some("scan") if args.len() == 2 => {
+            let config = Config::default();
+            let mut classifier = Classifier::load(&config.inference)?;
+            let policy = vcw::policy::Policy::builtin();
+            let clip = MediaSource::file(args[1].as_ref());
+            let start = Instant::now();
+            let report =
+                vcw::scan::scan_file(&clip, &mut classifier, &config, &policy, &|_, _| {})?;
+            println!(
+                "scan {} {:.4} model_seconds={:.4}",
+                report.sampled.len(),
+                start.elapsed().as_secs_f64(),
+                classifier.model_time().as_secs_f64()
+            );
+        }
         _ => anyhow::bail!(
-            "usage: throughput sample CLIP MAX_GAP MIN_RATE | throughput models IMAGE..."
+            "usage: throughput sample CLIP MAX_GAP MIN_RATE | throughput models IMAGE... | throughput scan CLIP"
         ),
     }
     Ok(())

@@ -36,6 +36,8 @@ pub struct SamplingInfo {
     pub min_rate: f64,
     pub keyframes_only: bool,
     pub decoded_frames: u64,
+    /// Packets read but not decoded: the rest of a GOP once no sample can fall in it.
+    pub skipped_packets: u64,
     pub decode_errors: u64,
     /// Longest stretch between consecutive examined timestamps (including the head and
     /// tail of the video), seconds.

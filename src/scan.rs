@@ -116,6 +116,7 @@ pub fn scan_file(
             min_rate: config.sampler.min_rate,
             keyframes_only: stats.keyframes_only,
             decoded_frames: stats.decoded_frames,
+            skipped_packets: stats.skipped_packets,
             decode_errors: stats.decode_errors,
             largest_gap: micro(largest_gap),
         },

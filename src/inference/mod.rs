@@ -75,6 +75,9 @@ pub struct Classifier {
     judgeable: faces::Judgeable,
     keep_chips: bool,
     models: Vec<ModelInfo>,
+    /// Time spent inside ONNX Runtime's `run`, summed over every model: what a scan
+    /// would cost with decoding and pre/post-processing free (scripts/bench's peer).
+    model_time: std::time::Duration,
 }
 
 impl Classifier {
@@ -124,6 +127,7 @@ impl Classifier {
             judgeable: faces::Judgeable::default(),
             keep_chips: false,
             models,
+            model_time: std::time::Duration::ZERO,
         })
     }
 
@@ -135,6 +139,11 @@ impl Classifier {
 
     pub fn models(&self) -> &[ModelInfo] {
         &self.models
+    }
+
+    /// Time spent inside ONNX Runtime since this classifier was loaded.
+    pub fn model_time(&self) -> std::time::Duration {
+        self.model_time
     }
 
     /// Classifies a batch of frames with every model; one result per frame, in order.
@@ -179,10 +188,12 @@ impl Classifier {
         }
         let tensor = Tensor::from_array(([n, nsfw::CROP, nsfw::CROP, 3], input))
             .map_err(ort_error(nsfw::NAME))?;
+        let started = std::time::Instant::now();
         let outputs = self
             .nsfw
             .run(ort::inputs![tensor])
             .map_err(ort_error(nsfw::NAME))?;
+        self.model_time += started.elapsed();
         let (_, probs) = outputs[0]
             .try_extract_tensor::<f32>()
             .map_err(ort_error(nsfw::NAME))?;
@@ -202,10 +213,12 @@ impl Classifier {
         }
         let tensor =
             Tensor::from_array(([n, 3, side, side], input)).map_err(ort_error(nudenet::NAME))?;
+        let started = std::time::Instant::now();
         let outputs = self
             .nudenet
             .run(ort::inputs![tensor])
             .map_err(ort_error(nudenet::NAME))?;
+        self.model_time += started.elapsed();
         let (shape, raw) = outputs[0]
             .try_extract_tensor::<f32>()
             .map_err(ort_error(nudenet::NAME))?;
@@ -249,7 +262,9 @@ impl Classifier {
             }
             let n = group.len();
             let tensor = Tensor::from_array(([n, 3, in_h, in_w], input)).map_err(&err)?;
+            let started = std::time::Instant::now();
             let outputs = self.centerface.run(ort::inputs![tensor]).map_err(&err)?;
+            self.model_time += started.elapsed();
             let mut maps = Vec::with_capacity(4);
             for (k, channels) in [1usize, 2, 2, 10].into_iter().enumerate() {
                 let (_, data) = outputs[k].try_extract_tensor::<f32>().map_err(&err)?;
@@ -348,7 +363,9 @@ impl Classifier {
             let m = dlib_owners.len();
             let tensor =
                 Tensor::from_array(([m, 3, age::CHIP, age::CHIP], dlib_input)).map_err(&err)?;
+            let started = std::time::Instant::now();
             let outputs = self.age.run(ort::inputs![tensor]).map_err(&err)?;
+            self.model_time += started.elapsed();
             let (_, probs) = outputs[0].try_extract_tensor::<f32>().map_err(&err)?;
             for ((i, k, misaligned), row) in
                 dlib_owners.into_iter().zip(probs.chunks_exact(age::BINS))
@@ -367,7 +384,9 @@ impl Classifier {
             let m = faceapi_owners.len();
             let tensor = Tensor::from_array(([m, faceapi::CHIP, faceapi::CHIP, 3], faceapi_input))
                 .map_err(&err)?;
+            let started = std::time::Instant::now();
             let outputs = self.faceapi.run(ort::inputs![tensor]).map_err(&err)?;
+            self.model_time += started.elapsed();
             let (_, ages) = outputs[0].try_extract_tensor::<f32>().map_err(&err)?;
             for ((i, k), &a) in faceapi_owners.into_iter().zip(ages.iter()) {
                 let e = faces::estimate(faceapi::NAME, a, faces::faceapi_sd(a), None);

@@ -61,6 +61,9 @@ pub struct SampleStats {
     pub decode_errors: u64,
     /// Timestamp of the last frame in the file, seconds.
     pub last_frame: f64,
+    /// Packets never decoded because no sample could fall among them (the rest of a
+    /// GOP after its last sample).
+    pub skipped_packets: u64,
 }
 
 /// A configured sampler; cheap to create, one per file.
@@ -169,7 +172,20 @@ impl Sampler<'_> {
             sampled_frames: 0,
             decode_errors: 0,
             last_frame: index.last_frame,
+            skipped_packets: 0,
         };
+        // Decode only what sampling needs: once a sample is taken and the next sample
+        // cannot be due before the next keyframe, the packets up to that keyframe are
+        // read but not decoded (nothing after the keyframe depends on them). Scene
+        // detection compares consecutive frames, so it needs them all.
+        let may_skip = !keyframes_only && self.config.scene_threshold <= 0.0;
+        let stream_end = index.last_frame + index.frame_duration;
+        let mut skipping = false;
+        let mut skipped_until = f64::NEG_INFINITY;
+        // The decoder may already hold packets past a sample when it hands the sample
+        // over (frame threads, reordering): skipping must not start once the keyframe
+        // it skips to has been sent, or it would skip that keyframe's GOP instead.
+        let mut newest_key_sent = f64::NEG_INFINITY;
         let mut packet = ff::Packet::empty();
         let mut read_errors = 0u32;
         let (mut key_ordinal, mut packet_ordinal) = (0usize, 0u64);
@@ -218,6 +234,19 @@ impl Sampler<'_> {
                     if keyframes_only && (!packet.is_key() || thinned) {
                         continue;
                     }
+                    if skipping && !packet.is_key() {
+                        if let Some(ts) = packet.pts().or(packet.dts()) {
+                            skipped_until = skipped_until.max((ts - start) as f64 * tb);
+                        }
+                        stats.skipped_packets += 1;
+                        continue;
+                    }
+                    skipping = false;
+                    if packet.is_key()
+                        && let Some(ts) = packet.pts().or(packet.dts())
+                    {
+                        newest_key_sent = newest_key_sent.max((ts - start) as f64 * tb);
+                    }
                     if decoder.send_packet(&packet).is_err() {
                         stats.decode_errors += 1;
                         continue;
@@ -255,14 +284,27 @@ impl Sampler<'_> {
                 };
                 progress(t, index.last_frame);
                 for out in state.offer(&mut frame, t, &shown)? {
+                    let sampled_at = out.t;
                     emit(out, &mut stats)?;
+                    skipping = may_skip
+                        && next_keyframe_if_rest_unneeded(
+                            &index.keyframes,
+                            stream_end,
+                            sampled_at,
+                            self.interval(),
+                        )
+                        .is_some_and(|k| newest_key_sent + EPS < k);
                 }
             }
         }
         if let Some(out) = state.finish(index.frame_duration, &shown)? {
             emit(out, &mut stats)?;
         }
-        let decoded_until = state.last_seen.unwrap_or(f64::NEG_INFINITY);
+        // Skipped packets were read, so the file reaches them.
+        let decoded_until = state
+            .last_seen
+            .unwrap_or(f64::NEG_INFINITY)
+            .max(skipped_until);
         if stats.decoded_frames == 0 {
             return Err(corrupt(&shown, "no frame could be decoded"));
         }
@@ -529,6 +571,24 @@ impl Sampler<'_> {
         }
         end - prev <= interval + EPS
     }
+}
+
+/// The next keyframe (or the end of the stream) after a sample at `last`, if no frame
+/// before it can be sampled: the next sample is due by the rate no earlier than that
+/// keyframe. The rate interval is at most `max_gap`, so no gap-closing frame is needed
+/// either; frames from the keyframe on are decoded and judged as usual.
+fn next_keyframe_if_rest_unneeded(
+    keyframes: &[(f64, usize)],
+    end: f64,
+    last: f64,
+    interval: f64,
+) -> Option<f64> {
+    let next = keyframes
+        .iter()
+        .map(|&(t, _)| t)
+        .find(|&t| t > last + EPS)
+        .unwrap_or(end);
+    (next <= last + interval + EPS).then_some(next)
 }
 
 /// Time between the frames of a stream without timestamps (a raw `.h264` or `.hevc`):

@@ -179,6 +179,52 @@ fn long_gop_clip_leaves_no_gap_larger_than_max_gap() {
     }
 }
 
+/// With a 2 s GOP and one sample a second, the second half of each GOP holds no sample:
+/// it is read but not decoded, and the samples are exactly the ones full decoding takes.
+#[test]
+fn the_rest_of_a_gop_after_its_last_sample_is_not_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("gop2s.mp4");
+    let src = asset("samples/bikes.mp4");
+    ffmpeg(&[
+        "-i",
+        src.to_str().unwrap(),
+        "-t",
+        "8",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-g",
+        "50",
+        "-keyint_min",
+        "50",
+        "-x264-params",
+        "scenecut=0",
+        "-an",
+        clip.to_str().unwrap(),
+    ]);
+    let lean = scan(&[&clip], &["--max-gap", "1"]);
+    let doc = &lean.docs[0];
+    assert_eq!(doc["sampling"]["keyframes_only"], false);
+    let sampled = f64s(&doc["sampled"]);
+    let expected: Vec<f64> = (0..8).map(f64::from).collect();
+    assert_eq!(sampled.len(), expected.len(), "{sampled:?}");
+    for (t, e) in sampled.iter().zip(&expected) {
+        assert!((t - e).abs() < 1e-3, "{sampled:?}");
+    }
+    assert!(largest_gap(doc) <= 1.0 + 1e-6);
+    // 8 s at 25 fps: each GOP is decoded up to its 1 s sample (26 frames) plus what the
+    // decoder holds back; the other half is only read.
+    let decoded = doc["sampling"]["decoded_frames"].as_u64().unwrap();
+    let skipped = doc["sampling"]["skipped_packets"].as_u64().unwrap();
+    assert!(
+        decoded < 130 && skipped > 60,
+        "decoded {decoded}, skipped {skipped}"
+    );
+    assert_eq!(decoded + skipped, 200, "every packet decoded or skipped");
+}
+
 #[test]
 fn short_gop_clip_decodes_keyframes_only() {
     let dir = tempfile::tempdir().unwrap();
