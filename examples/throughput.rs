@@ -93,11 +93,43 @@ fn main() -> anyhow::Result<()> {
             let start = Instant::now();
             let report =
                 vcw::scan::scan_file(&clip, &mut classifier, &config, &policy, &|_, _| {})?;
+            let wall = start.elapsed().as_secs_f64();
+            let in_scan = classifier.model_time();
+            // The peer: the same frames through the same models with nothing else
+            // running. Each is decoded (by seeking) before its batch runs, so decoding
+            // never competes with the models; only the models' time is counted.
+            let mut times = report.sampled.clone();
+            times.sort_by(f64::total_cmp);
+            times.dedup();
+            let windows: Vec<(f64, f64)> = times.iter().map(|&t| (t, t)).collect();
+            let sampler = Sampler {
+                config: &config.sampler,
+                limits: &config.limits,
+            };
+            let batch = config.inference.batch_size;
+            let mut pending: Vec<Frame> = Vec::with_capacity(batch);
+            let mut frames = 0;
+            let before = classifier.model_time();
+            let mut run = |pending: &mut Vec<Frame>| -> Result<(), String> {
+                let refs: Vec<&Frame> = pending.iter().collect();
+                classifier.classify(&refs).map_err(|e| e.to_string())?;
+                frames += pending.len();
+                pending.clear();
+                Ok(())
+            };
+            sampler.around(&clip, &windows, 1.0, |f| {
+                pending.push(f.image);
+                if pending.len() == batch { run(&mut pending) } else { Ok(()) }
+            })?;
+            run(&mut pending).map_err(anyhow::Error::msg)?;
+            let alone = classifier.model_time() - before;
             println!(
-                "scan {} {:.4} model_seconds={:.4}",
+                "scan {} {:.4} model_seconds_in_scan={:.4} model_alone {} {:.4}",
                 report.sampled.len(),
-                start.elapsed().as_secs_f64(),
-                classifier.model_time().as_secs_f64()
+                wall,
+                in_scan.as_secs_f64(),
+                frames,
+                alone.as_secs_f64()
             );
         }
         _ => anyhow::bail!(
