@@ -157,8 +157,8 @@ pub fn cv_bilinear_padded(
         }
         let r = &src.data[y * src.width * 3..(y + 1) * src.width * 3];
         for (&(x0, x1, fx), o) in xs.iter().zip(out.chunks_exact_mut(3)) {
-            for c in 0..3 {
-                o[c] = px(r, x0, c) * (1.0 - fx) + px(r, x1, c) * fx;
+            for (c, o) in o.iter_mut().enumerate() {
+                *o = px(r, x0, c) * (1.0 - fx) + px(r, x1, c) * fx;
             }
         }
     };

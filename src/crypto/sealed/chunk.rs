@@ -99,21 +99,6 @@ impl ChunkCipher {
         bool::from(self.tag(index, is_final, ciphertext).ct_eq(tag))
     }
 
-    /// Verifies, then decrypts in place. On failure `data` is left as
-    /// ciphertext, so no unauthenticated plaintext can escape.
-    pub(crate) fn open(
-        &self,
-        index: u64,
-        is_final: bool,
-        data: &mut [u8],
-        tag: &[u8],
-    ) -> Result<(), CryptoError> {
-        if !self.verify(index, is_final, data, tag) {
-            return Err(CryptoError::ChunkAuthFailed { index });
-        }
-        self.decrypt(index, data)
-    }
-
     /// Decrypts in place without checking anything: only for callers that
     /// have just called `verify` on the same bytes.
     pub(crate) fn decrypt(&self, index: u64, data: &mut [u8]) -> Result<(), CryptoError> {
@@ -284,10 +269,7 @@ mod tests {
         assert!(c.verify(3, false, &data, &tag));
         assert!(!c.verify(3, true, &data, &tag));
         assert!(!c.verify(4, false, &data, &tag));
-        let mut wrong = data;
-        assert!(c.open(4, false, &mut wrong, &tag).is_err());
-        assert_eq!(wrong, data, "failed open must not decrypt");
-        c.open(3, false, &mut data, &tag).unwrap();
+        c.decrypt(3, &mut data).unwrap();
         assert_eq!(&data, b"sixteen byte msgsixteen byte msg");
     }
 }

@@ -159,7 +159,7 @@ impl Header {
     }
 
     /// Sealed bytes per full chunk: ciphertext plus tag.
-    fn stride(&self) -> u64 {
+    pub(crate) fn stride(&self) -> u64 {
         u64::from(self.chunk_size) + TAG_LEN as u64
     }
 
