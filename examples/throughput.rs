@@ -119,7 +119,11 @@ fn main() -> anyhow::Result<()> {
             };
             sampler.around(&clip, &windows, 1.0, |f| {
                 pending.push(f.image);
-                if pending.len() == batch { run(&mut pending) } else { Ok(()) }
+                if pending.len() == batch {
+                    run(&mut pending)
+                } else {
+                    Ok(())
+                }
             })?;
             run(&mut pending).map_err(anyhow::Error::msg)?;
             let alone = classifier.model_time() - before;

@@ -9,7 +9,9 @@ measured in the same run:
 * the server's peak RSS during the 400 MB upload (constant memory: it should not grow
   with the body).
 
-Usage: scripts/bench_service.py [N_TINY_JOBS]  (run by `make bench`)."""
+Usage: scripts/bench_service.py [N_TINY_JOBS]  (run by `make bench`)
+       scripts/bench_service.py --ingest GIB  (only the upload of a GIB-GiB body; prints
+       `ingest PUT_MBPS SEAL_MBPS IDLE_RSS_MB PEAK_RSS_MB` for scripts/bench)."""
 import json
 import os
 import subprocess
@@ -67,14 +69,15 @@ class Sink(http.server.BaseHTTPRequestHandler):
 
 
 def main():
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    ingest_gib = float(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[1] == "--ingest" else None
+    n = int(sys.argv[1]) if len(sys.argv) > 1 and ingest_gib is None else 20
     tmp = tempfile.mkdtemp(prefix="vcw-bench-")
     data = os.path.join(tmp, "data")
     token = subprocess.run([VCW, "token", "create", "--role", "admin", "--data-dir", data],
                            check=True, capture_output=True, text=True).stdout.strip()
     env = dict(os.environ, VCW__SERVER__QUEUE_CAPACITY="100000",
                VCW__SERVER__RATE_BURST="100000", VCW__SERVER__RATE_PER_SECOND="100000",
-               VCW__LIMITS__MAX_FILE_SIZE=str(1 << 31))
+               VCW__LIMITS__MAX_FILE_SIZE=str(1 << 34))
     server = subprocess.Popen([VCW, "serve", "--data-dir", data, "--listen", "127.0.0.1:0",
                                "--workers", "2"], stdout=subprocess.PIPE, env=env, text=True,
                               stderr=subprocess.DEVNULL)
@@ -84,6 +87,8 @@ def main():
                               "--data-dir", data], check=True, capture_output=True,
                              text=True).stdout.strip()
     try:
+        if ingest_gib is not None:
+            return ingest(base, token, consent, tmp, server, ingest_gib)
         # Tiny jobs.
         clip = os.path.join(tmp, "tiny.mp4")
         subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
@@ -166,6 +171,38 @@ def main():
         server.terminate()
         server.wait(timeout=120)
         subprocess.run(["rm", "-rf", tmp])
+
+
+def ingest(base, token, consent, tmp, server, gib):
+    """One upload of `gib` GiB (random bytes behind an ftyp box: accepted, and the job
+    fails fast) next to `vcw seal` of the same file, with the server's RSS sampled."""
+    path = os.path.join(tmp, "body.bin")
+    with open(path, "wb") as f:
+        f.write(bytes.fromhex("0000001c66747970") + b"isom" + bytes(16))
+        chunk = os.urandom(1 << 20)
+        for _ in range(int(gib * 1024)):
+            f.write(chunk)
+    subprocess.run([VCW, "keys", "init", "--data-dir", os.path.join(tmp, "seal")],
+                   check=True, capture_output=True)
+    idle = rss_kb(server.pid)
+    peak = [idle]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_kb(server.pid))
+            time.sleep(0.02)
+    t = threading.Thread(target=sample)
+    t.start()
+    status, put_mbps = curl_put(f"{base}/v1/videos/{os.urandom(16).hex()}", token, path, consent)
+    done.set()
+    t.join()
+    assert status == 202, status
+    t0 = time.monotonic()
+    subprocess.run([VCW, "seal", path, os.path.join(tmp, "sealed"), "--subject", "b",
+                    "--data-dir", os.path.join(tmp, "seal")], check=True, capture_output=True)
+    seal_mbps = os.path.getsize(path) / 1e6 / (time.monotonic() - t0)
+    print(f"ingest {put_mbps:.0f} {seal_mbps:.0f} {idle // 1024} {peak[0] // 1024}")
 
 
 if __name__ == "__main__":
