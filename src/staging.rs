@@ -54,8 +54,8 @@ pub async fn stage_part(
 }
 
 /// Seals a stream of any length for the subject through a sealed temporary file in
-/// `tmp_dir` (memory stays flat) and puts it under `key`; the catalog row is removed
-/// again if the store write fails.
+/// `tmp_dir` (memory stays flat) and puts it under `key` (moved there when the store is
+/// on the same filesystem); the catalog row is removed again if the store write fails.
 pub async fn seal_to_store(
     vault: &Vault,
     store: &dyn BlobStore,
@@ -78,8 +78,7 @@ pub async fn seal_to_store(
         tokio::io::AsyncWriteExt::flush(&mut out).await?;
         sealed
     };
-    let mut file = tokio::fs::File::from_std(tmp.reopen()?);
-    if let Err(e) = store.put(key, &mut file).await {
+    if let Err(e) = store.put_file(key, tmp.into_temp_path()).await {
         vault.forget(&sealed.0.object_id).await?;
         return Err(e.into());
     }

@@ -102,6 +102,9 @@ impl Output {
         w.flush().await?;
         w.shutdown().await?;
         if let Some((tmp, dest)) = &self.temp {
+            // On disk before the rename publishes it: a crash must not leave an empty
+            // or torn OUT under the real name.
+            tokio::fs::File::open(tmp).await?.sync_all().await?;
             tokio::fs::rename(tmp, dest).await?;
         }
         Ok(())

@@ -198,6 +198,46 @@ impl BlobStore for FsStore {
         Ok(written)
     }
 
+    /// Moves the file into place when it is on the store's filesystem: fsynced, then
+    /// renamed over the target like `put`'s own temp file. Copies it otherwise.
+    async fn put_file(&self, key: &str, file: tempfile::TempPath) -> Result<u64, StorageError> {
+        let path = self.path_for(key)?;
+        let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+        self.create_dirs(&dir)
+            .await
+            .map_err(|source| io_error("create directories", key, source))?;
+        let staged = File::open(&file)
+            .await
+            .map_err(|source| io_error("open staged file", key, source))?;
+        staged
+            .sync_all()
+            .await
+            .map_err(|source| io_error("fsync", key, source))?;
+        let len = staged
+            .metadata()
+            .await
+            .map_err(|source| io_error("stat staged file", key, source))?
+            .len();
+        drop(staged);
+        let moved = tokio::task::spawn_blocking(move || file.persist(&path))
+            .await
+            .map_err(|e| io_error("rename", key, io::Error::other(e)))?;
+        match moved {
+            Ok(()) => {}
+            Err(e) if e.error.kind() == io::ErrorKind::CrossesDevices => {
+                let mut body = File::open(&e.path)
+                    .await
+                    .map_err(|source| io_error("open staged file", key, source))?;
+                return self.put(key, &mut body).await;
+            }
+            Err(e) => return Err(io_error("rename", key, e.error)),
+        }
+        sync_dir(&dir)
+            .await
+            .map_err(|source| io_error("fsync directory", key, source))?;
+        Ok(len)
+    }
+
     async fn get(&self, key: &str) -> Result<BlobReader, StorageError> {
         let (file, _) = self.open(key, "get").await?;
         // Each read of a Tokio `File` is a trip to the blocking pool; buffering turns the

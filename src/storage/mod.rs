@@ -94,6 +94,20 @@ pub trait BlobStore: Send + Sync {
         body: &mut (dyn AsyncRead + Unpin + Send),
     ) -> Result<u64, StorageError>;
 
+    /// Stores a complete local file under `key` like `put`, consuming it. Stores that
+    /// can move it into place instead of copying it do so (a staged multi-GiB upload is
+    /// then written to disk once, not twice).
+    async fn put_file(&self, key: &str, file: tempfile::TempPath) -> Result<u64, StorageError> {
+        let mut body = tokio::fs::File::open(&file)
+            .await
+            .map_err(|source| StorageError::Io {
+                op: "open staged file",
+                key: key.to_owned(),
+                source,
+            })?;
+        self.put(key, &mut body).await
+    }
+
     /// Opens the whole object for streaming, so multi-GiB segments never sit in memory.
     async fn get(&self, key: &str) -> Result<BlobReader, StorageError>;
 

@@ -278,3 +278,28 @@ async fn describe_names_the_root() {
     assert_eq!(store.describe(), format!("fs:{}", store.root().display()));
     assert!(store.root().is_absolute());
 }
+
+/// A staged file becomes the object: moved when it is on the store's filesystem (the
+/// staging file is gone, nothing is copied), copied from another filesystem (/dev/shm is
+/// tmpfs); either way it replaces an existing object whole and leaves no staging file.
+#[tokio::test]
+async fn put_file_moves_or_copies_a_staged_file() {
+    let (dir, store) = store();
+    put_bytes(&store, KEY, b"old").await;
+    for staging in [dir.path().to_path_buf(), "/dev/shm".into()] {
+        let mut staged = tempfile::NamedTempFile::new_in(&staging).unwrap();
+        std::io::Write::write_all(&mut staged, b"sealed upload").unwrap();
+        let staged = staged.into_temp_path();
+        let staged_at = staged.to_path_buf();
+        assert_eq!(store.put_file(KEY, staged).await.unwrap(), 13);
+        assert_eq!(get_bytes(&store, KEY).await, b"sealed upload");
+        assert!(!staged_at.exists(), "{}", staged_at.display());
+        let mode = std::fs::metadata(store.root().join(KEY))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        put_bytes(&store, KEY, b"old").await;
+    }
+    assert_eq!(all_files(store.root()).len(), 1);
+}
