@@ -1,7 +1,8 @@
 //! One video end to end: sample (on its own thread), classify in batches, judge.
 //!
-//! Decoding and inference overlap: the sampler thread decodes while the caller's thread
-//! runs the models, with a bounded channel between them so memory stays flat.
+//! Decoding and inference overlap in both passes (the samples, then the dense look
+//! around suspicious ones): a sampler thread decodes while the caller's thread runs the
+//! models, with a bounded channel between them so memory stays flat.
 
 use std::sync::mpsc;
 
@@ -41,58 +42,11 @@ pub fn scan_file(
         config: &config.sampler,
         limits: &config.limits,
     };
-    let (tx, rx) = mpsc::sync_channel::<SampledFrame>(batch_size * 2);
-    let mut records: Vec<FrameRecord> = Vec::new();
-    let mut inference_error = None;
+    let (stats, mut records) = sample_and_classify(classifier, batch_size, &shown, |sink| {
+        sampler.run(source, sink, progress)
+    })?;
 
-    let sampled = std::thread::scope(|scope| {
-        let worker = scope.spawn(move || {
-            sampler.run(
-                source,
-                |frame| tx.send(frame).map_err(|_| "inference stopped".to_string()),
-                progress,
-            )
-        });
-        let mut batch: Vec<SampledFrame> = Vec::with_capacity(batch_size);
-        let mut flush = |batch: &mut Vec<SampledFrame>| classify(classifier, batch, &mut records);
-        for frame in rx.iter() {
-            batch.push(frame);
-            if batch.len() == batch_size
-                && let Err(e) = flush(&mut batch)
-            {
-                inference_error = Some(e);
-                break;
-            }
-        }
-        if inference_error.is_none()
-            && !batch.is_empty()
-            && let Err(e) = flush(&mut batch)
-        {
-            inference_error = Some(e);
-        }
-        // Dropping the receiver (end of scope) unblocks a sampler still sending.
-        drop(rx);
-        worker.join()
-    });
-    if let Some(source) = inference_error {
-        return Err(ScanError::Inference {
-            path: shown,
-            source,
-        });
-    }
-    let stats = match sampled {
-        Ok(result) => result?,
-        Err(panic) => std::panic::resume_unwind(panic),
-    };
-
-    let neighbours =
-        look_around(source, classifier, config, policy, &records).map_err(|e| match e {
-            AroundError::Media(e) => ScanError::Media(e),
-            AroundError::Inference(source) => ScanError::Inference {
-                path: shown.clone(),
-                source,
-            },
-        })?;
+    let neighbours = look_around(source, classifier, config, policy, &records, &shown)?;
     records.extend(neighbours);
     records.sort_by(|a, b| a.t.total_cmp(&b.t));
     records.dedup_by(|b, a| (a.t - b.t).abs() < 1e-6);
@@ -125,6 +79,55 @@ pub fn scan_file(
     })
 }
 
+/// Runs `sample` on its own thread while this thread classifies the frames it sends,
+/// in batches, through a bounded channel: decoding overlaps inference and memory stays
+/// flat. Returns the sampler's result and one record per frame classified.
+fn sample_and_classify<T: Send>(
+    classifier: &mut Classifier,
+    batch_size: usize,
+    path: &str,
+    sample: impl FnOnce(&mut dyn FnMut(SampledFrame) -> Result<(), String>) -> Result<T, MediaError>
+    + Send,
+) -> Result<(T, Vec<FrameRecord>), ScanError> {
+    let (tx, rx) = mpsc::sync_channel::<SampledFrame>(batch_size * 2);
+    let mut records = Vec::new();
+    let mut inference_error = None;
+    let sampled = std::thread::scope(|scope| {
+        let worker = scope.spawn(move || {
+            sample(&mut |frame| tx.send(frame).map_err(|_| "inference stopped".to_string()))
+        });
+        let mut batch = Vec::with_capacity(batch_size);
+        for frame in rx.iter() {
+            batch.push(frame);
+            if batch.len() == batch_size
+                && let Err(e) = classify(classifier, &mut batch, &mut records)
+            {
+                inference_error = Some(e);
+                break;
+            }
+        }
+        if inference_error.is_none()
+            && !batch.is_empty()
+            && let Err(e) = classify(classifier, &mut batch, &mut records)
+        {
+            inference_error = Some(e);
+        }
+        // Dropping the receiver unblocks a sampler still sending.
+        drop(rx);
+        worker.join()
+    });
+    if let Some(source) = inference_error {
+        return Err(ScanError::Inference {
+            path: path.to_string(),
+            source,
+        });
+    }
+    match sampled {
+        Ok(result) => Ok((result?, records)),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
 /// Runs the models over `batch` (emptying it) and appends one record per frame to `out`.
 fn classify(
     classifier: &mut Classifier,
@@ -149,11 +152,6 @@ fn classify(
 /// video that is explicit throughout costs a bounded number of extra frames.
 const MAX_SUSPICIOUS: usize = 16;
 
-enum AroundError {
-    Media(MediaError),
-    Inference(InferenceError),
-}
-
 /// Decodes and classifies the frames around every suspicious sample (the policy's
 /// persistence rule needs them): `persist_step` apart within `persist_window` either
 /// side. Only suspicious moments cost extra decoding; a clean video costs nothing.
@@ -163,7 +161,8 @@ fn look_around(
     config: &Config,
     policy: &Policy,
     records: &[FrameRecord],
-) -> Result<Vec<FrameRecord>, AroundError> {
+    path: &str,
+) -> Result<Vec<FrameRecord>, ScanError> {
     let mut suspicious: Vec<(f64, f32)> = records
         .iter()
         .map(|r| (r.t, r.signals()))
@@ -191,25 +190,10 @@ fn look_around(
         config: &config.sampler,
         limits: &config.limits,
     };
-    let mut out = Vec::new();
-    let mut batch: Vec<SampledFrame> = Vec::with_capacity(config.inference.batch_size);
-    let mut flush = |batch: &mut Vec<SampledFrame>| classify(classifier, batch, &mut out);
-    let mut failed = None;
-    let decoded = sampler.around(source, &windows, policy.nudity.persist_step, |frame| {
-        batch.push(frame);
-        if batch.len() == config.inference.batch_size
-            && let Err(e) = flush(&mut batch)
-        {
-            failed = Some(e);
-            return Err("inference stopped".into());
-        }
-        Ok(())
-    });
-    if let Some(e) = failed {
-        return Err(AroundError::Inference(e));
-    }
-    decoded.map_err(AroundError::Media)?;
-    flush(&mut batch).map_err(AroundError::Inference)?;
+    let step = policy.nudity.persist_step;
+    let (_, out) = sample_and_classify(classifier, config.inference.batch_size, path, |sink| {
+        sampler.around(source, &windows, step, sink)
+    })?;
     Ok(out)
 }
 

@@ -134,6 +134,11 @@ pub fn session(
     let builder = Session::builder(env)
         .map_err(ort_err)?
         .with_intra_threads(threads)
+        .map_err(|e| ort_err(e.into()))?
+        // Idle intra-op threads sleep instead of spinning: decoding and preprocessing
+        // share the cores with them, and spinning took those cores (on 2 cores the
+        // 1080p scan went from 55.8 s to 46.6 s, the models alone from 39.7 s to 35.5 s).
+        .with_intra_op_spinning(false)
         .map_err(|e| ort_err(e.into()))?;
     #[cfg(feature = "cuda")]
     let builder = match config.cuda_device {
