@@ -35,6 +35,29 @@ def rss_kb(pid, field="VmRSS"):
     return 0
 
 
+class PeakRss:
+    """Samples a process's RSS every 20 ms while the `with` block runs: `.idle` is the
+    RSS before it, `.peak` the largest seen (KiB)."""
+    def __init__(self, pid):
+        self.pid = pid
+        self.idle = self.peak = rss_kb(pid)
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.sample)
+
+    def sample(self):
+        while not self.done.is_set():
+            self.peak = max(self.peak, rss_kb(self.pid))
+            time.sleep(0.02)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+
+
 def request(method, url, token, body=None, headers=None):
     req = urllib.request.Request(url, data=body, method=method)
     req.add_header("Authorization", f"Bearer {token}")
@@ -142,21 +165,10 @@ def main():
                     json.loads(request("GET", f"{base}/v1/videos/{v}", token)[1])["state"]
                     in ("queued", "running") for v in uploaded):
                 time.sleep(0.2)
-            idle = rss_kb(server.pid)
-            peak = [idle]
-            done = threading.Event()
-
-            def sample():
-                while not done.is_set():
-                    peak[0] = max(peak[0], rss_kb(server.pid))
-                    time.sleep(0.02)
-            t = threading.Thread(target=sample)
-            t.start()
             vid = os.urandom(16).hex()
             uploaded.append(vid)
-            status, mbps = curl_put(f"{base}/v1/videos/{vid}", token, path, consent)
-            done.set()
-            t.join()
+            with PeakRss(server.pid) as rss:
+                status, mbps = curl_put(f"{base}/v1/videos/{vid}", token, path, consent)
             assert status == 202, status
             _, sink_mbps = curl_put(sink_url, token, path)
             t0 = time.monotonic()
@@ -167,7 +179,7 @@ def main():
             os.remove(os.path.join(tmp, "sealed"))
             print(f"upload {name}: vcw PUT {mbps:.0f} MB/s (sealed to disk) | vcw seal alone "
                   f"{seal_mbps:.0f} MB/s | curl to a discarding sink {sink_mbps:.0f} MB/s; "
-                  f"server RSS {idle // 1024} MB idle, {peak[0] // 1024} MB peak during upload")
+                  f"server RSS {rss.idle // 1024} MB idle, {rss.peak // 1024} MB peak during upload")
     finally:
         server.terminate()
         server.wait(timeout=120)
@@ -185,19 +197,9 @@ def ingest(base, token, consent, tmp, server, gib):
             f.write(chunk)
     subprocess.run([VCW, "keys", "init", "--data-dir", os.path.join(tmp, "seal")],
                    check=True, capture_output=True)
-    idle = rss_kb(server.pid)
-    peak = [idle]
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], rss_kb(server.pid))
-            time.sleep(0.02)
-    t = threading.Thread(target=sample)
-    t.start()
-    status, put_mbps = curl_put(f"{base}/v1/videos/{os.urandom(16).hex()}", token, path, consent)
-    done.set()
-    t.join()
+    with PeakRss(server.pid) as rss:
+        status, put_mbps = curl_put(f"{base}/v1/videos/{os.urandom(16).hex()}", token, path,
+                                    consent)
     assert status == 202, status
     t0 = time.monotonic()
     subprocess.run([VCW, "seal", path, os.path.join(tmp, "sealed"), "--subject", "b",
@@ -208,8 +210,8 @@ def ingest(base, token, consent, tmp, server, gib):
     subprocess.run(["dd", f"if={path}", f"of={os.path.join(tmp, 'dd.bin')}", "bs=4M",
                     "conv=fsync", "status=none"], check=True)
     disk_mbps = os.path.getsize(path) / 1e6 / (time.monotonic() - t0)
-    print(f"ingest {put_mbps:.0f} {seal_mbps:.0f} {disk_mbps:.0f} {idle // 1024} "
-          f"{peak[0] // 1024}")
+    print(f"ingest {put_mbps:.0f} {seal_mbps:.0f} {disk_mbps:.0f} {rss.idle // 1024} "
+          f"{rss.peak // 1024}")
 
 
 if __name__ == "__main__":
