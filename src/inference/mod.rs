@@ -1,5 +1,6 @@
 //! Classification of frames with ONNX Runtime: one environment, one session per model,
-//! loaded once and verified against models/manifest.json; frames are batched.
+//! verified against models/manifest.json and loaded once per process (every worker's
+//! classifier shares them); frames are batched.
 
 mod age;
 mod centerface;
@@ -10,6 +11,9 @@ mod nsfw;
 mod nudenet;
 pub mod resize;
 mod runtime;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use ort::session::Session;
 use ort::value::Tensor;
@@ -62,32 +66,63 @@ pub struct ModelInfo {
     pub licence: String,
 }
 
-/// The loaded models. Sessions run one batch at a time (`&mut self`); ONNX Runtime's
-/// intra-op threads parallelise inside each call.
-pub struct Classifier {
-    nsfw: Session,
-    nudenet: Session,
-    centerface: Session,
-    age: Session,
-    faceapi: Session,
+/// The verified models and their sessions, shared by every [`Classifier`] of this
+/// process built from the same configuration: one copy of the weights however many
+/// workers run. A session runs one call at a time (ONNX Runtime's `run` takes `&mut`), and
+/// each call already uses every intra-op thread, so workers queue per model rather than
+/// oversubscribe the cores.
+struct Models {
+    nsfw: Mutex<Session>,
+    nudenet: Mutex<Session>,
+    centerface: Mutex<Session>,
+    age: Mutex<Session>,
+    faceapi: Mutex<Session>,
     shape: face_align::ShapePredictor,
-    face_max_side: usize,
-    judgeable: faces::Judgeable,
-    keep_chips: bool,
-    models: Vec<ModelInfo>,
-    /// Time spent inside ONNX Runtime's `run`, summed over every model: what a scan
-    /// would cost with decoding and pre/post-processing free (scripts/bench's peer).
-    model_time: std::time::Duration,
+    info: Vec<ModelInfo>,
 }
 
-impl Classifier {
+/// What shapes the sessions: classifiers whose configurations agree here share them.
+#[derive(PartialEq)]
+struct SessionKey {
+    models_dir: PathBuf,
+    ort_library: PathBuf,
+    intra_threads: usize,
+    cuda_device: Option<i32>,
+}
+
+impl Models {
+    /// This process's models for `config`: the loaded ones while a classifier still holds
+    /// them, otherwise verified and loaded now. The registry stays locked while loading,
+    /// so workers that start together load once.
+    fn shared(config: &InferenceConfig) -> Result<Arc<Self>, InferenceError> {
+        static LOADED: Mutex<Vec<(SessionKey, Weak<Models>)>> = Mutex::new(Vec::new());
+        let key = SessionKey {
+            models_dir: config.models_dir.clone(),
+            ort_library: config.ort_library.clone(),
+            intra_threads: config.intra_threads,
+            cuda_device: config.cuda_device,
+        };
+        let mut loaded = LOADED.lock().unwrap_or_else(PoisonError::into_inner);
+        loaded.retain(|(_, models)| models.strong_count() > 0);
+        if let Some(models) = loaded
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .find_map(|(_, models)| models.upgrade())
+        {
+            return Ok(models);
+        }
+        let models = Arc::new(Self::load(config)?);
+        loaded.push((key, Arc::downgrade(&models)));
+        Ok(models)
+    }
+
     /// Verifies every model file (sha256, I/O signature) and builds the sessions.
-    pub fn load(config: &InferenceConfig) -> Result<Self, InferenceError> {
-        let mut models = Vec::new();
+    fn load(config: &InferenceConfig) -> Result<Self, InferenceError> {
+        let mut info = Vec::new();
         let mut load = |name: &str| -> Result<(runtime::ModelEntry, Vec<u8>), InferenceError> {
             let entry = runtime::entry(name)?;
             let (_, bytes) = runtime::verified_file(&config.models_dir, &entry)?;
-            models.push(ModelInfo {
+            info.push(ModelInfo {
                 name: entry.name.clone(),
                 sha256: entry.sha256.clone(),
                 source: entry.source(),
@@ -95,16 +130,15 @@ impl Classifier {
             });
             Ok((entry, bytes))
         };
-        let (e, b) = load(nsfw::NAME)?;
-        let nsfw = runtime::session(config, &e, &b)?;
-        let (e, b) = load(nudenet::NAME)?;
-        let nudenet = runtime::session(config, &e, &b)?;
-        let (e, b) = load(centerface::NAME)?;
-        let centerface = runtime::session(config, &e, &b)?;
-        let (e, b) = load(age::NAME)?;
-        let age = runtime::session(config, &e, &b)?;
-        let (e, b) = load(faceapi::NAME)?;
-        let faceapi = runtime::session(config, &e, &b)?;
+        let mut session = |name: &str| -> Result<Mutex<Session>, InferenceError> {
+            let (e, b) = load(name)?;
+            Ok(Mutex::new(runtime::session(config, &e, &b)?))
+        };
+        let nsfw = session(nsfw::NAME)?;
+        let nudenet = session(nudenet::NAME)?;
+        let centerface = session(centerface::NAME)?;
+        let age = session(age::NAME)?;
+        let faceapi = session(faceapi::NAME)?;
         let (e, b) = load("shape_predictor_5")?;
         let shape = face_align::ShapePredictor::from_bytes(&b)
             .map_err(|err| err.to_string())
@@ -123,12 +157,45 @@ impl Classifier {
             age,
             faceapi,
             shape,
+            info,
+        })
+    }
+}
+
+/// A session for one call. A panic elsewhere while it was held leaves the session
+/// itself intact (ONNX Runtime's state is per call), so a poisoned lock is taken over.
+fn lock(session: &Mutex<Session>) -> MutexGuard<'_, Session> {
+    session.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One worker's view of the models: the shared sessions plus its own settings and
+/// counters. Cheap to load once the process has the models.
+pub struct Classifier {
+    models: Arc<Models>,
+    face_max_side: usize,
+    judgeable: faces::Judgeable,
+    keep_chips: bool,
+    /// Time spent inside ONNX Runtime's `run`, summed over every model: what a scan
+    /// would cost with decoding and pre/post-processing free (scripts/bench's peer).
+    model_time: std::time::Duration,
+}
+
+impl Classifier {
+    /// A classifier on this process's models for `config`, verifying and loading them
+    /// first if no other classifier holds them.
+    pub fn load(config: &InferenceConfig) -> Result<Self, InferenceError> {
+        Ok(Self {
+            models: Models::shared(config)?,
             face_max_side: config.face_max_side,
             judgeable: faces::Judgeable::default(),
             keep_chips: false,
-            models,
             model_time: std::time::Duration::ZERO,
         })
+    }
+
+    /// Whether both classifiers run on the same loaded sessions.
+    pub fn shares_models_with(&self, other: &Classifier) -> bool {
+        Arc::ptr_eq(&self.models, &other.models)
     }
 
     /// Keep each face's face-api chip in [`Face::chip`] (to inspect alignment, and for the
@@ -138,7 +205,7 @@ impl Classifier {
     }
 
     pub fn models(&self) -> &[ModelInfo] {
-        &self.models
+        &self.models.info
     }
 
     /// Time spent inside ONNX Runtime since this classifier was loaded.
@@ -188,9 +255,9 @@ impl Classifier {
         }
         let tensor = Tensor::from_array(([n, nsfw::CROP, nsfw::CROP, 3], input))
             .map_err(ort_error(nsfw::NAME))?;
+        let mut session = lock(&self.models.nsfw);
         let started = std::time::Instant::now();
-        let outputs = self
-            .nsfw
+        let outputs = session
             .run(ort::inputs![tensor])
             .map_err(ort_error(nsfw::NAME))?;
         self.model_time += started.elapsed();
@@ -213,9 +280,9 @@ impl Classifier {
         }
         let tensor =
             Tensor::from_array(([n, 3, side, side], input)).map_err(ort_error(nudenet::NAME))?;
+        let mut session = lock(&self.models.nudenet);
         let started = std::time::Instant::now();
-        let outputs = self
-            .nudenet
+        let outputs = session
             .run(ort::inputs![tensor])
             .map_err(ort_error(nudenet::NAME))?;
         self.model_time += started.elapsed();
@@ -262,8 +329,9 @@ impl Classifier {
             }
             let n = group.len();
             let tensor = Tensor::from_array(([n, 3, in_h, in_w], input)).map_err(&err)?;
+            let mut session = lock(&self.models.centerface);
             let started = std::time::Instant::now();
-            let outputs = self.centerface.run(ort::inputs![tensor]).map_err(&err)?;
+            let outputs = session.run(ort::inputs![tensor]).map_err(&err)?;
             self.model_time += started.elapsed();
             let mut maps = Vec::with_capacity(4);
             for (k, channels) in [1usize, 2, 2, 10].into_iter().enumerate() {
@@ -318,7 +386,7 @@ impl Classifier {
             let view = face_align::RgbView::new(frame.width, frame.height, &frame.data)
                 .map_err(align_err)?;
             for c in faces::merge(&found[i], &detections[i]) {
-                let dlib = age::landmarks(&self.shape, &view, c.bbox);
+                let dlib = age::landmarks(&self.models.shape, &view, c.bbox);
                 let dlib_eyes = dlib.as_deref().and_then(faces::eyes_from_dlib);
                 let eyes = match (c.landmarks.as_ref(), dlib_eyes) {
                     (Some(l), _) => faces::eyes_from_centerface(l),
@@ -363,8 +431,9 @@ impl Classifier {
             let m = dlib_owners.len();
             let tensor =
                 Tensor::from_array(([m, 3, age::CHIP, age::CHIP], dlib_input)).map_err(&err)?;
+            let mut session = lock(&self.models.age);
             let started = std::time::Instant::now();
-            let outputs = self.age.run(ort::inputs![tensor]).map_err(&err)?;
+            let outputs = session.run(ort::inputs![tensor]).map_err(&err)?;
             self.model_time += started.elapsed();
             let (_, probs) = outputs[0].try_extract_tensor::<f32>().map_err(&err)?;
             for ((i, k, misaligned), row) in
@@ -384,8 +453,9 @@ impl Classifier {
             let m = faceapi_owners.len();
             let tensor = Tensor::from_array(([m, faceapi::CHIP, faceapi::CHIP, 3], faceapi_input))
                 .map_err(&err)?;
+            let mut session = lock(&self.models.faceapi);
             let started = std::time::Instant::now();
-            let outputs = self.faceapi.run(ort::inputs![tensor]).map_err(&err)?;
+            let outputs = session.run(ort::inputs![tensor]).map_err(&err)?;
             self.model_time += started.elapsed();
             let (_, ages) = outputs[0].try_extract_tensor::<f32>().map_err(&err)?;
             for ((i, k), &a) in faceapi_owners.into_iter().zip(ages.iter()) {

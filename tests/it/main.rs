@@ -16,6 +16,7 @@ mod jobs;
 mod k8s;
 mod layout;
 mod metrics;
+mod models;
 mod mutants;
 mod openapi;
 mod outbound;
