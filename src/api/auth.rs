@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use base64::Engine as _;
@@ -18,6 +18,7 @@ use base64::Engine as _;
 use super::App;
 use super::caller::{Caller, Role, hash, lookup};
 use super::error::ApiError;
+use super::refusal::refuse_body;
 use super::routes::endpoint;
 use super::session;
 use crate::catalog::Catalog;
@@ -150,17 +151,35 @@ fn refill(tokens: &mut f64, last: &mut Instant, now: Instant, rate: f64, burst: 
     *last = now;
 }
 
-/// Authenticates and authorizes every request against the endpoint table.
+/// Checks the caller against the endpoint table; a refused request's body is drained
+/// (see [`super::refusal`]) so the client reads the answer.
 pub async fn authorize(
     State(app): State<App>,
     matched: Option<MatchedPath>,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    match caller_for(&app, matched, req.method(), req.headers()).await {
+        Ok(None) => Ok(next.run(req).await),
+        Ok(Some(caller)) => {
+            req.extensions_mut().insert(caller);
+            Ok(next.run(req).await)
+        }
+        Err(e) => Err(refuse_body(req.into_body(), e).await),
+    }
+}
+
+/// Who may make this request: `None` for a public endpoint.
+async fn caller_for(
+    app: &App,
+    matched: Option<MatchedPath>,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Option<Caller>, ApiError> {
     let Some(path) = matched else {
         return Err(ApiError::NotFound("endpoint"));
     };
-    let Some(ep) = endpoint(req.method().as_str(), path.as_str()) else {
+    let Some(ep) = endpoint(method.as_str(), path.as_str()) else {
         // A path in the table with another method: never served (the router is built
         // from the table), and the answer says what is.
         return Err(ApiError::MethodNotAllowed(
@@ -168,27 +187,25 @@ pub async fn authorize(
         ));
     };
     if ep.roles.is_empty() {
-        return Ok(next.run(req).await);
+        return Ok(None);
     }
-    let bearer = req
-        .headers()
+    let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty());
-    let cookie = session::cookie_token(req.headers());
+    let cookie = session::cookie_token(headers);
     let token = bearer.or(cookie).ok_or(ApiError::Unauthorized)?;
-    let (id, role) = app.limiter.authenticate(&app, token).await?;
+    let (id, role) = app.limiter.authenticate(app, token).await?;
     // The dashboard's session cookie: the same token, and a CSRF check on changes.
-    if bearer.is_none() && !session::csrf_ok(req.method(), req.headers(), token) {
+    if bearer.is_none() && !session::csrf_ok(method, headers, token) {
         return Err(ApiError::Csrf);
     }
     if !ep.roles.contains(&role) {
         return Err(ApiError::Forbidden);
     }
-    req.extensions_mut().insert(Caller { id, role });
-    Ok(next.run(req).await)
+    Ok(Some(Caller { id, role }))
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ mod dashboard;
 mod error;
 mod health;
 mod portability;
+mod refusal;
 mod request;
 mod review;
 mod routes;

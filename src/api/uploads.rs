@@ -24,6 +24,7 @@ use super::caller::Caller;
 use super::checksum::{self, Expected, Hashing};
 use super::consent::consenting_subject;
 use super::error::ApiError;
+use super::refusal::{drain, refuse_body};
 use crate::catalog::{NewVideo, PartAdded, UploadRow};
 use crate::domain::JobSource;
 use crate::domain::UploadState;
@@ -32,27 +33,9 @@ use crate::service::Service;
 use crate::staging::{StagingError, discard_parts, looks_like_video, stage_part};
 
 const TUS_VERSION: &str = "1.0.0";
-/// How much of a refused body is read (and dropped) so that a client still sending it
-/// reads the answer rather than a broken pipe; bounded in bytes and time, since the
-/// client may be hostile.
-const DRAIN_LIMIT: u64 = 1 << 20;
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// Uploads name their subject only through a consent token.
 const SUBJECT_FROM_TOKEN: &str =
     "the subject comes from the consent token (Vcw-Consent), not from a header or metadata";
-
-/// Reads (a bounded part of) a refused body, then hands back the refusal.
-async fn refuse_body(body: Body, refusal: ApiError) -> ApiError {
-    drain(&mut body_reader(body, false)).await;
-    refusal
-}
-
-async fn drain(reader: &mut (impl tokio::io::AsyncRead + Unpin)) {
-    let mut rest = tokio::io::AsyncReadExt::take(reader, DRAIN_LIMIT);
-    let mut sink = tokio::io::sink();
-    let _ = tokio::time::timeout(DRAIN_TIME, tokio::io::copy(&mut rest, &mut sink)).await;
-}
 
 /// Bytes looked at to recognise a container (MPEG-TS needs its second sync byte at 188).
 const SNIFF_LEN: usize = 189;
@@ -325,40 +308,37 @@ async fn peek(reader: &mut (impl AsyncRead + Unpin)) -> io::Result<Vec<u8>> {
     Ok(head)
 }
 
-pub async fn patch(
-    State(app): State<App>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    check_tus(&headers)?;
-    if header_str(&headers, "content-type") != Some("application/offset+octet-stream") {
+/// What a PATCH's headers and the upload's state ask for, checked before its body is read.
+enum PatchTarget {
+    /// The upload is complete and the PATCH is at its final offset (a retried last PATCH).
+    Finished(UploadRow),
+    /// Bytes to append at `offset`.
+    Append {
+        upload: UploadRow,
+        expected: Option<Expected>,
+        offset: i64,
+    },
+}
+
+async fn patch_target(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<PatchTarget, ApiError> {
+    check_tus(headers)?;
+    if header_str(headers, "content-type") != Some("application/offset+octet-stream") {
         return Err(ApiError::Unsupported(
             "Content-Type must be application/offset+octet-stream".into(),
         ));
     }
-    let svc = &app.svc;
-    let upload = owned_upload(&app, &caller, &id).await?;
-    let expected = Expected::from_headers(&headers)?;
-    let offset: i64 = header_str(&headers, "upload-offset")
+    let upload = owned_upload(app, caller, id).await?;
+    let expected = Expected::from_headers(headers)?;
+    let offset: i64 = header_str(headers, "upload-offset")
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| ApiError::BadRequest("Upload-Offset required".into()))?;
-    // A completed upload, patched at its final offset with nothing more: answered as
-    // tusd does (204 with the offset), so a client that retries its last PATCH, or one
-    // that stops past the end (tuspy's `stop_at`), sees success instead of a conflict.
     if upload.state == UploadState::Complete && offset == upload.length {
-        let mut reader = body_reader(body, true).take(1);
-        if !peek(&mut reader)
-            .await
-            .map_err(ApiError::internal)?
-            .is_empty()
-        {
-            return Err(ApiError::Conflict("upload is complete".into()));
-        }
-        let mut r = StatusCode::NO_CONTENT.into_response();
-        offsets(&mut r, &upload, offset);
-        return Ok(tus_headers(r));
+        return Ok(PatchTarget::Finished(upload));
     }
     if upload.state != UploadState::Receiving {
         return Err(ApiError::Conflict(format!(
@@ -372,6 +352,46 @@ pub async fn patch(
             upload.received
         )));
     }
+    Ok(PatchTarget::Append {
+        upload,
+        expected,
+        offset,
+    })
+}
+
+pub async fn patch(
+    State(app): State<App>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let svc = &app.svc;
+    let (upload, expected, offset) = match patch_target(&app, &caller, &id, &headers).await {
+        Ok(PatchTarget::Append {
+            upload,
+            expected,
+            offset,
+        }) => (upload, expected, offset),
+        // A completed upload, patched at its final offset with nothing more: answered as
+        // tusd does (204 with the offset), so a client that retries its last PATCH, or
+        // one that stops past the end (tuspy's `stop_at`), sees success instead of a
+        // conflict.
+        Ok(PatchTarget::Finished(upload)) => {
+            let mut reader = body_reader(body, true);
+            let head = peek(&mut (&mut reader).take(1))
+                .await
+                .map_err(ApiError::internal)?;
+            if !head.is_empty() {
+                drain(&mut reader).await;
+                return Err(ApiError::Conflict("upload is complete".into()));
+            }
+            let mut r = StatusCode::NO_CONTENT.into_response();
+            offsets(&mut r, &upload, upload.length);
+            return Ok(tus_headers(r));
+        }
+        Err(e) => return Err(refuse_body(body, e).await),
+    };
     let remaining = (upload.length - offset) as u64;
     let mut reader = body_reader(body, true).take(remaining + 1);
     let head = peek(&mut reader).await.map_err(ApiError::internal)?;
@@ -381,6 +401,7 @@ pub async fn patch(
         return Ok(tus_headers(r));
     }
     if offset == 0 && !looks_like_video(&head) {
+        drain(&mut reader).await;
         return Err(ApiError::Unsupported(
             "the upload does not start like a video container (MP4, MOV, MKV/WebM, TS, AVI, FLV, Ogg, ASF)".into(),
         ));
@@ -494,6 +515,46 @@ pub async fn terminate(
     Ok(tus_headers(StatusCode::NO_CONTENT.into_response()))
 }
 
+/// What a PUT's headers ask for, checked before its body is read.
+struct PutTarget {
+    /// The video id, normalised.
+    id: String,
+    subject_hash: String,
+    callback_url: Option<String>,
+}
+
+async fn put_target(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<PutTarget, ApiError> {
+    let svc = &app.svc;
+    let id = crate::domain::parse_id(id)
+        .map(|b| crate::domain::id_hex(&b))
+        .ok_or_else(|| ApiError::BadRequest("video id must be 32 hex digits (a UUID)".into()))?;
+    if header_str(headers, "vcw-subject").is_some() {
+        return Err(ApiError::BadRequest(SUBJECT_FROM_TOKEN.into()));
+    }
+    let subject_hash = consenting_subject(app, caller, headers).await?;
+    let callback_url = header_str(headers, "vcw-callback-url").map(str::to_string);
+    check_callback(svc, callback_url.as_deref())?;
+    let limit = svc.config.limits.max_file_size;
+    if let Some(n) = header_str(headers, "content-length").and_then(|v| v.parse::<u64>().ok())
+        && n > limit
+    {
+        return Err(ApiError::TooLarge(format!(
+            "body of {n} bytes is over the limit of {limit} bytes"
+        )));
+    }
+    check_capacity(svc).await?;
+    Ok(PutTarget {
+        id,
+        subject_hash,
+        callback_url,
+    })
+}
+
 /// `PUT /v1/videos/{id}`: the whole video in one body; the subject comes from the
 /// `Vcw-Consent` token.
 pub async fn put_video(
@@ -504,27 +565,15 @@ pub async fn put_video(
     body: Body,
 ) -> Result<Response, ApiError> {
     let svc = &app.svc;
-    let id = crate::domain::parse_id(&id)
-        .map(|b| crate::domain::id_hex(&b))
-        .ok_or_else(|| ApiError::BadRequest("video id must be 32 hex digits (a UUID)".into()))?;
-    if header_str(&headers, "vcw-subject").is_some() {
-        return Err(refuse_body(body, ApiError::BadRequest(SUBJECT_FROM_TOKEN.into())).await);
-    }
-    let subject_hash = match consenting_subject(&app, &caller, &headers).await {
-        Ok(hash) => hash,
+    let PutTarget {
+        id,
+        subject_hash,
+        callback_url,
+    } = match put_target(&app, &caller, &id, &headers).await {
+        Ok(target) => target,
         Err(e) => return Err(refuse_body(body, e).await),
     };
-    let callback_url = header_str(&headers, "vcw-callback-url").map(str::to_string);
-    check_callback(svc, callback_url.as_deref())?;
     let limit = svc.config.limits.max_file_size;
-    if let Some(n) = header_str(&headers, "content-length").and_then(|v| v.parse::<u64>().ok())
-        && n > limit
-    {
-        return Err(ApiError::TooLarge(format!(
-            "body of {n} bytes is over the limit of {limit} bytes"
-        )));
-    }
-    check_capacity(svc).await?;
     let mut reader = body_reader(body, false).take(limit + 1);
     let head = peek(&mut reader)
         .await

@@ -1365,3 +1365,123 @@ fn tus_checksums_and_expiry() {
     let v = wait_for(&s, &up, id, 120, is_final);
     assert_eq!(state(&v), "done", "{v}");
 }
+
+/// A refusal made before the body is read still reaches a client that is sending a large
+/// body: the server reads (and drops) a bounded part of it instead of resetting the
+/// connection under the client, which would see a broken pipe instead of the 4xx. Every
+/// kind of early refusal, several times each, on fresh connections.
+#[test]
+fn refusals_reach_a_client_still_sending_its_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = token(dir.path(), Role::Uploader);
+    let other = token(dir.path(), Role::Uploader);
+    let reviewer = token(dir.path(), Role::Reviewer);
+    let s = Server::start(dir.path(), &[]);
+    let tus = ("tus-resumable", "1.0.0");
+    let consent = consent(&s.dir, "subject-1");
+    let subject = ("vcw-consent", consent.as_str());
+    let body = {
+        let mut b = std::fs::read(asset("samples/bikes.mp4")).unwrap();
+        b.resize(900_000, 0);
+        b
+    };
+    let length = body.len().to_string();
+    let (status, h, _) = send(
+        "POST",
+        &s.url("/v1/uploads"),
+        Some(&up),
+        &[tus, subject, ("upload-length", &length)],
+        b"",
+    );
+    assert_eq!(status, 201);
+    let upload = s.url(h["location"].to_str().unwrap());
+    let octets = ("content-type", "application/offset+octet-stream");
+    let at_zero = ("upload-offset", "0");
+    let video = s.url("/v1/videos/0123456789abcdef0123456789abcdef");
+    let not_a_video = vec![0u8; body.len()];
+    /// Method, URL, token, headers, body, the status wanted.
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+        Vec<(&'a str, &'a str)>,
+        &'a [u8],
+        u16,
+    );
+    let cases: [Case; 9] = [
+        (
+            "PATCH",
+            &upload,
+            None,
+            vec![tus, octets, at_zero],
+            &body,
+            401,
+        ),
+        (
+            "PATCH",
+            &upload,
+            Some(&reviewer),
+            vec![tus, octets, at_zero],
+            &body,
+            403,
+        ),
+        (
+            "PATCH",
+            &upload,
+            Some(&other),
+            vec![tus, octets, at_zero],
+            &body,
+            404,
+        ),
+        ("PATCH", &upload, Some(&up), vec![tus, at_zero], &body, 415),
+        (
+            "PATCH",
+            &upload,
+            Some(&up),
+            vec![tus, octets, ("upload-offset", "7")],
+            &body,
+            409,
+        ),
+        (
+            "PATCH",
+            &upload,
+            Some(&up),
+            vec![
+                tus,
+                octets,
+                at_zero,
+                ("upload-checksum", "md5 XUFAKrxLKna5cZ2REBfFkg=="),
+            ],
+            &body,
+            400,
+        ),
+        (
+            "PATCH",
+            &upload,
+            Some(&up),
+            vec![tus, octets, at_zero],
+            &not_a_video,
+            415,
+        ),
+        (
+            "PUT",
+            &s.url("/v1/videos/nope"),
+            Some(&up),
+            vec![subject],
+            &body,
+            400,
+        ),
+        ("PUT", &video, Some(&up), vec![], &body, 401),
+    ];
+    for round in 0..3 {
+        for (method, url, token, headers, body, want) in &cases {
+            let answer = try_send(method, url, *token, headers, body).map(|r| r.0);
+            assert!(
+                matches!(answer, Ok(status) if status == *want),
+                "round {round}: {method} {url} {headers:?}: want {want}, got {answer:?}"
+            );
+        }
+    }
+    let (_, h, _) = send("HEAD", &upload, Some(&up), &[tus], b"");
+    assert_eq!(h["upload-offset"], "0", "nothing refused was kept");
+}
