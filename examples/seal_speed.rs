@@ -72,7 +72,14 @@ fn primitives(plaintext: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
             imp.name(),
             mb_per_s(serial.len(), start)
         );
-        let messages: Vec<[&[u8]; 1]> = buf.chunks(CHUNK).map(|c| [c]).collect();
+        // Laid out as sealing lays chunks out (each followed by its 16-byte tag).
+        // The offset matters: lanes exactly 64 KiB apart all fall in one L1 cache
+        // set, and measured a third slower.
+        let messages: Vec<[&[u8]; 1]> = buf
+            .chunks(CHUNK + 16)
+            .map(|c| [&c[..c.len().min(CHUNK)]])
+            .collect();
+        let macced: usize = messages.iter().map(|m| m[0].len()).sum();
         let messages: Vec<&[&[u8]]> = messages.iter().map(|m| &m[..]).collect();
         let start = Instant::now();
         for lanes in messages.chunks(64) {
@@ -81,7 +88,7 @@ fn primitives(plaintext: &[u8]) -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "vcw-cmac-lanes-{} {:8.1} MB/s",
             imp.name(),
-            mb_per_s(LEN, start)
+            mb_per_s(macced, start)
         );
     }
 

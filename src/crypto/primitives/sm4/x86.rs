@@ -51,9 +51,10 @@ const INV_SHIFT_ROWS: [u8; 16] = [0, 13, 10, 7, 4, 1, 14, 11, 8, 5, 2, 15, 12, 9
 const GROUPS: usize = 4;
 
 /// Runs `$pass::<GROUPS>` over the blocks `GROUPS` groups at a time (a group
-/// is `$group` blocks), then the remainder padded to a pass: a one-group pass
-/// if it fits, which keeps a lone block (serial CMAC) at a quarter of the
-/// cost. Padding depends only on the length, never on secret data.
+/// is `$group` blocks), then the remainder padded to the narrowest pass it
+/// fits: one group keeps a lone block (serial CMAC) at a quarter of the cost,
+/// and two keep the 32 CMAC lanes of a batch split over two cores from paying
+/// for four. Padding depends only on the length, never on secret data.
 macro_rules! drive {
     ($blocks:expr, $group:expr, $pass:ident, $rk:expr) => {{
         let blocks: &mut [[u8; 16]] = $blocks;
@@ -67,6 +68,8 @@ macro_rules! drive {
             pad[..rest.len()].copy_from_slice(rest);
             if rest.len() <= $group {
                 $pass::<1>($rk, &mut pad[..$group]);
+            } else if rest.len() <= 2 * $group {
+                $pass::<2>($rk, &mut pad[..2 * $group]);
             } else {
                 $pass::<GROUPS>($rk, &mut pad);
             }
