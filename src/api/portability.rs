@@ -1,6 +1,7 @@
 //! Data portability: `GET /v1/subjects/{subject}/export` streams a tar archive of the
 //! subject's own videos, decrypted, with everything held about them (`subject.json`, the
-//! same document as data-subject access). Each video's HLS files keep their stored names,
+//! same document as data-subject access, and `audit.jsonl`, every audit record about
+//! them, where `subject.json` has only the first page). Each video's HLS files keep their stored names,
 //! so `videos/<id>/playlist.m3u8` plays as it is; an original kept because HLS could not
 //! carry the upload is `videos/<id>/original`. Media of a video whose verdict is `block`
 //! is withheld (it may be illegal to hand out) and listed as such.
@@ -22,6 +23,7 @@ use super::caller::Caller;
 use super::consent::{subject_for, subject_report};
 use super::error::ApiError;
 use super::videos::copy_object;
+use crate::catalog::Catalog;
 use crate::domain::audit::Entry;
 use crate::domain::{Manifest, StoredObject};
 use crate::service::Service;
@@ -32,6 +34,15 @@ const BLOCK: u64 = 512;
 enum Content {
     Bytes(Vec<u8>),
     Object(StoredObject),
+    /// The subject's audit records up to sequence number `through`, one JSON object a
+    /// line, read page by page twice: once to measure, once to send. Records are never
+    /// changed once written, so both reads give the same bytes unless an erasure redacts
+    /// them in between; then the archive ends short of its `Content-Length`.
+    Audit {
+        subject_hash: String,
+        through: i64,
+        len: u64,
+    },
 }
 
 struct File {
@@ -44,6 +55,7 @@ impl File {
         match &self.content {
             Content::Bytes(b) => b.len() as u64,
             Content::Object(o) => o.plaintext_len as u64,
+            Content::Audit { len, .. } => *len,
         }
     }
 }
@@ -103,6 +115,26 @@ pub async fn export(
         let manifest: Manifest = serde_json::from_str(manifest).map_err(ApiError::internal)?;
         files.extend(video_files(&video.id, manifest));
     }
+    let result = format!("{} video files", files.len());
+    let entry = Entry::about_subject(&caller.id, "subject.export", &subject_hash, &result);
+    let catalog = app.svc.catalog();
+    catalog.audit(entry).await?;
+    // Up to and with the record of this export.
+    let (through, _) = catalog.audit_head().await?;
+    let mut len = 0;
+    let mut after = 0;
+    while let Some((lines, last)) = audit_page(catalog, &subject_hash, after, through).await? {
+        len += lines.len() as u64;
+        after = last;
+    }
+    files.push(File {
+        path: "audit.jsonl".into(),
+        content: Content::Audit {
+            subject_hash: subject_hash.clone(),
+            through,
+            len,
+        },
+    });
     let mut report = subject_report(&app, &subject_hash, 0).await?;
     let listed: Vec<_> = files.iter().map(|f| f.path.clone()).collect();
     report["archive"] = json!({ "files": listed, "withheld": withheld });
@@ -114,9 +146,6 @@ pub async fn export(
             content: Content::Bytes(report),
         },
     );
-    let result = format!("{} files", files.len());
-    let entry = Entry::about_subject(&caller.id, "subject.export", &subject_hash, &result);
-    app.svc.catalog().audit(entry).await?;
 
     let total: u64 = files
         .iter()
@@ -170,6 +199,28 @@ async fn write_archive(
             Content::Bytes(b) => out.write_all(b).await.map_err(ApiError::internal)?,
             Content::Object(o) if len > 0 => copy_object(svc, o, 0, len, out).await?,
             Content::Object(_) => {}
+            Content::Audit {
+                subject_hash,
+                through,
+                len,
+            } => {
+                let (mut after, mut sent) = (0, 0u64);
+                while let Some((lines, last)) =
+                    audit_page(svc.catalog(), subject_hash, after, *through).await?
+                {
+                    sent += lines.len() as u64;
+                    if sent > *len {
+                        break;
+                    }
+                    out.write_all(&lines).await.map_err(ApiError::internal)?;
+                    after = last;
+                }
+                if sent != *len {
+                    return Err(ApiError::internal(
+                        "the audit records changed while the archive was sent",
+                    ));
+                }
+            }
         }
         let pad = vec![0u8; padding(len) as usize];
         out.write_all(&pad).await.map_err(ApiError::internal)?;
@@ -178,6 +229,30 @@ async fn write_archive(
         .await
         .map_err(ApiError::internal)?;
     out.shutdown().await.map_err(ApiError::internal)
+}
+
+/// Audit records read per page.
+const AUDIT_PAGE: i64 = 1000;
+
+/// The next page of the subject's audit records after sequence number `after` and up to
+/// `through`, as JSON lines, with the last sequence number in it; `None` past the end.
+async fn audit_page(
+    catalog: &Catalog,
+    subject_hash: &str,
+    after: i64,
+    through: i64,
+) -> Result<Option<(Vec<u8>, i64)>, ApiError> {
+    let records = catalog
+        .audit_records_about(subject_hash, after, AUDIT_PAGE)
+        .await?;
+    let mut lines = Vec::new();
+    let mut last = None;
+    for record in records.iter().take_while(|r| r.seq <= through) {
+        serde_json::to_writer(&mut lines, record).map_err(ApiError::internal)?;
+        lines.push(b'\n');
+        last = Some(record.seq);
+    }
+    Ok(last.map(|last| (lines, last)))
 }
 
 #[cfg(test)]

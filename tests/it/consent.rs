@@ -456,8 +456,55 @@ fn subject_export_and_erasure_with_a_signed_receipt_and_a_legal_hold() {
     let listed = report["archive"]["files"].as_array().unwrap();
     assert_eq!(
         listed.len(),
-        6,
-        "playlist, init and one segment each: {listed:?}"
+        7,
+        "playlist, init and one segment each, and the audit trail: {listed:?}"
+    );
+
+    // The archive's audit trail is every record about carol, past the first page that
+    // subject.json carries: 1,200 more records, and the archive has them all, in order,
+    // up to and with the record of this export.
+    let carol_hash = report["subject_hash"].as_str().unwrap().to_string();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let catalog = vcw::catalog::Catalog::open(&s.dir).await.unwrap();
+        for i in 0..1200 {
+            let entry = vcw::domain::audit::Entry::about_subject(
+                "test",
+                "subject.access",
+                &carol_hash,
+                &format!("record {i}"),
+            );
+            catalog.audit(entry).await.unwrap();
+        }
+    });
+    let (status, _, archive) = send("GET", &export, Some(&up), &[("vcw-consent", &carol)], b"");
+    assert_eq!(status, 200);
+    let mut tar = tar::Archive::new(&archive[..]);
+    let mut audit = String::new();
+    for entry in tar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().to_str() == Some("audit.jsonl") {
+            std::io::Read::read_to_string(&mut entry, &mut audit).unwrap();
+        }
+    }
+    let records: Vec<Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(records.len() > 1200 + 4, "{} records", records.len());
+    assert!(records.iter().all(|r| r["subject"] == carol_hash.as_str()));
+    let seqs: Vec<i64> = records.iter().map(|r| r["seq"].as_i64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order, no repeats");
+    let added = records.iter().filter(|r| r["actor"] == "test").count();
+    assert_eq!(added, 1200);
+    let last = records.last().unwrap();
+    assert_eq!(last["action"], "subject.export", "{last}");
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["action"] == "subject.export")
+            .count(),
+        2,
+        "both exports"
     );
 
     let subject = s.url("/v1/subjects/carol");
@@ -503,12 +550,20 @@ fn subject_export_and_erasure_with_a_signed_receipt_and_a_legal_hold() {
         assert!(crate::serve::stored_files(d, &format!("videos/{id}")).is_empty());
     }
     let (_, _, held) = send("GET", &subject, Some(&officer), &[], b"");
-    let held: Value = serde_json::from_slice(&held).unwrap();
+    let mut held: Value = serde_json::from_slice(&held).unwrap();
     assert_eq!(held["erasure_receipt"], receipt, "the receipt is kept");
     assert!(held["legal_hold"].is_null());
-    // Audit records come in pages: this one is the last, and after it there are none
-    // (but the access just recorded).
-    assert!(held["audit_next"].is_null(), "{held}");
+    // Audit records come in pages (carol's fill two); after the last there are none but
+    // the access just recorded.
+    let mut pages = 1;
+    while let Some(next) = held["audit_next"].as_i64() {
+        let page = s.url(&format!("/v1/subjects/carol?audit_after={next}"));
+        let (status, _, body) = send("GET", &page, Some(&officer), &[], b"");
+        assert_eq!(status, 200);
+        held = serde_json::from_slice(&body).unwrap();
+        pages += 1;
+    }
+    assert_eq!(pages, 2);
     let records = held["audit"].as_array().unwrap();
     assert!(records.len() >= 5, "{held}");
     let last = records.last().unwrap()["seq"].as_i64().unwrap();
