@@ -259,10 +259,15 @@ impl Policy {
         self.judge_frames(frames, true)
     }
 
-    fn persists(&self, frames: &[(f64, &FrameSignals)], t: f64, nudity: bool) -> bool {
-        let near: Vec<&FrameSignals> = frames
+    /// Whether a signal at `t` lasts: `by_time` is the video's frames sorted by time, so
+    /// the window around `t` is found by binary search (a long video has tens of
+    /// thousands of frames, and this runs for each frame with a hit).
+    fn persists(&self, by_time: &[(f64, &FrameSignals)], t: f64, nudity: bool) -> bool {
+        let window = self.nudity.persist_window + 1e-6;
+        let from = by_time.partition_point(|(u, _)| *u < t - window);
+        let to = by_time.partition_point(|(u, _)| *u <= t + window);
+        let near: Vec<&FrameSignals> = by_time[from..to.max(from)]
             .iter()
-            .filter(|(u, _)| (u - t).abs() <= self.nudity.persist_window + 1e-6)
             .map(|(_, s)| *s)
             .collect();
         // A signal seen on fewer than three frames has not shown that it lasts.
@@ -304,8 +309,10 @@ impl Policy {
         let mut minors = Vec::new();
         let mut possible_minors = Vec::new();
         let mut unjudgeable = Vec::new();
+        let mut by_time = frames.to_vec();
+        by_time.sort_by(|a, b| a.0.total_cmp(&b.0));
         for &(t, s) in frames {
-            if s.nsfw >= self.nsfw.restrict && (!video || self.persists(frames, t, false)) {
+            if s.nsfw >= self.nsfw.restrict && (!video || self.persists(&by_time, t, false)) {
                 nsfw_high.push((t, s.nsfw));
             } else if s.nsfw >= self.nsfw.review {
                 nsfw_moderate.push((t, s.nsfw));
@@ -319,7 +326,7 @@ impl Policy {
             };
             if let Some(score) = self.explicit_score(s) {
                 let confirmed = if video {
-                    self.persists(frames, t, true)
+                    self.persists(&by_time, t, true)
                 } else {
                     score >= self.nudity.explicit_alone_score
                         || s.nsfw >= self.nudity.corroborating_nsfw
@@ -716,6 +723,35 @@ mod tests {
         assert_eq!(judge_video(&dense(nsfw)).verdict, Action::Review);
         let nsfw = |_: usize| frame(0.9, &[], None);
         assert_eq!(judge_video(&dense(nsfw)).verdict, Action::Restrict);
+    }
+
+    /// The dense look around a sample is judged after the samples, so frames arrive out
+    /// of time order: the window a persistence check looks at is by time, not position.
+    #[test]
+    fn persistence_does_not_depend_on_the_order_frames_arrive_in() {
+        let lasting = |i: usize| {
+            let dets: &[(&str, f32)] = if i.is_multiple_of(4) {
+                &[]
+            } else {
+                &[("FEMALE_BREAST_EXPOSED", 0.6)]
+            };
+            frame(0.4, dets, None)
+        };
+        // A sparse pass every 2 s over a minute, and the dense look around t = 5.
+        let mut frames: Vec<(f64, FrameSignals)> = (0..30)
+            .map(|i| (2.0 * i as f64, frame(0.05, &[], None)))
+            .collect();
+        frames.extend(dense(lasting));
+        let in_order = {
+            let mut f = frames.clone();
+            f.sort_by(|a, b| a.0.total_cmp(&b.0));
+            judge_video(&f)
+        };
+        assert_eq!(in_order.verdict, Action::Restrict);
+        frames.reverse();
+        let reversed = judge_video(&frames);
+        assert_eq!(codes_of(&reversed), codes_of(&in_order));
+        assert_eq!(reversed.verdict, in_order.verdict);
     }
 
     #[test]
