@@ -118,7 +118,8 @@ pub struct AuditPage {
     audit_after: i64,
 }
 
-const AUDIT_PAGE: i64 = 1000;
+/// Audit records per page, in the access document and read at a time for the archive.
+pub(super) const AUDIT_PAGE: i64 = 1000;
 
 /// Everything held about a subject, as JSON (access, and the portability archive), with
 /// the page of audit records after `audit_after`.

@@ -1,9 +1,9 @@
 //! Data portability: `GET /v1/subjects/{subject}/export` streams a tar archive of the
 //! subject's own videos, decrypted, with everything held about them (`subject.json`, the
 //! same document as data-subject access, and `audit.jsonl`, every audit record about
-//! them, where `subject.json` has only the first page). Each video's HLS files keep their stored names,
-//! so `videos/<id>/playlist.m3u8` plays as it is; an original kept because HLS could not
-//! carry the upload is `videos/<id>/original`. Media of a video whose verdict is `block`
+//! them, where `subject.json` has only the first page). Each video's HLS files keep their
+//! stored names, so `videos/<id>/playlist.m3u8` plays as it is; an original kept because
+//! HLS could not carry the upload is `videos/<id>/original`. Media of a video whose verdict is `block`
 //! is withheld (it may be illegal to hand out) and listed as such.
 //!
 //! The archive streams with memory flat whatever its size: each object is verified and
@@ -20,7 +20,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::App;
 use super::caller::Caller;
-use super::consent::{subject_for, subject_report};
+use super::consent::{AUDIT_PAGE, subject_for, subject_report};
 use super::error::ApiError;
 use super::videos::copy_object;
 use crate::catalog::Catalog;
@@ -230,9 +230,6 @@ async fn write_archive(
         .map_err(ApiError::internal)?;
     out.shutdown().await.map_err(ApiError::internal)
 }
-
-/// Audit records read per page.
-const AUDIT_PAGE: i64 = 1000;
 
 /// The next page of the subject's audit records after sequence number `after` and up to
 /// `through`, as JSON lines, with the last sequence number in it; `None` past the end.
