@@ -220,9 +220,22 @@ async fn sweep_orphans(svc: &Service) -> Result<u64, CleanupError> {
         forget_and_delete(svc, &key).await?;
         swept += 1;
     }
+    // The video last looked up: listings come sorted, so a video's objects (tens of
+    // segments) are consecutive and cost one catalog query, not one each.
+    let mut last: Option<(String, Option<VideoRow>)> = None;
     for key in svc.store.list("videos/").await? {
+        let id = key.strip_prefix("videos/").and_then(|k| k.split_once('/'));
+        let video = match id {
+            Some((id, _)) => {
+                if last.as_ref().is_none_or(|(cached, _)| cached != id) {
+                    last = Some((id.to_string(), catalog.video(id).await?));
+                }
+                last.as_ref().and_then(|(_, v)| v.as_ref())
+            }
+            None => None,
+        };
         let referenced = match attempt_of(&key) {
-            Some((id, attempt)) => catalog.video(id).await?.is_some_and(|v| {
+            Some((_, attempt)) => video.is_some_and(|v| {
                 // A recorded manifest references its attempt's objects whatever the
                 // state (`failed` keeps the original of a rendition that failed its check).
                 v.erased_at.is_none()
@@ -231,13 +244,7 @@ async fn sweep_orphans(svc: &Service) -> Result<u64, CleanupError> {
             }),
             // Stored before objects were kept per attempt (`videos/{id}/seg-…`): kept
             // while its video is done and not erased.
-            None => match key.strip_prefix("videos/").and_then(|k| k.split_once('/')) {
-                Some((id, _)) => catalog
-                    .video(id)
-                    .await?
-                    .is_some_and(|v| v.erased_at.is_none() && v.state == JobState::Done),
-                None => false,
-            },
+            None => video.is_some_and(|v| v.erased_at.is_none() && v.state == JobState::Done),
         };
         if referenced || !past_grace(svc, &key, grace_s).await? {
             continue;
