@@ -1369,7 +1369,8 @@ fn tus_checksums_and_expiry() {
 /// A refusal made before the body is read still reaches a client that is sending a large
 /// body: the server reads (and drops) a bounded part of it instead of resetting the
 /// connection under the client, which would see a broken pipe instead of the 4xx. Every
-/// kind of early refusal, several times each, on fresh connections.
+/// kind of early refusal, and a JSON body over the limit, several times each, on fresh
+/// connections.
 #[test]
 fn refusals_reach_a_client_still_sending_its_body() {
     let dir = tempfile::tempdir().unwrap();
@@ -1408,7 +1409,9 @@ fn refusals_reach_a_client_still_sending_its_body() {
         &'a [u8],
         u16,
     );
-    let cases: [Case; 9] = [
+    let json = ("content-type", "application/json");
+    let jobs = s.url("/v1/jobs");
+    let cases: [Case; 10] = [
         (
             "PATCH",
             &upload,
@@ -1472,6 +1475,7 @@ fn refusals_reach_a_client_still_sending_its_body() {
             400,
         ),
         ("PUT", &video, Some(&up), vec![], &body, 401),
+        ("POST", &jobs, Some(&up), vec![json], &body, 413),
     ];
     for round in 0..3 {
         for (method, url, token, headers, body, want) in &cases {
