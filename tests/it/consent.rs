@@ -660,3 +660,82 @@ fn lapsed_consent_is_erased_after_its_grace_period() {
     );
     assert_eq!(status, 410);
 }
+
+/// Two at once: audit records about a subject keep arriving while its archive is
+/// exported. Each archive is whole (its `Content-Length`, a readable tar) and its audit
+/// trail is a consistent cut: strictly increasing, only that subject's records, and every
+/// export made before it.
+#[test]
+fn an_archive_exported_while_the_audit_trail_grows_is_whole_and_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let officer = token(d, Role::PrivacyOfficer);
+    let s = Server::start(d, &[]);
+    let (status, _, body) = send("GET", &s.url("/v1/subjects/erin"), Some(&officer), &[], b"");
+    assert_eq!(status, 200);
+    let erin: Value = serde_json::from_slice(&body).unwrap();
+    let erin_hash = erin["subject_hash"].as_str().unwrap().to_string();
+    // Writes records until the exports are done; says when the first hundred are in.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (started, running) = std::sync::mpsc::channel();
+    let writer = {
+        let (data, erin_hash, done) = (s.dir.clone(), erin_hash.clone(), done.clone());
+        std::thread::spawn(move || {
+            tokio::runtime::Runtime::new().unwrap().block_on(async {
+                let catalog = vcw::catalog::Catalog::open(&data).await.unwrap();
+                let mut written = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) && written < 20_000 {
+                    let entry = vcw::domain::audit::Entry::about_subject(
+                        "test",
+                        "subject.access",
+                        &erin_hash,
+                        &format!("record {written}"),
+                    );
+                    catalog.audit(entry).await.unwrap();
+                    written += 1;
+                    if written == 100 {
+                        started.send(()).unwrap();
+                    }
+                }
+                written
+            })
+        })
+    };
+    running.recv().unwrap();
+    let export = s.url("/v1/subjects/erin/export");
+    for round in 1..=4 {
+        let (status, headers, archive) = send("GET", &export, Some(&officer), &[], b"");
+        assert_eq!(status, 200);
+        assert_eq!(
+            headers["content-length"],
+            archive.len().to_string().as_str()
+        );
+        let mut audit = String::new();
+        for entry in tar::Archive::new(&archive[..]).entries().unwrap() {
+            let mut entry = entry.unwrap();
+            if entry.path().unwrap().to_str() == Some("audit.jsonl") {
+                std::io::Read::read_to_string(&mut entry, &mut audit).unwrap();
+            }
+        }
+        let records: Vec<Value> = audit
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(records.iter().all(|r| r["subject"] == erin_hash.as_str()));
+        let seqs: Vec<i64> = records.iter().map(|r| r["seq"].as_i64().unwrap()).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "round {round}");
+        let exports = records
+            .iter()
+            .filter(|r| r["action"] == "subject.export")
+            .count();
+        assert_eq!(exports, round, "every export so far, this one included");
+        let written = records.iter().filter(|r| r["actor"] == "test").count();
+        assert!(
+            written >= 100,
+            "round {round}: {written} of the writer's records"
+        );
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    assert!(written > 100, "the writer kept writing: {written}");
+}
