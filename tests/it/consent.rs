@@ -478,18 +478,7 @@ fn subject_export_and_erasure_with_a_signed_receipt_and_a_legal_hold() {
     });
     let (status, _, archive) = send("GET", &export, Some(&up), &[("vcw-consent", &carol)], b"");
     assert_eq!(status, 200);
-    let mut tar = tar::Archive::new(&archive[..]);
-    let mut audit = String::new();
-    for entry in tar.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        if entry.path().unwrap().to_str() == Some("audit.jsonl") {
-            std::io::Read::read_to_string(&mut entry, &mut audit).unwrap();
-        }
-    }
-    let records: Vec<Value> = audit
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records = archived_audit(&archive);
     assert!(records.len() > 1200 + 4, "{} records", records.len());
     assert!(records.iter().all(|r| r["subject"] == carol_hash.as_str()));
     let seqs: Vec<i64> = records.iter().map(|r| r["seq"].as_i64().unwrap()).collect();
@@ -710,17 +699,7 @@ fn an_archive_exported_while_the_audit_trail_grows_is_whole_and_consistent() {
             headers["content-length"],
             archive.len().to_string().as_str()
         );
-        let mut audit = String::new();
-        for entry in tar::Archive::new(&archive[..]).entries().unwrap() {
-            let mut entry = entry.unwrap();
-            if entry.path().unwrap().to_str() == Some("audit.jsonl") {
-                std::io::Read::read_to_string(&mut entry, &mut audit).unwrap();
-            }
-        }
-        let records: Vec<Value> = audit
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let records = archived_audit(&archive);
         assert!(records.iter().all(|r| r["subject"] == erin_hash.as_str()));
         let seqs: Vec<i64> = records.iter().map(|r| r["seq"].as_i64().unwrap()).collect();
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "round {round}");
@@ -738,4 +717,19 @@ fn an_archive_exported_while_the_audit_trail_grows_is_whole_and_consistent() {
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let written = writer.join().unwrap();
     assert!(written > 100, "the writer kept writing: {written}");
+}
+
+/// The records of a portability archive's `audit.jsonl`.
+fn archived_audit(archive: &[u8]) -> Vec<Value> {
+    let mut audit = String::new();
+    for entry in tar::Archive::new(archive).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().to_str() == Some("audit.jsonl") {
+            std::io::Read::read_to_string(&mut entry, &mut audit).unwrap();
+        }
+    }
+    audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
