@@ -16,8 +16,10 @@
 //! 4. **Orphans** (every `server.orphan_sweep_seconds`): store objects no catalog row
 //!    references, older than `server.orphan_grace_seconds` (staged parts without an
 //!    upload, objects of attempts that can never be recorded, objects of erased or
-//!    unknown videos); and the temporary directories of cluster processes that are gone
-//!    (this process's own staging files are removed at its start, never while it runs).
+//!    unknown videos), walked as a stream so a store of any size costs constant memory;
+//!    the temp files of store writes a crash interrupted, untouched for the same grace;
+//!    and the temporary directories of cluster processes that are gone (this process's
+//!    own staging files are removed at its start, never while it runs).
 //!
 //! 5. **Audit trail** (every `audit.checkpoint_seconds`): a signed checkpoint of the
 //!    chain's head; redaction and pruning of old records.
@@ -27,6 +29,8 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::TryStreamExt as _;
 
 use crate::catalog::{AttemptEnd, VideoRow};
 use crate::domain::attempt_of;
@@ -113,7 +117,8 @@ pub async fn pass(svc: &Service, sweep: bool) -> Result<(), CleanupError> {
     if sweep {
         let n = sweep_orphans(svc).await?;
         reaper("orphans_swept", n);
-        let n = sweep_temp_files(svc);
+        let grace = Duration::from_secs_f64(svc.config.server.orphan_grace_seconds);
+        let n = sweep_temp_files(svc) + svc.store.sweep_incomplete(grace).await?;
         reaper("temp_files_removed", n);
     }
     Ok(())
@@ -213,17 +218,19 @@ async fn sweep_orphans(svc: &Service) -> Result<u64, CleanupError> {
     let grace_s = svc.config.server.orphan_grace_seconds as i64;
     let catalog = svc.catalog();
     let mut swept = 0;
-    for key in svc.store.list("staging/").await? {
+    let mut keys = svc.store.keys("staging/");
+    while let Some(key) = keys.try_next().await? {
         if catalog.part_exists(&key).await? || !past_grace(svc, &key, grace_s).await? {
             continue;
         }
         forget_and_delete(svc, &key).await?;
         swept += 1;
     }
-    // The video last looked up: listings come sorted, so a video's objects (tens of
-    // segments) are consecutive and cost one catalog query, not one each.
+    // The video last looked up: a video's objects (tens of segments) are listed together
+    // and cost one catalog query, not one each.
     let mut last: Option<(String, Option<VideoRow>)> = None;
-    for key in svc.store.list("videos/").await? {
+    let mut keys = svc.store.keys("videos/");
+    while let Some(key) = keys.try_next().await? {
         let id = key.strip_prefix("videos/").and_then(|k| k.split_once('/'));
         let video = match id {
             Some((id, _)) => {

@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use futures_util::{StreamExt as _, stream};
 use tokio::fs::{DirBuilder, File};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _, BufReader};
 
-use super::{BlobReader, BlobStore, StorageError, validate_key, validate_prefix};
+use super::{BlobReader, BlobStore, KeyStream, StorageError, validate_key, validate_prefix};
 use temp::{TEMP_PREFIX, TempFile};
-use walk::{is_missing, walk_files};
+use walk::{Walk, is_missing};
 
 /// Directories may reveal which videos exist, so only the service user may list them.
 const DIR_MODE: u32 = 0o700;
@@ -23,6 +24,9 @@ const DIR_MODE: u32 = 0o700;
 /// I/O buffer for `put` and `get`: large enough to keep syscall overhead low on GiB objects, small
 /// enough that many concurrent uploads stay cheap.
 const COPY_BUF_SIZE: usize = 1 << 20;
+
+/// Keys the directory walk may list ahead of the caller of `keys`.
+const KEYS_IN_FLIGHT: usize = 1024;
 
 /// Stores each object as the file `root/<key>`.
 ///
@@ -52,46 +56,6 @@ impl FsStore {
     /// The absolute root directory.
     pub fn root(&self) -> &Path {
         &self.root
-    }
-
-    /// Removes temp files left by crashed uploads and returns how many were removed.
-    ///
-    /// Only temp files last modified at least `older_than` ago are removed, so that a
-    /// sweep running beside live uploads (another process on the same root) does not pull
-    /// their temp files away; at startup of the only writer, `Duration::ZERO` is fine.
-    pub async fn sweep_temp(&self, older_than: Duration) -> Result<usize, StorageError> {
-        let io_err = |source| StorageError::Io {
-            op: "sweep temp files",
-            key: String::new(),
-            source,
-        };
-        let files = walk_files(&self.root, "", |_| true).await.map_err(io_err)?;
-        let mut removed = 0;
-        for file in files.iter().filter(|f| f.name.starts_with(TEMP_PREFIX)) {
-            let modified = match tokio::fs::metadata(&file.path).await {
-                Ok(meta) => meta.modified().map_err(io_err)?,
-                Err(err) if is_missing(&err) => continue,
-                Err(err) => return Err(io_err(err)),
-            };
-            let age = SystemTime::now()
-                .duration_since(modified)
-                .unwrap_or(Duration::ZERO);
-            if age < older_than {
-                continue;
-            }
-            match tokio::fs::remove_file(&file.path).await {
-                Ok(()) => removed += 1,
-                Err(err) if is_missing(&err) => {}
-                Err(source) => {
-                    return Err(StorageError::Io {
-                        op: "sweep temp files",
-                        key: file.rel.clone(),
-                        source,
-                    });
-                }
-            }
-        }
-        Ok(removed)
     }
 
     /// Validates `key` and maps it to its file path.
@@ -187,6 +151,7 @@ impl BlobStore for FsStore {
             .await
             .map_err(|source| io_error("fsync", key, source))?;
         drop(file);
+        crate::failpoint::hit("during-store-write");
 
         temp.persist(&path)
             .await
@@ -292,28 +257,75 @@ impl BlobStore for FsStore {
         }
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        validate_prefix(prefix)?;
-        // Start at the deepest directory the prefix names completely; below it, only
-        // descend where keys could still match the remaining partial component.
-        let start = prefix.rfind('/').map_or("", |i| &prefix[..=i]);
-        let descend = |dir: &str| dir.starts_with(prefix) || prefix.starts_with(dir);
-        let files = walk_files(&self.root, start, descend)
+    fn keys<'a>(&'a self, prefix: &'a str) -> KeyStream<'a> {
+        if let Err(err) = validate_prefix(prefix) {
+            return stream::once(async { Err(err) }).boxed();
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(KEYS_IN_FLIGHT);
+        let root = self.root.clone();
+        let prefix = prefix.to_owned();
+        tokio::task::spawn_blocking(move || {
+            // Start at the deepest directory the prefix names completely; below it, only
+            // descend where keys could still match the remaining partial component.
+            let start = prefix.rfind('/').map_or("", |i| &prefix[..=i]);
+            let descend = |dir: &str| dir.starts_with(&prefix) || prefix.starts_with(dir);
+            for file in Walk::new(&root, start, descend) {
+                let key = match file {
+                    // Skips temp files and anything else that is not a valid key.
+                    Ok(file) if !file.rel.starts_with(&prefix) => continue,
+                    Ok(file) if validate_key(&file.rel).is_err() => continue,
+                    Ok(file) => Ok(file.rel),
+                    Err(source) => Err(io_error("list", &prefix, source)),
+                };
+                let last = key.is_err();
+                // A send fails once the caller dropped the stream: stop walking.
+                if tx.blocking_send(key).is_err() || last {
+                    break;
+                }
+            }
+        });
+        stream::unfold(rx, |mut rx| async move { Some((rx.recv().await?, rx)) }).boxed()
+    }
+
+    async fn sweep_incomplete(&self, older_than: Duration) -> Result<u64, StorageError> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || remove_temp_files(&root, older_than))
             .await
-            .map_err(|source| io_error("list", prefix, source))?;
-        let mut keys: Vec<String> = files
-            .into_iter()
-            .map(|file| file.rel)
-            // Skips temp files and anything else that is not a valid key.
-            .filter(|rel| rel.starts_with(prefix) && validate_key(rel).is_ok())
-            .collect();
-        keys.sort_unstable();
-        Ok(keys)
+            .map_err(|err| io_error("sweep temp files", "", io::Error::other(err)))?
     }
 
     fn describe(&self) -> String {
         format!("fs:{}", self.root.display())
     }
+}
+
+/// Removes the temp files under `root` last modified at least `older_than` ago (younger
+/// ones may belong to a `put` still running in another process). Blocking.
+fn remove_temp_files(root: &Path, older_than: Duration) -> Result<u64, StorageError> {
+    let mut removed = 0;
+    for file in Walk::new(root, "", |_| true) {
+        let file = file.map_err(|source| io_error("sweep temp files", "", source))?;
+        if !file.name.starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        let modified = match std::fs::metadata(&file.path).and_then(|meta| meta.modified()) {
+            Ok(modified) => modified,
+            Err(err) if is_missing(&err) => continue,
+            Err(source) => return Err(io_error("sweep temp files", &file.rel, source)),
+        };
+        let age = SystemTime::now()
+            .duration_since(modified)
+            .unwrap_or(Duration::ZERO);
+        if age < older_than {
+            continue;
+        }
+        match std::fs::remove_file(&file.path) {
+            Ok(()) => removed += 1,
+            Err(err) if is_missing(&err) => {}
+            Err(source) => return Err(io_error("sweep temp files", &file.rel, source)),
+        }
+    }
+    Ok(removed)
 }
 
 /// Flushes a directory's entries (creations, renames) to disk.

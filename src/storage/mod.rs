@@ -14,8 +14,11 @@ mod s3;
 mod source;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::TryStreamExt as _;
+use futures_util::stream::BoxStream;
 use tokio::io::AsyncRead;
 
 pub use fs::FsStore;
@@ -25,6 +28,9 @@ pub use source::StoredSource;
 
 /// A streaming reader over a stored object, as returned by [`BlobStore::get`].
 pub type BlobReader = Box<dyn AsyncRead + Unpin + Send>;
+
+/// Keys as they are listed, as returned by [`BlobStore::keys`].
+pub type KeyStream<'a> = BoxStream<'a, Result<String, StorageError>>;
 
 /// Everything that can go wrong in the storage layer.
 ///
@@ -133,7 +139,27 @@ pub trait BlobStore: Send + Sync {
     }
 
     /// All keys starting with `prefix` (plain string prefix, `""` for everything), sorted.
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
+    /// Meant for a bounded set, such as one video's objects; walk a whole store with
+    /// [`BlobStore::keys`].
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let mut keys: Vec<String> = self.keys(prefix).try_collect().await?;
+        keys.sort_unstable();
+        Ok(keys)
+    }
+
+    /// Streams the keys starting with `prefix`, holding at most one page of them, so that
+    /// a sweep over millions of objects runs in constant memory.
+    ///
+    /// The order is the backend's, with one promise: keys under one directory (`a/b/...`)
+    /// come together. An error ends the stream.
+    fn keys<'a>(&'a self, prefix: &'a str) -> KeyStream<'a>;
+
+    /// Removes what writes interrupted by a crash left behind and returns how many went.
+    /// Only leftovers untouched for `older_than` go, since another process may still be
+    /// writing them. An [`FsStore`] removes its temp files. An [`S3Store`] has none: a
+    /// failed or cancelled `put` aborts its multipart upload, and after a crash the
+    /// bucket's lifecycle rule (`AbortIncompleteMultipartUpload`) does.
+    async fn sweep_incomplete(&self, older_than: Duration) -> Result<u64, StorageError>;
 
     /// A human-readable location for logs, e.g. `fs:/data/objects` or `s3://bucket/prefix`.
     /// Never contains credentials.

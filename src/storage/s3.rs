@@ -3,14 +3,18 @@
 mod config;
 mod multipart;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
 use aws_sdk_s3::primitives::ByteStream;
+use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use tokio::io::AsyncRead;
 
-use super::{BlobReader, BlobStore, StorageError, validate_key, validate_prefix};
+use super::{BlobReader, BlobStore, KeyStream, StorageError, validate_key, validate_prefix};
 pub use config::S3Config;
 use multipart::{PART_SIZE, read_part};
 
@@ -65,6 +69,18 @@ impl S3Store {
             }
             Err(err) => Err(self.s3_error("create bucket", "", err)),
         }
+    }
+
+    /// The keys of one listing page, without our prefix.
+    fn keys_of(&self, page: &ListObjectsV2Output) -> Vec<String> {
+        page.contents()
+            .iter()
+            .filter_map(|object| object.key()?.strip_prefix(&self.prefix))
+            // Objects written by other tools may break the key rules; they could not be
+            // read through this API anyway.
+            .filter(|key| validate_key(key).is_ok())
+            .map(str::to_owned)
+            .collect()
     }
 
     fn full_key(&self, key: &str) -> String {
@@ -247,30 +263,33 @@ impl BlobStore for S3Store {
         }
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        validate_prefix(prefix)?;
-        let mut pages = self
+    fn keys<'a>(&'a self, prefix: &'a str) -> KeyStream<'a> {
+        if let Err(err) = validate_prefix(prefix) {
+            return stream::once(async { Err(err) }).boxed();
+        }
+        let pages = self
             .client
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(self.full_key(prefix))
             .into_paginator()
             .send();
-        let mut keys = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|err| self.s3_error("list", prefix, err))?;
-            keys.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|object| object.key()?.strip_prefix(&self.prefix))
-                    // Objects written by other tools may break the key rules; they could
-                    // not be read through this API anyway.
-                    .filter(|key| validate_key(key).is_ok())
-                    .map(str::to_owned),
-            );
-        }
-        keys.sort_unstable();
-        Ok(keys)
+        let pages = stream::unfold(Some(pages), move |pages| async move {
+            let mut pages = pages?;
+            Some(match pages.next().await? {
+                Ok(page) => (Ok(self.keys_of(&page)), Some(pages)),
+                Err(err) => (Err(self.s3_error("list", prefix, err)), None),
+            })
+        });
+        pages
+            .map_ok(|keys| stream::iter(keys.into_iter().map(Ok)))
+            .try_flatten()
+            .boxed()
+    }
+
+    async fn sweep_incomplete(&self, _older_than: Duration) -> Result<u64, StorageError> {
+        // See the trait: S3 leaves nothing for us to sweep.
+        Ok(0)
     }
 
     fn describe(&self) -> String {

@@ -407,7 +407,8 @@ fn crash_at(point: &str, postgres: bool, clip: &[u8], needle: &[u8]) {
             let v = wait_for(&s, &up, &id, 180, is_final);
             assert_eq!(state(&v), "done", "{point}: {v}");
             assert!(playable(&s, &reviewer, &id), "{point}: playable");
-            // Exactly the done attempt's objects remain: segments + playlist + manifest.
+            // Exactly the done attempt's objects remain: segments + playlist + manifest
+            // (a write the crash interrupted left a temp file, which the sweep removes).
             let attempt = v["attempts"].as_i64().unwrap();
             wait_until(60, || {
                 let stored = stored_files(&s.dir, "");
@@ -454,6 +455,7 @@ fn crash_matrix(postgres: bool) {
         "after-stage-part",
         "before-publish",
         "after-publish",
+        "during-store-write",
         "before-complete",
         "after-complete",
         "during-erase",

@@ -22,7 +22,7 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// succeeded.
 ///
 /// Removing on drop covers both errors and a cancelled `put` future, so the only way to
-/// leave a temp file behind is a crash; `FsStore::sweep_temp` cleans those up.
+/// leave a temp file behind is a crash; the reaper's `sweep_incomplete` cleans those up.
 pub(super) struct TempFile {
     path: PathBuf,
     persisted: bool,

@@ -1,5 +1,6 @@
-//! Recursive directory walk used by `list` and `sweep_temp`.
+//! Depth-first walk of the files under a store root, used by `keys` and `sweep_incomplete`.
 
+use std::fs::ReadDir;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -12,50 +13,78 @@ pub(super) struct FoundFile {
     pub name: String,
 }
 
-/// Collects the regular files below `root/start` (`start` is `""` or ends with `/`).
+/// The regular files below `root/start` (`start` is `""` or ends with `/`), depth first.
+///
+/// Blocking: run it off the async runtime. It holds one open directory per level, never a
+/// listing, so walking a store of millions of objects costs the same memory as walking
+/// ten. Files of one directory come out together, before the next sibling directory's.
 ///
 /// Skips directories whose names start with `.` (no key can live there), directories for
 /// which `descend(rel_dir_with_slash)` is false, symlinks (an object is a plain file we
 /// wrote; following links could leave the root) and names that are not UTF-8 (not keys).
 /// Entries that vanish during the walk are skipped: concurrent deletes are normal.
-pub(super) async fn walk_files(
-    root: &Path,
-    start: &str,
-    descend: impl Fn(&str) -> bool,
-) -> io::Result<Vec<FoundFile>> {
-    let mut found = Vec::new();
-    let mut pending = vec![start.to_owned()];
-    while let Some(rel_dir) = pending.pop() {
-        let mut entries = match tokio::fs::read_dir(root.join(&rel_dir)).await {
-            Ok(entries) => entries,
-            Err(err) if is_missing(&err) => continue,
-            Err(err) => return Err(err),
-        };
-        while let Some(entry) = entries.next_entry().await? {
+pub(super) struct Walk<F> {
+    root: PathBuf,
+    descend: F,
+    /// The directory to open next (the start, then each subdirectory as it is found).
+    pending: Option<String>,
+    /// The open directories from the start down, each with its relative path.
+    open: Vec<(String, ReadDir)>,
+}
+
+impl<F: Fn(&str) -> bool> Walk<F> {
+    pub fn new(root: &Path, start: &str, descend: F) -> Self {
+        Walk {
+            root: root.to_owned(),
+            descend,
+            pending: Some(start.to_owned()),
+            open: Vec::new(),
+        }
+    }
+}
+
+impl<F: Fn(&str) -> bool> Iterator for Walk<F> {
+    type Item = io::Result<FoundFile>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(rel_dir) = self.pending.take() {
+                match std::fs::read_dir(self.root.join(&rel_dir)) {
+                    Ok(entries) => self.open.push((rel_dir, entries)),
+                    Err(err) if is_missing(&err) => {}
+                    Err(err) => return Some(Err(err)),
+                }
+            }
+            let (rel_dir, entries) = self.open.last_mut()?;
+            let entry = match entries.next() {
+                None => {
+                    self.open.pop();
+                    continue;
+                }
+                Some(Ok(entry)) => entry,
+                Some(Err(err)) if is_missing(&err) => continue,
+                Some(Err(err)) => return Some(Err(err)),
+            };
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            let file_type = match entry.file_type().await {
+            let file_type = match entry.file_type() {
                 Ok(file_type) => file_type,
                 Err(err) if is_missing(&err) => continue,
-                Err(err) => return Err(err),
+                Err(err) => return Some(Err(err)),
             };
             let rel = format!("{rel_dir}{name}");
             if file_type.is_dir() {
                 let rel_dir = format!("{rel}/");
-                if !name.starts_with('.') && descend(&rel_dir) {
-                    pending.push(rel_dir);
+                if !name.starts_with('.') && (self.descend)(&rel_dir) {
+                    self.pending = Some(rel_dir);
                 }
             } else if file_type.is_file() {
-                found.push(FoundFile {
-                    rel,
-                    path: entry.path(),
-                    name,
-                });
+                let path = entry.path();
+                return Some(Ok(FoundFile { rel, path, name }));
             }
         }
     }
-    Ok(found)
 }
 
 /// Whether an I/O error means "no such object": the path, or one of its parents, is gone

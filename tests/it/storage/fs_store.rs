@@ -4,6 +4,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::time::Duration;
 
+use futures_util::TryStreamExt as _;
 use tokio::io::AsyncReadExt as _;
 
 use super::readers::{Generator, sha256_of};
@@ -131,14 +132,12 @@ async fn crash_leftovers_are_hidden_and_swept() {
     std::fs::write(&stale, b"partial").unwrap();
 
     assert_eq!(store.list("").await.unwrap(), vec![KEY.to_owned()]);
-    // Too young to sweep with a grace period...
-    assert_eq!(
-        store.sweep_temp(Duration::from_secs(3600)).await.unwrap(),
-        0
-    );
+    // Too young to sweep with a grace period (another process may still be writing it)...
+    let grace = Duration::from_secs(3600);
+    assert_eq!(store.sweep_incomplete(grace).await.unwrap(), 0);
     assert!(stale.exists());
-    // ...swept at startup.
-    assert_eq!(store.sweep_temp(Duration::ZERO).await.unwrap(), 1);
+    // ...swept once it is past it.
+    assert_eq!(store.sweep_incomplete(Duration::ZERO).await.unwrap(), 1);
     assert!(!stale.exists());
     assert_eq!(get_bytes(&store, KEY).await, b"data");
 }
@@ -270,6 +269,50 @@ async fn list_by_prefix() {
         store.len("videos/a").await,
         Err(StorageError::NotFound { .. })
     ));
+}
+
+/// `keys` streams what `list` returns, with each directory's keys together, and keeps
+/// going while the caller deletes what it was given (as the orphan sweep does).
+#[tokio::test]
+async fn keys_stream_by_directory_while_the_caller_deletes() {
+    let (_dir, store) = store();
+    let mut expected = Vec::new();
+    for video in 0..40 {
+        for seg in 0..3 {
+            let key = format!("videos/v{video:02}/a1/seg-{seg}");
+            put_bytes(&store, &key, b"x").await;
+            expected.push(key);
+        }
+    }
+    put_bytes(&store, "staging/part", b"x").await;
+    // A crash's temp file is not a key.
+    std::fs::write(store.root().join("videos/v00/a1/.tmp-1-2-3"), b"partial").unwrap();
+    assert_eq!(store.list("videos/").await.unwrap(), expected);
+
+    let mut seen = Vec::new();
+    let mut keys = store.keys("videos/");
+    while let Some(key) = keys.try_next().await.unwrap() {
+        store.delete(&key).await.unwrap();
+        seen.push(key);
+    }
+    // Every key once, and a directory's keys never interrupted by another directory's.
+    let dir_of = |key: &str| key.rsplit_once('/').unwrap().0.to_owned();
+    let mut dirs: Vec<String> = seen.iter().map(|k| dir_of(k)).collect();
+    dirs.dedup();
+    assert_eq!(dirs.len(), 40, "{seen:?}");
+    seen.sort();
+    assert_eq!(seen, expected);
+    assert!(store.list("videos/").await.unwrap().is_empty());
+    assert_eq!(store.list("").await.unwrap(), ["staging/part"]);
+
+    // A caller that stops early just drops the stream.
+    let first = store.keys("").try_next().await.unwrap();
+    assert_eq!(first.as_deref(), Some("staging/part"));
+    let bad = store.keys("../").try_next().await;
+    assert!(
+        matches!(bad, Err(StorageError::InvalidKey { .. })),
+        "{bad:?}"
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! `S3Store` against a real `s3s-fs` server.
 
+use futures_util::TryStreamExt as _;
 use tokio::io::AsyncReadExt as _;
 
 use super::readers::{Generator, sha256_of};
@@ -172,4 +173,27 @@ async fn errors_name_bucket_and_key() {
         "{message}"
     );
     assert!(!message.contains("wrong-secret"), "{message}");
+}
+
+/// `keys` follows the listing across pages (S3 returns at most 1,000 keys a page) and
+/// keeps going while the caller deletes what it was given, as the orphan sweep does.
+#[tokio::test]
+async fn keys_stream_across_pages_while_the_caller_deletes() {
+    let server = S3sServer::start().await;
+    let store = server.store("vcw-pages", "p").await;
+    let mut expected: Vec<String> = (0..1_205).map(|n| format!("videos/{n:05}/seg")).collect();
+    expected.sort();
+    for key in &expected {
+        store.put(key, &mut &b"x"[..]).await.unwrap();
+    }
+    store.put("staging/part", &mut &b"x"[..]).await.unwrap();
+
+    let mut seen = Vec::new();
+    let mut keys = store.keys("videos/");
+    while let Some(key) = keys.try_next().await.unwrap() {
+        store.delete(&key).await.unwrap();
+        seen.push(key);
+    }
+    assert_eq!(seen, expected, "every key once, in order");
+    assert_eq!(store.list("").await.unwrap(), ["staging/part"]);
 }
