@@ -24,6 +24,7 @@ mod consent;
 mod nodes;
 mod ops;
 mod reviews;
+mod schema;
 mod service;
 mod subjects;
 pub use audit::REQUEST_ID;
@@ -43,6 +44,12 @@ pub enum CatalogError {
     Open { path: String, source: sqlx::Error },
     #[error("catalog: {0}")]
     Query(#[from] sqlx::Error),
+    /// Abort: running on would misread or damage what the newer version wrote.
+    #[error(
+        "the catalog has schema version {found}, from a newer vcw; this vcw knows up to \
+         version {known}: run the newer vcw, or restore the catalog's backup from before the upgrade"
+    )]
+    NewerSchema { found: i64, known: i64 },
 }
 
 impl CatalogError {
@@ -51,6 +58,7 @@ impl CatalogError {
     pub fn is_unavailable(&self) -> bool {
         let e = match self {
             CatalogError::Open { source, .. } | CatalogError::Query(source) => source,
+            CatalogError::NewerSchema { .. } => return false,
         };
         matches!(
             e,
@@ -169,39 +177,6 @@ impl ManualClock {
 const SQLITE_NOW: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
 const POSTGRES_NOW: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
 
-/// The schema with the backend's type names.
-fn schema(postgres: bool) -> String {
-    let (int, blob, real, serial) = if postgres {
-        (
-            "BIGINT",
-            "BYTEA",
-            "DOUBLE PRECISION",
-            "BIGSERIAL PRIMARY KEY",
-        )
-    } else {
-        (
-            "INTEGER",
-            "BLOB",
-            "REAL",
-            "INTEGER PRIMARY KEY AUTOINCREMENT",
-        )
-    };
-    [
-        SCHEMA,
-        service::SCHEMA,
-        consent::SCHEMA,
-        audit::SCHEMA,
-        subjects::SCHEMA,
-        nodes::SCHEMA,
-        reviews::SCHEMA,
-    ]
-    .concat()
-    .replace("{INT}", int)
-    .replace("{BLOB}", blob)
-    .replace("{REAL}", real)
-    .replace("{SERIAL}", serial)
-}
-
 /// A path as the path part of a `sqlite://` URL.
 fn sqlite_url(path: &Path) -> String {
     let mut url = String::from("sqlite://");
@@ -264,18 +239,21 @@ impl Catalog {
             .map_err(open_err)?;
         let mut conn = pool.acquire().await.map_err(open_err)?;
         if postgres {
-            // Pods starting together must not race on CREATE TABLE IF NOT EXISTS.
+            // Pods starting together must not race to create or upgrade the schema.
             conn.execute("SELECT pg_advisory_lock(7612001)")
                 .await
                 .map_err(open_err)?;
         }
-        let created = conn.execute(sqlx::raw_sql(&schema(postgres))).await;
+        let prepared = schema::prepare(&mut conn, postgres).await;
         if postgres {
             conn.execute("SELECT pg_advisory_unlock(7612001)")
                 .await
                 .map_err(open_err)?;
         }
-        created.map_err(open_err)?;
+        prepared.map_err(|err| match err {
+            CatalogError::Query(source) => open_err(source),
+            other => other,
+        })?;
         drop(conn);
         Ok(Self {
             pool,

@@ -3,13 +3,14 @@
 //! and their events commit together or not at all; a cancelled or erased job never
 //! records a result; the reaper's end of an attempt needs an expired lease; concurrent
 //! parts at one offset and concurrent uploads with one id have exactly one winner; an
-//! outbox event is handed to one dispatcher at a time.
+//! outbox event is handed to one dispatcher at a time; a catalog from a newer vcw is
+//! refused.
 
 use std::sync::Arc;
 
 use vcw::catalog::{
-    AttemptEnd, Catalog, ClaimOutcome, Completion, ConsentEvent, ConsentState, Grant, ManualClock,
-    NewVideo, PartAdded, UploadPart, UploadRow, VideoFilter,
+    AttemptEnd, Catalog, CatalogError, ClaimOutcome, Completion, ConsentEvent, ConsentState, Grant,
+    ManualClock, NewVideo, PartAdded, UploadPart, UploadRow, VideoFilter,
 };
 use vcw::crypto::LocalKms;
 use vcw::domain::{EventKind, JobState, OutboxEvent, UploadState};
@@ -760,6 +761,30 @@ async fn lapse_sweep(catalog: Catalog) {
     );
 }
 
+/// A catalog that a newer vcw upgraded is refused, untouched, with an error that says why;
+/// back at this build's version it opens again.
+async fn newer_schema_is_refused(url: &str) {
+    use sqlx::Connection as _;
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    let bump = |sql| sqlx::query(sql);
+    bump("UPDATE schema_version SET version = version + 1")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let err = Catalog::connect(url)
+        .await
+        .err()
+        .expect("a newer schema is refused");
+    assert!(matches!(err, CatalogError::NewerSchema { .. }), "{err}");
+    assert!(err.to_string().contains("newer vcw"), "{err}");
+    bump("UPDATE schema_version SET version = version - 1")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    Catalog::connect(url).await.unwrap();
+}
+
 #[test]
 fn catalog_state_machine_and_races_on_sqlite_and_postgresql() {
     let dir = tempfile::tempdir().unwrap();
@@ -771,6 +796,8 @@ fn catalog_state_machine_and_races_on_sqlite_and_postgresql() {
         state_machine(catalog.clone(), &keyring).await;
         consent_ledger(catalog.clone()).await;
         lapse_sweep(catalog).await;
+        let sqlite = dir.path().join("sqlite/catalog.sqlite");
+        newer_schema_is_refused(&format!("sqlite://{}", sqlite.display())).await;
     });
     let pg = Postgres::start(dir.path());
     rt.block_on(async {
@@ -778,5 +805,6 @@ fn catalog_state_machine_and_races_on_sqlite_and_postgresql() {
         state_machine(catalog.clone(), &keyring).await;
         consent_ledger(catalog.clone()).await;
         lapse_sweep(catalog).await;
+        newer_schema_is_refused(&pg.url).await;
     });
 }
