@@ -115,6 +115,7 @@ impl Catalog {
         .await?;
         let revoked_at: Option<i64> = row.try_get("revoked_at")?;
         if let Some(at) = revoked_at.filter(|at| g.issued_at <= *at) {
+            tx.rollback().await?;
             return Ok(Err(at));
         }
         let live: i64 = row.try_get("live")?;
@@ -138,6 +139,7 @@ impl Catalog {
         .await?;
         if inserted.rows_affected() == 0 {
             // This token was recorded before: nothing changed, nothing to audit.
+            tx.rollback().await?;
             return Ok(Ok(()));
         }
         let action = format!("consent.{kind}");

@@ -6,6 +6,11 @@
 //! Queries use `$N` placeholders and only types both support; the schema differs only in
 //! type names.
 //!
+//! Every transaction ends explicitly, with a commit or a rollback, on every path that
+//! does not fail: a transaction merely dropped is rolled back only when its connection is
+//! next used, and until then SQLite's write lock makes other connections fail with
+//! "database is locked".
+//!
 //! Only wrapped keys are stored, never key material in the clear. Subjects appear only as
 //! keyed hashes ([`crate::crypto::Kms::subject_hash`]). Shredding overwrites the wrapped
 //! key with NULL; `secure_delete` makes SQLite zero the freed bytes on disk, so a

@@ -123,6 +123,7 @@ impl Catalog {
         .fetch_optional(&mut *tx)
         .await?
         else {
+            tx.rollback().await?;
             return Ok(None);
         };
         let before: String = row.try_get("verdict")?;

@@ -57,17 +57,21 @@ async fn prepare_with(
         let found: i64 = sqlx::query_scalar("SELECT version FROM schema_version")
             .fetch_one(&mut *tx)
             .await?;
-        if found > latest {
-            return Err(CatalogError::NewerSchema {
-                found,
-                known: latest,
-            });
-        }
-        let Some(step) = usize::try_from(found - 1)
+        let step = usize::try_from(found - 1)
             .ok()
-            .and_then(|i| migrations.get(i))
-        else {
-            return Ok(()); // up to date
+            .and_then(|i| migrations.get(i));
+        let Some(step) = step else {
+            // Up to date, or newer. Ended here, not on drop: a rollback left for later
+            // would hold the write lock while the next statement, on another
+            // connection, finds the database locked.
+            tx.rollback().await?;
+            if found > latest {
+                return Err(CatalogError::NewerSchema {
+                    found,
+                    known: latest,
+                });
+            }
+            return Ok(());
         };
         tx.execute(sqlx::raw_sql(&typed(step, postgres))).await?;
         sqlx::query("UPDATE schema_version SET version = $1")

@@ -151,6 +151,7 @@ impl Catalog {
             .fetch_optional(&mut *tx)
             .await?
         {
+            tx.rollback().await?;
             return Ok(ErasureStart::Held(hold_row(&row)?));
         }
         sqlx::query(&self.sql(

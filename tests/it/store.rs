@@ -107,7 +107,12 @@ fn scan_store_seals_segments_that_decrypt_into_a_playable_hls_set() {
     let mut shred = vcw();
     shred.args(["keys", "shred", "--subject", "user-1234"]);
     vault(&mut shred);
-    assert!(shred.output().unwrap().status.success());
+    let shredded = shred.output().unwrap();
+    assert!(
+        shredded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shredded.stderr)
+    );
     let o = open(segments[0]["key"].as_str().unwrap(), &out.join("again.m4s"));
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("shredded"));
