@@ -286,13 +286,17 @@ pub struct ServerConfig {
     /// How often the reaper looks for expired leases, stale uploads and unfinished
     /// erasures.
     pub reaper_seconds: f64,
-    /// How often the reaper lists the store for orphaned objects (a full listing).
+    /// How often the reaper walks the store for orphaned objects.
     pub orphan_sweep_seconds: f64,
     /// Objects and temporary files younger than this are never swept: they may belong to
     /// work still in flight.
     pub orphan_grace_seconds: f64,
     /// An upload still receiving after this long is expired and its parts shredded.
     pub upload_expiry_seconds: f64,
+    /// Per token, the most bytes its unfinished uploads may reserve (their
+    /// `Upload-Length`s together): what one token can make the server keep on disk
+    /// until the uploads expire.
+    pub open_upload_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -326,6 +330,7 @@ impl Default for ServerConfig {
             orphan_sweep_seconds: 300.0,
             orphan_grace_seconds: 3600.0,
             upload_expiry_seconds: 86400.0,
+            open_upload_bytes: 64 << 30,
         }
     }
 }
@@ -592,6 +597,9 @@ impl Config {
         ];
         if positive.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
             return bad("server durations and rates must be positive numbers");
+        }
+        if v.open_upload_bytes == 0 {
+            return bad("server.open_upload_bytes must be >= 1");
         }
         if !(v.orphan_grace_seconds.is_finite() && v.orphan_grace_seconds >= 0.0) {
             return bad("server.orphan_grace_seconds must be a number of seconds >= 0");

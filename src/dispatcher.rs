@@ -45,6 +45,10 @@ const IN_FLIGHT: usize = 64;
 /// How soon an event handed back for a busy receiver is tried again.
 const BUSY_RETRY_MS: i64 = 500;
 
+/// What a webhook delivery that got no HTTP answer records, whatever the cause.
+pub const WEBHOOK_NO_ANSWER: &str = "no answer: the callback URL could not be reached at an \
+     allowed address, or did not answer in time (the server log has the cause)";
+
 /// How long a claimed event is hidden from other dispatchers, at least.
 const CLAIM_LEASE: Duration = Duration::from_secs(30);
 /// How long a request waits for the broker before leaving its announcement to the
@@ -174,7 +178,8 @@ impl Dispatcher {
             backoff = backoff.min(MAX_PUBLISH_BACKOFF_MS);
         }
         if !delivered {
-            tracing::info!(
+            // At the default level: the cause is recorded nowhere else.
+            tracing::warn!(
                 event = %e.id,
                 kind = e.kind.as_str(),
                 attempt = row.attempts,
@@ -183,9 +188,16 @@ impl Dispatcher {
                 "event not delivered; will retry"
             );
         }
+        // The cause of a webhook failure can describe the network behind its URL (what a
+        // name resolves to, which ports answer), and the video's owner reads the record:
+        // it gets the fact, the log above the cause.
+        let recorded = match (e.kind, &error) {
+            (EventKind::Webhook, Some(_)) => Some(WEBHOOK_NO_ANSWER),
+            _ => error.as_deref(),
+        };
         if let Err(err) = self
             .catalog
-            .record_event(&e.id, status, error.as_deref(), delivered, backoff)
+            .record_event(&e.id, status, recorded, delivered, backoff)
             .await
         {
             tracing::warn!("dispatcher: recording delivery: {err}");

@@ -5,7 +5,7 @@
 //! roles that may call it ([`super::routes::ENDPOINTS`]); one middleware checks every
 //! request against that table, so no handler can forget to.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -42,32 +42,25 @@ pub async fn create_token(
     Ok(token)
 }
 
-/// The public id a token carries (`vcw_<16 hex>_<secret>`), read without the catalog:
-/// what rate limits key on, and what `vcw token list` and `revoke` name. Tokens made
-/// before ids were part of them have none.
-pub fn token_id(token: &str) -> Option<&str> {
-    let rest = token.strip_prefix("vcw_")?;
-    let id = rest.get(..16)?;
-    let ok = id.bytes().all(|b| b.is_ascii_hexdigit()) && rest.as_bytes().get(16) == Some(&b'_');
-    ok.then_some(id)
-}
-
-/// Per-token token buckets, taken before the catalog is asked about the token, and a
-/// bound on the catalog lookups that unknown tokens cost.
+/// Per-token token buckets, and a bound on the catalog lookups that unknown tokens cost.
+///
+/// Buckets are kept only for tokens the catalog confirmed, and by the token's hash, never
+/// by the id it claims: ids are public (owners, audit actors), and a spray of one id with
+/// made-up secrets must neither drain the real token's bucket nor add buckets here.
 pub struct RateLimiter {
     rate: f64,
     burst: f64,
+    /// Buckets of the tokens the catalog confirmed recently, by token hash.
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
     /// Lookups of tokens that turned out unknown, expired or revoked, all callers
     /// together: a spray of made-up tokens costs the catalog at most this rate.
     failures: Mutex<(f64, Instant)>,
     failure_rate: f64,
-    /// Ids that authenticated recently: never held back by others' failures.
-    known: Mutex<HashSet<String>>,
 }
 
-/// Bound on the ids remembered as known (the set starts over when full).
-const KNOWN_IDS: usize = 100_000;
+/// Bound on the tokens remembered (the map starts over when full: only valid tokens get
+/// in, so only a deployment with this many active tokens ever fills it).
+const KNOWN_TOKENS: usize = 100_000;
 
 impl RateLimiter {
     /// `rate` and `burst` per token; `failure_rate` failed lookups a second in all.
@@ -78,16 +71,40 @@ impl RateLimiter {
             buckets: Mutex::new(HashMap::new()),
             failures: Mutex::new((failure_rate * 10.0, Instant::now())),
             failure_rate,
-            known: Mutex::new(HashSet::new()),
         }
     }
 
-    /// Takes one request from `key`'s bucket, or says how many seconds until one is free.
-    fn take(&self, key: &str) -> Result<(), u64> {
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let (tokens, last) = buckets.entry(key.to_string()).or_insert((self.burst, now));
-        refill(tokens, last, now, self.rate, self.burst);
+    fn buckets(&self) -> std::sync::MutexGuard<'_, HashMap<String, (f64, Instant)>> {
+        self.buckets.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes one request from a confirmed token's bucket, or says how many seconds until
+    /// one is free; `None` for a token not confirmed recently.
+    fn take(&self, key: &str) -> Option<Result<(), u64>> {
+        let mut buckets = self.buckets();
+        let (tokens, last) = buckets.get_mut(key)?;
+        Some(self.charge(tokens, last))
+    }
+
+    /// Remembers a token the catalog just confirmed and charges this request to it.
+    fn confirm(&self, key: &str) -> Result<(), u64> {
+        let mut buckets = self.buckets();
+        if buckets.len() >= KNOWN_TOKENS && !buckets.contains_key(key) {
+            buckets.clear();
+        }
+        let (tokens, last) = buckets
+            .entry(key.to_string())
+            .or_insert((self.burst, Instant::now()));
+        self.charge(tokens, last)
+    }
+
+    /// Forgets a token the catalog no longer knows (revoked, expired).
+    fn forget(&self, key: &str) {
+        self.buckets().remove(key);
+    }
+
+    fn charge(&self, tokens: &mut f64, last: &mut Instant) -> Result<(), u64> {
+        refill(tokens, last, Instant::now(), self.rate, self.burst);
         if *tokens >= 1.0 {
             *tokens -= 1.0;
             Ok(())
@@ -109,38 +126,29 @@ impl RateLimiter {
         *tokens < 1.0
     }
 
-    /// The caller a token stands for. Its bucket (by the id the token carries) is taken
-    /// first, so a flood from one token never reaches the catalog; while made-up tokens
-    /// fail faster than `server.auth_failures_per_second`, tokens not seen recently wait.
+    /// The caller a token stands for. A token confirmed recently pays from its bucket
+    /// first, so its flood never reaches the catalog; while made-up tokens fail faster
+    /// than `server.auth_failures_per_second`, tokens not confirmed recently wait.
     pub async fn authenticate(&self, app: &App, token: &str) -> Result<(String, Role), ApiError> {
-        let key = token_id(token).unwrap_or("without-id");
+        let key = hash(token);
         let too_many = |retry_after| ApiError::TooMany {
             what: "rate limit exceeded",
             retry_after,
         };
-        self.take(key).map_err(too_many)?;
-        let known = || {
-            let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-            known.contains(key)
+        let known = match self.take(&key) {
+            Some(taken) => taken.map(|()| true).map_err(too_many)?,
+            None if self.failures_exhausted(false) => return Err(too_many(1)),
+            None => false,
         };
-        if !known() && self.failures_exhausted(false) {
-            return Err(too_many(1));
-        }
         match lookup(app, token).await {
-            Ok(caller) => {
-                let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-                if known.len() >= KNOWN_IDS {
-                    known.clear();
-                }
-                known.insert(key.to_string());
-                Ok(caller)
+            Ok(caller) if known => Ok(caller),
+            Ok(caller) => self.confirm(&key).map(|()| caller).map_err(too_many),
+            Err(ApiError::Unauthorized) => {
+                self.forget(&key);
+                self.failures_exhausted(true);
+                Err(ApiError::Unauthorized)
             }
-            Err(e) => {
-                if matches!(e, ApiError::Unauthorized) {
-                    self.failures_exhausted(true);
-                }
-                Err(e)
-            }
+            Err(e) => Err(e),
         }
     }
 }
@@ -186,6 +194,19 @@ async fn caller_for(
             super::routes::methods_at(path.as_str()).join(", "),
         ));
     };
+    // A JSON body declared over the limit: refused here, where the refusal drains it
+    // (the extractor's own 413 would close the connection on a client still sending).
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if ep.body.is_some_and(|(kind, _)| kind == "application/json")
+        && declared.is_some_and(|n| n > super::JSON_LIMIT as u64)
+    {
+        return Err(ApiError::TooLarge(format!(
+            "JSON bodies are limited to {} bytes",
+            super::JSON_LIMIT
+        )));
+    }
     if ep.roles.is_empty() {
         return Ok(None);
     }
@@ -215,25 +236,17 @@ mod tests {
     #[test]
     fn buckets_refill_at_the_rate() {
         let limiter = RateLimiter::new(1.0, 2.0, 1.0);
-        assert!(limiter.take("a").is_ok());
-        assert!(limiter.take("a").is_ok());
-        assert_eq!(limiter.take("a"), Err(1));
-        assert!(limiter.take("b").is_ok(), "buckets are per token");
-    }
-
-    #[test]
-    fn tokens_carry_their_public_id() {
         assert_eq!(
-            token_id("vcw_0123456789abcdef_c2VjcmV0"),
-            Some("0123456789abcdef")
+            limiter.take("a"),
+            None,
+            "no bucket until the catalog confirms"
         );
-        assert_eq!(token_id("vcw_0123456789abcdeX_c2VjcmV0"), None);
-        assert_eq!(token_id("vcw_0123456789abcdef"), None);
-        assert_eq!(
-            token_id("vcw_legacy-token-without-an-id-part-aaaaaaaa"),
-            None
-        );
-        assert_eq!(token_id("vcw_é"), None);
+        assert_eq!(limiter.confirm("a"), Ok(()));
+        assert_eq!(limiter.take("a"), Some(Ok(())));
+        assert_eq!(limiter.take("a"), Some(Err(1)));
+        assert_eq!(limiter.confirm("b"), Ok(()), "buckets are per token");
+        limiter.forget("a");
+        assert_eq!(limiter.take("a"), None, "a revoked token's bucket goes");
     }
 
     #[test]
@@ -242,24 +255,5 @@ mod tests {
             assert_eq!(Role::parse(r.as_str()), Some(r));
         }
         assert_eq!(Role::parse("root"), None);
-    }
-
-    proptest::proptest! {
-        /// Any bearer string: an id only when it is the documented shape, and then the
-        /// token's own 16 hex digits.
-        #[test]
-        fn token_ids_come_only_from_well_formed_tokens(token in "\\PC{0,60}") {
-            if let Some(id) = token_id(&token) {
-                let prefix = format!("vcw_{id}_");
-                proptest::prop_assert!(token.starts_with(&prefix));
-                proptest::prop_assert!(id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()));
-            }
-        }
-
-        #[test]
-        fn made_tokens_carry_their_id(id in "[0-9a-f]{16}", secret in "[A-Za-z0-9_-]{1,43}") {
-            let token = format!("vcw_{id}_{secret}");
-            proptest::prop_assert_eq!(token_id(&token), Some(id.as_str()));
-        }
     }
 }

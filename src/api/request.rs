@@ -5,7 +5,7 @@
 //! and timed by route template (`vcw_http_requests_total`, `…_duration_seconds`).
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
@@ -50,7 +50,7 @@ pub async fn tag(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str)
         .to_string();
-    let method = request.method().clone();
+    let method = method_label(request.method());
     let span = tracing::info_span!("request", id = %id, method = %method, route = %route);
     let started = std::time::Instant::now();
     let mut response = REQUEST_ID
@@ -59,7 +59,7 @@ pub async fn tag(request: Request, next: Next) -> Response {
     let m = crate::metrics::metrics();
     let status = response.status().as_u16().to_string();
     (m.http_requests
-        .with_label_values(&[method.as_str(), &route, &status]))
+        .with_label_values(&[method, &route, &status]))
     .inc();
     (m.http_duration.with_label_values(&[&route])).observe(started.elapsed().as_secs_f64());
     if let Ok(value) = HeaderValue::from_str(&id) {
@@ -68,9 +68,36 @@ pub async fn tag(request: Request, next: Next) -> Response {
     response
 }
 
+/// The method as a metrics label and log field: HTTP's own methods by name, any other as
+/// `OTHER`. Clients choose the method (up to the request line's length), and each label
+/// value would be a metrics series kept for the life of the process.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{acceptable, fresh};
+    use super::{Method, acceptable, fresh, method_label};
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for made_up in ["X0001", "X0002", "get"] {
+            let method = Method::from_bytes(made_up.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), "OTHER");
+        }
+    }
 
     #[test]
     fn client_ids_are_kept_only_when_plain() {

@@ -25,12 +25,12 @@ use super::checksum::{self, Expected, Hashing};
 use super::consent::consenting_subject;
 use super::error::ApiError;
 use super::refusal::{drain, refuse_body};
-use crate::catalog::{NewVideo, PartAdded, UploadRow};
+use crate::catalog::{NewUpload, NewVideo, PartAdded, UploadRow};
 use crate::domain::JobSource;
 use crate::domain::UploadState;
 use crate::jobs::cleanup::close_upload;
 use crate::service::Service;
-use crate::staging::{StagingError, discard_parts, looks_like_video, stage_part};
+use crate::staging::{discard_parts, looks_like_video, stage_part};
 
 const TUS_VERSION: &str = "1.0.0";
 /// Uploads name their subject only through a consent token.
@@ -195,23 +195,36 @@ pub async fn create(
     check_capacity(svc).await?;
     let subject_hash = consenting_subject(&app, &caller, &headers).await?;
     let id = new_id()?;
+    let budget = svc.config.server.open_upload_bytes;
     let created = svc
         .catalog()
-        .insert_upload(&UploadRow {
-            id: id.clone(),
-            subject_hash,
-            owner: caller.id.clone(),
-            length,
-            received: 0,
-            filename: get("filename"),
-            callback_url,
-            state: UploadState::Receiving,
-            created_at_ms: None,
-        })
+        .insert_upload(
+            &UploadRow {
+                id: id.clone(),
+                subject_hash,
+                owner: caller.id.clone(),
+                length,
+                received: 0,
+                filename: get("filename"),
+                callback_url,
+                state: UploadState::Receiving,
+                created_at_ms: None,
+            },
+            budget,
+        )
         .await?;
-    if !created {
+    match created {
+        NewUpload::Created => {}
+        NewUpload::OverBudget { reserved } => {
+            tracing::info!(owner = %caller.id, reserved, length, "upload refused: over open_upload_bytes");
+            return Err(ApiError::TooMany {
+                what: "this token's unfinished uploads reserve too many bytes: finish or \
+                       terminate some (server.open_upload_bytes)",
+                retry_after: 60,
+            });
+        }
         // 128 random bits collided: not going to happen, but never overwrite.
-        return Err(ApiError::Conflict(format!("upload {id} exists")));
+        NewUpload::Exists => return Err(ApiError::Conflict(format!("upload {id} exists"))),
     }
     tracing::info!(upload = %id, length, owner = %caller.id, "upload created");
     let mut r = StatusCode::CREATED.into_response();
@@ -598,7 +611,8 @@ pub async fn put_video(
     // The row first: of concurrent PUTs with one id exactly one gets it, and nothing is
     // staged for the others.
     let catalog = svc.catalog();
-    if !catalog.insert_upload(&upload).await? {
+    // No budget: a PUT reserves nothing beyond its own request.
+    if catalog.insert_upload(&upload, u64::MAX).await? != NewUpload::Created {
         drain(&mut reader).await;
         return Err(ApiError::Conflict(format!("video {id} exists")));
     }
@@ -624,8 +638,8 @@ pub async fn put_video(
             catalog.drop_empty_upload(&id).await?;
             return Err(match other {
                 Ok(_) => ApiError::TooLarge(format!("body is over the limit of {limit} bytes")),
-                // Reading the body failed (the client), or our own store did.
-                Err(StagingError::Io(e)) => ApiError::BadRequest(format!("reading the body: {e}")),
+                // Our temporary file, our store, or the body: nothing to tell the client
+                // about (the details, a path among them, go to the log).
                 Err(e) => ApiError::internal(e),
             });
         }

@@ -38,8 +38,8 @@ pub use consent::{ConsentEvent, ConsentState, Grant, Revocation};
 pub use ops::{Bucket, ConsentSeen, Lease, NodeSeen};
 pub use reviews::{Decision, ReviewItem, Reviewed};
 pub use service::{
-    AttemptEnd, ClaimOutcome, ClaimedJob, Completion, DeliveryRecord, NewVideo, OutboxRow,
-    PartAdded, Retry, TokenInfo, TokenRow, UploadPart, UploadRow, VideoFilter, VideoRow,
+    AttemptEnd, ClaimOutcome, ClaimedJob, Completion, DeliveryRecord, NewUpload, NewVideo,
+    OutboxRow, PartAdded, Retry, TokenInfo, TokenRow, UploadPart, UploadRow, VideoFilter, VideoRow,
 };
 pub use subjects::{ErasureStart, Hold};
 

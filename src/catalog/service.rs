@@ -224,6 +224,18 @@ pub struct DeliveryRecord {
     pub last_error: Option<String>,
 }
 
+/// How recording a new upload went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewUpload {
+    Created,
+    /// The id is taken, by an upload or a video.
+    Exists,
+    /// The owner's unfinished uploads already reserve `reserved` bytes.
+    OverBudget {
+        reserved: i64,
+    },
+}
+
 /// How adding an upload part went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PartAdded {
@@ -659,7 +671,7 @@ impl Catalog {
                 tx.commit().await?;
                 return Ok(Ok(self.video(id).await?));
             }
-            drop(tx);
+            tx.rollback().await?;
             let Some(video) = self.video(id).await? else {
                 return Ok(Ok(None));
             };
@@ -743,6 +755,7 @@ impl Catalog {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
+            tx.rollback().await?;
             return Ok(Retry::Refused("the job changed meanwhile: look again"));
         }
         let event = OutboxEvent::publish(id, video.attempts);
@@ -820,8 +833,38 @@ impl Catalog {
 
     /// Records a new upload before any of its bytes are stored. Returns false if the id
     /// is taken, by an upload or by a video.
-    pub async fn insert_upload(&self, u: &UploadRow) -> Result<bool, CatalogError> {
+    /// Records a new upload unless its id is taken (by an upload or a video) or its
+    /// owner's unfinished uploads would reserve more than `budget` bytes with it. The
+    /// budget holds under concurrent creates: they are serialized per owner.
+    pub async fn insert_upload(
+        &self,
+        u: &UploadRow,
+        budget: u64,
+    ) -> Result<NewUpload, CatalogError> {
         let mut tx = self.pool.begin().await?;
+        if self.postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(7612002, hashtext($1))")
+                .bind(&u.owner)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            // Takes SQLite's write lock before the sum is read.
+            sqlx::query("UPDATE uploads SET owner = owner WHERE id = ''")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let reserved: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(length), 0) AS BIGINT) FROM uploads
+             WHERE owner = $1 AND state = 'receiving'",
+        )
+        .bind(&u.owner)
+        .fetch_one(&mut *tx)
+        .await?;
+        if (reserved.max(0) as u64).saturating_add(u.length.max(0) as u64) > budget {
+            // Now, not on drop: a rollback left for later keeps SQLite's write lock.
+            tx.rollback().await?;
+            return Ok(NewUpload::OverBudget { reserved });
+        }
         let done = sqlx::query(&self.sql(
             "INSERT INTO uploads (id, subject_hash, owner, length, received, filename,
                callback_url, state, created_at)
@@ -841,10 +884,11 @@ impl Catalog {
             .fetch_optional(&mut *tx)
             .await?;
         if done.rows_affected() != 1 || video.is_some() {
-            return Ok(false);
+            tx.rollback().await?;
+            return Ok(NewUpload::Exists);
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(NewUpload::Created)
     }
 
     pub async fn upload(&self, id: &str) -> Result<Option<UploadRow>, CatalogError> {
@@ -877,6 +921,7 @@ impl Catalog {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
+            tx.rollback().await?;
             return Ok(PartAdded::Conflict);
         };
         insert_part(&mut tx, upload_id, part).await?;
@@ -887,6 +932,7 @@ impl Catalog {
         }
         if !insert_video_row(&mut tx, &self.now_sql(), video).await? {
             // The id was taken meanwhile (a job by reference): nothing is recorded.
+            tx.rollback().await?;
             return Ok(PartAdded::Conflict);
         }
         insert_event(&mut tx, &self.now_sql(), &OutboxEvent::publish(video.id, 0)).await?;
@@ -912,10 +958,12 @@ impl Catalog {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
+            tx.rollback().await?;
             return Ok(false);
         }
         insert_part(&mut tx, video.id, part).await?;
         if !insert_video_row(&mut tx, &self.now_sql(), video).await? {
+            tx.rollback().await?;
             return Ok(false);
         }
         insert_event(&mut tx, &self.now_sql(), &OutboxEvent::publish(video.id, 0)).await?;
@@ -973,6 +1021,7 @@ impl Catalog {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
+            tx.rollback().await?;
             return Ok(None);
         }
         let parts = sqlx::query("DELETE FROM upload_parts WHERE upload_id = $1 RETURNING *")

@@ -26,16 +26,25 @@ impl Failure {
 
     /// The state the job moves to, the error it records, and the delay before the next
     /// attempt; `None` for a lost claim (another attempt decides).
+    ///
+    /// A permanent failure records its cause: it is about the input, which its owner
+    /// sent. A transient one records [`SERVER_TROUBLE`]: its cause (a store's, catalog's
+    /// or source's error) can name internal hosts and paths, and the owner reads the
+    /// record and the webhook. The caller logs the cause.
     pub fn end(self, attempt: i64, max_attempts: i64, retry_base: f64) -> Option<End> {
         let (state, error, retry_in) = match self {
             Failure::Permanent(e) => (JobState::Failed, e, Duration::ZERO),
             Failure::Cancelled => (JobState::Cancelled, "cancelled".into(), Duration::ZERO),
-            Failure::Transient(e) if attempt >= max_attempts => (
+            Failure::Transient(_) if attempt >= max_attempts => (
                 JobState::Dead,
-                format!("gave up after {attempt} attempts: {e}"),
+                format!("gave up after {attempt} attempts: {SERVER_TROUBLE}"),
                 Duration::ZERO,
             ),
-            Failure::Transient(e) => (JobState::Queued, e, retry_delay(retry_base, attempt)),
+            Failure::Transient(_) => (
+                JobState::Queued,
+                SERVER_TROUBLE.into(),
+                retry_delay(retry_base, attempt),
+            ),
             Failure::LostClaim => return None,
         };
         Some(End {
@@ -45,6 +54,19 @@ impl Failure {
         })
     }
 }
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Permanent(e) | Failure::Transient(e) => f.write_str(e),
+            Failure::Cancelled => f.write_str("cancelled"),
+            Failure::LostClaim => f.write_str("another attempt holds the job"),
+        }
+    }
+}
+
+/// What a job records for an attempt that failed on the server's side.
+pub const SERVER_TROUBLE: &str = "the server could not finish the attempt (store, catalog or source unavailable; its log has the cause)";
 
 /// What an attempt's failure does to its job.
 #[derive(Debug, PartialEq)]
@@ -93,6 +115,10 @@ mod tests {
             end.error.contains("gave up after 3 attempts"),
             "{}",
             end.error
+        );
+        assert!(
+            !end.error.contains("store down"),
+            "the cause is for the log"
         );
         let end = Failure::Permanent("not a video".into())
             .end(1, 3, 1.0)

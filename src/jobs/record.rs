@@ -90,12 +90,13 @@ pub async fn failed(svc: &Service, job: &ClaimedJob, failure: Failure) -> Option
     let id = &job.video.id;
     remove_own(svc, job).await;
     let server = &svc.config.server;
+    let cause = failure.to_string();
     let end = failure.end(
         job.attempt,
         job.video.max_attempts,
         server.retry_base_seconds,
     )?;
-    tracing::info!(video = %id, attempt = job.attempt, state = end.state.as_str(), "job ended: {}", end.error);
+    tracing::info!(video = %id, attempt = job.attempt, state = end.state.as_str(), "job ended: {cause}");
     let event = match end.state {
         JobState::Queued => None,
         state => video_ended(

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use vcw::catalog::{
     AttemptEnd, Catalog, CatalogError, ClaimOutcome, Completion, ConsentEvent, ConsentState, Grant,
-    ManualClock, NewVideo, PartAdded, UploadPart, UploadRow, VideoFilter,
+    ManualClock, NewUpload, NewVideo, PartAdded, UploadPart, UploadRow, VideoFilter,
 };
 use vcw::crypto::LocalKms;
 use vcw::domain::{EventKind, JobState, OutboxEvent, UploadState};
@@ -35,6 +35,13 @@ fn video<'a>(id: &'a str, callback: Option<&'a str>) -> NewVideo<'a> {
         max_attempts: 2,
         callback_url: callback,
     }
+}
+
+async fn create(catalog: &Catalog, id: &str, length: i64) -> NewUpload {
+    catalog
+        .insert_upload(&upload(id, length), u64::MAX)
+        .await
+        .unwrap()
 }
 
 fn upload(id: &str, length: i64) -> UploadRow {
@@ -371,10 +378,11 @@ async fn state_machine(catalog: Catalog, keyring: &std::path::Path) {
     );
 
     // --- parts racing at one offset: one wins, the upload completes once ---------------
-    assert!(catalog.insert_upload(&upload("u1", 30)).await.unwrap());
-    assert!(!catalog.insert_upload(&upload("u1", 30)).await.unwrap());
-    assert!(
-        !catalog.insert_upload(&upload("v1", 30)).await.unwrap(),
+    assert_eq!(create(&catalog, "u1", 30).await, NewUpload::Created);
+    assert_eq!(create(&catalog, "u1", 30).await, NewUpload::Exists);
+    assert_eq!(
+        create(&catalog, "v1", 30).await,
+        NewUpload::Exists,
         "an upload id may not take a video's id"
     );
     let mut racers = Vec::new();
@@ -453,7 +461,7 @@ async fn state_machine(catalog: Catalog, keyring: &std::path::Path) {
     for n in 0..6 {
         let catalog = catalog.clone();
         racers.push(tokio::spawn(async move {
-            if !catalog.insert_upload(&upload("p1", 0)).await.unwrap() {
+            if create(&catalog, "p1", 0).await != NewUpload::Created {
                 return false;
             }
             catalog
@@ -467,12 +475,37 @@ async fn state_machine(catalog: Catalog, keyring: &std::path::Path) {
         won += usize::from(r.await.unwrap());
     }
     assert_eq!(won, 1);
-    assert!(catalog.insert_upload(&upload("p2", 0)).await.unwrap());
+    assert_eq!(create(&catalog, "p2", 0).await, NewUpload::Created);
     catalog.drop_empty_upload("p2").await.unwrap();
     assert!(
         catalog.upload("p2").await.unwrap().is_none(),
         "the id is free again"
     );
+
+    // --- an owner's open-upload budget holds under concurrent creates -------------------
+    let mut racers = Vec::new();
+    for n in 0..6 {
+        let catalog = catalog.clone();
+        racers.push(tokio::spawn(async move {
+            let mut u = upload(&format!("budget-{n}"), 60);
+            u.owner = "budgeted".into();
+            catalog.insert_upload(&u, 100).await.unwrap()
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for r in racers {
+        outcomes.push(r.await.unwrap());
+    }
+    let created = outcomes
+        .iter()
+        .filter(|o| **o == NewUpload::Created)
+        .count();
+    assert_eq!(created, 1, "60 + 60 bytes do not fit in 100: {outcomes:?}");
+    assert!(outcomes.contains(&NewUpload::OverBudget { reserved: 60 }));
+    let mut other = upload("budget-other-owner", 60);
+    other.owner = "someone-else".into();
+    let fits = catalog.insert_upload(&other, 100).await.unwrap();
+    assert_eq!(fits, NewUpload::Created, "budgets are per owner");
 
     // --- an event is handed to one dispatcher at a time, until delivered ----------------
     let mut claims = Vec::new();

@@ -33,6 +33,23 @@ pub(crate) fn promtool(text: &str) -> (i32, String) {
     (out.status.code().unwrap_or(-1), said)
 }
 
+/// The status of a bare HTTP/1.1 request: for methods an HTTP client library refuses
+/// to send.
+fn raw_status(s: &Server, method: &str, path: &str) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let host = s.url("").trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&host).unwrap();
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {answer:?}"))
+}
+
 /// The value of the series `series` (name with labels, exactly as exposed).
 pub(crate) fn value(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -90,6 +107,11 @@ fn metrics_count_a_real_run_and_pass_promtool() {
         "no internals"
     );
 
+    // Clients choose the method: made-up ones share one label instead of adding series.
+    for made_up in ["XMADEUP1", "XMADEUP2"] {
+        assert_eq!(raw_status(&s, made_up, "/healthz"), 405);
+    }
+
     // Catalog figures and cache counters are refreshed every 5 s.
     let url = s.url("/metrics");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -137,6 +159,14 @@ fn metrics_count_a_real_run_and_pass_promtool() {
         1.0,
     );
     assert!(value(&text, "vcw_outbox_lag_seconds").is_some());
+    at_least(
+        r#"vcw_http_requests_total{method="OTHER",route="/healthz",status="405"}"#,
+        2.0,
+    );
+    assert!(
+        !text.contains("XMADEUP"),
+        "a client's method is not a label"
+    );
     // Route templates only: no video id (nor anything else of a person) in a label.
     assert!(!text.contains(id), "a video id in the metrics");
 

@@ -638,6 +638,7 @@ fn bad_input_is_refused_and_leaves_stored_data_intact() {
         dir.path(),
         &[
             ("VCW__LIMITS__MAX_FILE_SIZE", "3000000"),
+            ("VCW__SERVER__OPEN_UPLOAD_BYTES", "5000000"),
             ("VCW__S3__ENDPOINT", "http://127.0.0.1:9"),
             ("VCW__S3__REGION", "us-east-1"),
             ("VCW__S3__ACCESS_KEY", "x"),
@@ -680,6 +681,16 @@ fn bad_input_is_refused_and_leaves_stored_data_intact() {
     let (status, headers, _) = post(&[tus, subject, ("upload-length", "400")]);
     assert_eq!(status, 201);
     let upload = s.url(headers["location"].to_str().unwrap());
+    // Unfinished uploads may reserve 5 MB per token: 400 B + 2.9 MB fit, 2.9 MB more do
+    // not, and another token has its own budget.
+    let big = ("upload-length", "2900000");
+    assert_eq!(post(&[tus, subject, big]).0, 201);
+    let (status, headers, body) = post(&[tus, subject, big]);
+    assert_eq!(status, 429, "{}", String::from_utf8_lossy(&body));
+    assert!(headers.contains_key("retry-after"));
+    let other_subject = consent(&s.dir, "subject-2");
+    let theirs = [tus, ("vcw-consent", other_subject.as_str()), big];
+    assert_eq!(send("POST", &uploads, Some(&other), &theirs, b"").0, 201);
 
     let mp4_head = {
         let mut b = std::fs::read(asset("samples/bikes.mp4")).unwrap();
@@ -860,6 +871,7 @@ fn bad_input_is_refused_and_leaves_stored_data_intact() {
 fn full_queue_and_rate_limits_answer_429_with_retry_after() {
     let dir = tempfile::tempdir().unwrap();
     let up = token(dir.path(), Role::Uploader);
+    let reviewer = token(dir.path(), Role::Reviewer);
     let s = Server::start(
         dir.path(),
         &[
@@ -897,6 +909,17 @@ fn full_queue_and_rate_limits_answer_429_with_retry_after() {
     let headers = limited.expect("rate limit reached within the burst");
     let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=2).contains(&retry));
+
+    // Token ids are public (owners, audit actors). A spray of the reviewer's id with
+    // made-up secrets, past its burst, leaves the reviewer's own limit untouched.
+    let id = &reviewer[4..20];
+    for n in 0..10 {
+        let forged = format!("vcw_{id}_forged-secret-{n}");
+        let status = send("GET", &s.url("/v1/videos/00"), Some(&forged), &[], b"").0;
+        assert!(matches!(status, 401 | 429), "{status}");
+    }
+    let status = send("GET", &s.url("/v1/videos/00"), Some(&reviewer), &[], b"").0;
+    assert_eq!(status, 404, "the reviewer is not held back by the spray");
 }
 
 /// A policy that blocks any video with a face: to see 451 and erasure on real media.
