@@ -8,6 +8,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{GlobalArgs, Outcome, VaultArgs, runtime};
+use crate::catalog::CatalogError;
 use crate::config::Config;
 
 #[derive(Args, Debug)]
@@ -233,30 +234,36 @@ async fn reachability(config: &Config, data_dir: &Path) -> Vec<Check> {
             ));
             None
         }
-        _ => {
-            match tokio::time::timeout(REACH, super::open_catalog(config, data_dir)).await {
-                Ok(Ok(c)) => {
-                    let what = match config.cluster.database_url {
-                        Some(_) => "PostgreSQL (cluster.database_url)".to_string(),
-                        None => sqlite.display().to_string(),
-                    };
-                    checks.push(pass("catalog", format!("{what} answers")));
-                    Some(c)
-                }
-                Ok(Err(e)) => {
-                    checks.push(fail("catalog", format!("{e:#}"), "start the database, or fix cluster.database_url (VCW__CLUSTER__DATABASE_URL)"));
-                    None
-                }
-                Err(_) => {
-                    checks.push(fail(
-                        "catalog",
-                        "no answer within 5 s",
-                        "check that the database is up and reachable from here",
-                    ));
-                    None
-                }
+        _ => match tokio::time::timeout(REACH, super::open_catalog(config, data_dir)).await {
+            Ok(Ok(c)) => {
+                let what = match config.cluster.database_url {
+                    Some(_) => "PostgreSQL (cluster.database_url)".to_string(),
+                    None => sqlite.display().to_string(),
+                };
+                checks.push(pass("catalog", format!("{what} answers")));
+                Some(c)
             }
-        }
+            Ok(Err(e)) => {
+                let newer = e
+                    .chain()
+                    .any(|c| matches!(c.downcast_ref(), Some(CatalogError::NewerSchema { .. })));
+                let fix = if newer {
+                    "run the vcw that upgraded the catalog, or restore the catalog's backup from before that upgrade"
+                } else {
+                    "start the database, or fix cluster.database_url (VCW__CLUSTER__DATABASE_URL)"
+                };
+                checks.push(fail("catalog", format!("{e:#}"), fix));
+                None
+            }
+            Err(_) => {
+                checks.push(fail(
+                    "catalog",
+                    "no answer within 5 s",
+                    "check that the database is up and reachable from here",
+                ));
+                None
+            }
+        },
     };
     if let Some(catalog) = &catalog {
         checks.push(match catalog.now().await {

@@ -102,6 +102,32 @@ fn doctor_passes_a_good_install_and_names_each_fix() {
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0].0, "catalog");
     assert!(failed[0].2.contains("cluster.database_url"), "{failed:?}");
+
+    // A catalog a newer vcw upgraded: refused, with the way back.
+    let catalog = format!("sqlite://{}", d.join("catalog.sqlite").display());
+    let set_version = |sql: &'static str| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use sqlx::Connection as _;
+            sqlx::any::install_default_drivers();
+            let mut conn = sqlx::AnyConnection::connect(&catalog).await.unwrap();
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        });
+    };
+    set_version("UPDATE schema_version SET version = version + 1");
+    let (code, checks) = doctor(d, &[], &[]);
+    set_version("UPDATE schema_version SET version = version - 1");
+    assert_eq!(code, 2);
+    let failed = failures(&checks);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].1.contains("newer vcw"), "{failed:?}");
+    assert!(
+        failed[0].2.contains("restore the catalog's backup"),
+        "{failed:?}"
+    );
+    assert_eq!(doctor(d, &[], &[]).0, 0, "back to this vcw's version");
 }
 
 /// `vcw doctor` names the SM4 path sealing uses, honours `VCW_SM4_IMPL`, and fails
