@@ -140,7 +140,7 @@ impl RateLimiter {
             None if self.failures_exhausted(false) => return Err(too_many(1)),
             None => false,
         };
-        match lookup(app, token).await {
+        match lookup(app, &key).await {
             Ok(caller) if known => Ok(caller),
             Ok(caller) => self.confirm(&key).map(|()| caller).map_err(too_many),
             Err(ApiError::Unauthorized) => {

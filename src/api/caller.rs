@@ -64,12 +64,12 @@ pub fn hash(token: &str) -> String {
     crate::hex::encode(&Sha256::digest(token.as_bytes()))
 }
 
-/// The public id and role of a token, or 401.
-pub async fn lookup(app: &App, token: &str) -> Result<(String, Role), ApiError> {
+/// The public id and role of the token whose [`hash`] is `token_hash`, or 401.
+pub async fn lookup(app: &App, token_hash: &str) -> Result<(String, Role), ApiError> {
     let row = app
         .svc
         .catalog()
-        .token(&hash(token))
+        .token(token_hash)
         .await?
         .ok_or(ApiError::Unauthorized)?;
     let role = Role::parse(&row.role).ok_or(ApiError::Unauthorized)?;
